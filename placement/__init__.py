@@ -1,0 +1,1 @@
+"""DCM placement service: policy-evaluated, durable placement of resources."""

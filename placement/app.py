@@ -1,0 +1,95 @@
+"""The Connexion app and the composition root that builds the service from config.
+
+The spec (`openapi.yaml`, shipped inside the package) is the routing table: each
+operationId is bound to the `Handlers` method of the same name in snake case.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+import connexion
+from connexion.exceptions import ProblemException
+from connexion.resolver import Resolver
+from connexion.validators import ParameterValidator
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from placement import logs, problems
+from placement.config import Config
+from placement.handlers import Handlers
+from placement.service import PlacementService
+from placement.store import make_store
+from placement.upstream.policy import PolicyClient
+from placement.upstream.sprm import SprmClient
+
+SPEC = Path(__file__).with_name("openapi.yaml")
+
+
+def create_app(config: Config) -> connexion.AsyncApp:
+    """Build the whole service: store, upstream clients, flows, HTTP app."""
+    store = make_store(config.database)
+    policy = PolicyClient(config.policy, config.retry, pool_size=config.threads)
+    sprm = SprmClient(config.sprm, config.retry, pool_size=config.threads)
+    service = PlacementService(store, policy, sprm)
+
+    @asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        # Sync handlers run in this thread pool; its size caps concurrent requests.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = config.threads
+        await run_in_threadpool(store.open)
+        try:
+            yield
+        finally:
+            store.close()
+            policy.close()
+            sprm.close()
+
+    app = connexion.AsyncApp(__name__, lifespan=lifespan)
+    app.add_api(
+        SPEC,
+        resolver=resolver(Handlers(service)),
+        pythonic_params=False,
+        validator_map={"parameter": NamedParameterValidator},
+    )
+    for exc_class in (Exception, HTTPException, ProblemException):
+        app.add_error_handler(exc_class, problems.handle)
+    return app
+
+
+def resolver(handlers: Handlers) -> Resolver:
+    """Bind AEP-style operationIds (`GetResource`, `:RehydrateResource`) to methods."""
+
+    def resolve(operation_id: str) -> Callable[..., Any]:
+        name = re.sub(r"(?<!^)(?=[A-Z])", "_", operation_id.lstrip(":")).lower()
+        method: Callable[..., Any] = getattr(handlers, name)
+        return method
+
+    return Resolver(function_resolver=resolve)
+
+
+class NamedParameterValidator(ParameterValidator):
+    """Connexion's parameter validation, with errors that name the parameter."""
+
+    @staticmethod
+    def validate_parameter(
+        parameter_type: str, value: Any, param: dict[str, Any], param_name: str | None = None
+    ) -> str | None:
+        error = ParameterValidator.validate_parameter(parameter_type, value, param, param_name)
+        if not error:
+            return None
+        first_line = str(error).strip().splitlines()[0]
+        return f"{parameter_type} parameter {param['name']}: {first_line}"
+
+
+def app_from_env() -> connexion.AsyncApp:
+    """Factory for uvicorn workers: configuration from the environment."""
+    config = Config.from_env(os.environ)
+    logs.configure(config.log_level)
+    return create_app(config)

@@ -1,0 +1,220 @@
+"""The one place that reads configuration: environment variables, read once at start-up.
+
+Names and defaults are the Go service's, so a deployment can swap one for the other.
+Every invalid value stops start-up with a `ConfigError` naming the variable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the service cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff between tries of an upstream call (factor 2)."""
+
+    tries: int = 4
+    initial: float = 1.0
+    maximum: float = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    url: str
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    type: str
+    host: str
+    port: int
+    name: str
+    user: str
+    password: str
+    connect_timeout: float
+    pool_size: int
+
+    def describe(self) -> str:
+        """Where the data lives, without credentials, for log lines and errors."""
+        if self.type == "sqlite":
+            return f"sqlite:{self.name}"
+        return f"postgresql://{self.host}:{self.port}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    host: str
+    port: int
+    log_level: str
+    database: Database
+    policy: Upstream
+    sprm: Upstream
+    retry: RetryPolicy
+    threads: int
+    workers: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Config:
+        read = _Reader(env)
+        host, port = read("SVC_ADDRESS", ":8080", parse_address, alias="BIND_ADDRESS")
+        return cls(
+            host=host,
+            port=port,
+            log_level=read("SVC_LOG_LEVEL", "info", _log_level),
+            database=Database(
+                type=read("DB_TYPE", "pgsql", _choice("pgsql", "sqlite")),
+                host=read("DB_HOST", "localhost", _non_empty),
+                port=read("DB_PORT", "5432", _int_between(1, 65535)),
+                name=read("DB_NAME", "placement-manager", _non_empty),
+                user=read("DB_USER", "", str),
+                password=read("DB_PASSWORD", "", str, alias="DB_PASS"),
+                connect_timeout=read("DB_CONNECT_TIMEOUT", "30s", parse_duration),
+                pool_size=read("DB_POOL_SIZE", "10", _int_between(1, 1000)),
+            ),
+            policy=Upstream(
+                url=read("POLICY_MANAGER_EVALUATION_URL", "http://localhost:8081", _http_url),
+                timeout=read("POLICY_MANAGER_EVALUATION_TIMEOUT", "10s", _positive_duration),
+            ),
+            sprm=Upstream(
+                url=read("SP_RESOURCE_MANAGER_URL", "http://localhost:8082", _http_url),
+                timeout=read("SP_RESOURCE_MANAGER_TIMEOUT", "10s", _positive_duration),
+            ),
+            retry=RetryPolicy(
+                tries=read("UPSTREAM_RETRY_MAX_TRIES", "4", _int_between(1, 100)),
+                initial=read("UPSTREAM_RETRY_INITIAL_INTERVAL", "1s", parse_duration),
+                maximum=read("UPSTREAM_RETRY_MAX_INTERVAL", "4s", parse_duration),
+            ),
+            threads=read("SVC_THREADS", "40", _int_between(1, 1024)),
+            workers=read("SVC_WORKERS", "1", _int_between(1, 64), alias="WEB_CONCURRENCY"),
+        )
+
+
+class _Reader:
+    """Reads one variable (or its alias), parses it, and names it in any error."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def __call__(
+        self, name: str, default: str, parse: Callable[[str], T], alias: str | None = None
+    ) -> T:
+        source, raw = name, self._env.get(name)
+        if raw is None and alias is not None and alias in self._env:
+            source, raw = alias, self._env[alias]
+        try:
+            return parse(default if raw is None else raw)
+        except ValueError as exc:
+            raise ConfigError(f"{source}={raw!r}: {exc}") from None
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+
+
+def parse_duration(text: str) -> float:
+    """Parse a Go duration ("10s", "1m30s", "250ms") into seconds."""
+    if text == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    while pos < len(text):
+        match = _DURATION_PART.match(text, pos)
+        if match is None:
+            raise ValueError('not a duration (use Go syntax such as "10s", "500ms", "1m30s")')
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos == 0:
+        raise ValueError("empty duration")
+    return total
+
+
+def _positive_duration(text: str) -> float:
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError("must be greater than zero")
+    return seconds
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """Parse a Go listen address: ":8080", "127.0.0.1:8080", "[::1]:8080"."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        raise ValueError('expected "host:port" or ":port"')
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("IPv6 hosts must be in brackets, e.g. [::1]:8080")
+    port = _int_between(1, 65535)(port_text)
+    return host or "0.0.0.0", port
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not text.strip().isdigit():
+            raise ValueError("not a whole number")
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return text
+
+    return parse
+
+
+_LOG_LEVELS = {
+    "debug": "DEBUG",
+    "info": "INFO",
+    "warn": "WARNING",
+    "warning": "WARNING",
+    "error": "ERROR",
+}
+
+
+def _log_level(text: str) -> str:
+    level = _LOG_LEVELS.get(text.lower())
+    if level is None:
+        raise ValueError("must be debug, info, warn or error")
+    return level
+
+
+def _non_empty(text: str) -> str:
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
+def _http_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    return text.rstrip("/")

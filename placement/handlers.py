@@ -1,0 +1,58 @@
+"""HTTP only: one method per operationId, translating requests to service calls.
+
+Connexion has validated every request against the spec before a handler runs; errors
+raised here (or below) become problem details in `problems.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from connexion.lifecycle import ConnexionResponse
+
+from placement.service import PlacementService
+
+JSON = "application/json"
+_HEALTHY = json.dumps({"status": "healthy", "path": "health"}).encode()
+
+
+class Handlers:
+    """Bound by operationId: `GetResource` -> `get_resource` (see `app.resolver`)."""
+
+    def __init__(self, service: PlacementService) -> None:
+        self._service = service
+
+    def get_health(self) -> ConnexionResponse:
+        self._service.check_health()
+        return ConnexionResponse(200, content_type=JSON, body=_HEALTHY)
+
+    def list_resources(
+        self, max_page_size: int = 100, provider: str = "", page_token: str = ""
+    ) -> ConnexionResponse:
+        page = self._service.list_resources(provider or None, max_page_size, page_token or None)
+        body: dict[str, Any] = {"resources": [r.to_json() for r in page.resources]}
+        if page.next_page_token:
+            body["next_page_token"] = page.next_page_token
+        return _json(200, body)
+
+    def create_resource(self, body: dict[str, Any], id: str = "") -> ConnexionResponse:  # noqa: A002 - the spec's name
+        resource = self._service.create_resource(
+            body["catalog_item_instance_id"], body["spec"], id or None
+        )
+        return _json(201, resource.to_json())
+
+    def get_resource(self, resource_id: str) -> ConnexionResponse:
+        return _json(200, self._service.get_resource(resource_id).to_json())
+
+    def delete_resource(self, resource_id: str) -> ConnexionResponse:
+        self._service.delete_resource(resource_id)
+        return ConnexionResponse(204)
+
+    def rehydrate_resource(self, resource_id: str, body: dict[str, Any]) -> ConnexionResponse:
+        resource = self._service.rehydrate_resource(resource_id, body["new_resource_id"])
+        return _json(200, resource.to_json())
+
+
+def _json(status: int, body: dict[str, Any]) -> ConnexionResponse:
+    return ConnexionResponse(status, content_type=JSON, body=json.dumps(body).encode())

@@ -1,0 +1,57 @@
+"""The resource record and its wire form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+JSONObject = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """A placed resource as it is stored: `spec` is the spec the client sent."""
+
+    id: str
+    catalog_item_instance_id: str
+    spec: JSONObject
+    provider_name: str
+    approval_status: str
+    create_time: datetime
+    update_time: datetime
+
+    @property
+    def path(self) -> str:
+        return f"resources/{self.id}"
+
+    def to_json(self) -> JSONObject:
+        return {
+            "id": self.id,
+            "path": self.path,
+            "provider_name": self.provider_name,
+            "catalog_item_instance_id": self.catalog_item_instance_id,
+            "spec": self.spec,
+            "approval_status": self.approval_status,
+            "create_time": rfc3339(self.create_time),
+            "update_time": rfc3339(self.update_time),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """The Policy Engine's verdict on a spec: APPROVED or MODIFIED, and where to place it."""
+
+    status: str
+    provider: str
+    spec: JSONObject
+
+
+def rfc3339(moment: datetime) -> str:
+    """Format as Go's RFC3339Nano does (UTC, `Z`, no trailing zeros), as the Go service did."""
+    text = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0").rstrip(".")
+    return text + "Z"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

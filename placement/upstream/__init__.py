@@ -1,0 +1,1 @@
+"""Clients for the Policy Engine and the SPRM, over generated code."""

@@ -1,0 +1,44 @@
+"""The Policy Engine client: evaluate a spec, over the generated `policy_api` code."""
+
+from __future__ import annotations
+
+from placement.config import RetryPolicy, Upstream
+from placement.model import Evaluation, JSONObject
+from placement.upstream.policy_api.api.evaluation import evaluate_request
+from placement.upstream.policy_api.client import Client
+from placement.upstream.policy_api.models import EvaluateRequest, EvaluateResponse
+from placement.upstream.retry import Retrier
+from placement.upstream.transport import API_PREFIX, failure, pooled_session, send
+
+NAME = "policy"
+
+
+class PolicyClient:
+    def __init__(self, upstream: Upstream, retry: RetryPolicy, pool_size: int) -> None:
+        self._client = Client(
+            base_url=upstream.url + API_PREFIX,
+            timeout=upstream.timeout,
+            session=pooled_session(pool_size),
+        )
+        self._retry = Retrier(retry)
+
+    def evaluate(self, spec: JSONObject) -> Evaluation:
+        return self._retry(lambda: self._evaluate(spec))
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _evaluate(self, spec: JSONObject) -> Evaluation:
+        body = EvaluateRequest.from_dict({"service_instance": {"spec": spec}})
+        answer = send(
+            NAME, "evaluate", lambda: evaluate_request.sync_detailed(client=self._client, body=body)
+        )
+        if answer.status_code != 200 or not isinstance(answer.parsed, EvaluateResponse):
+            raise failure(NAME, "evaluate", answer)
+        verdict = answer.parsed
+        return Evaluation(
+            status=verdict.status.value,
+            provider=verdict.selected_provider,
+            spec=verdict.evaluated_service_instance.spec.to_dict(),
+        )
+

@@ -1,0 +1,75 @@
+"""The SPRM client: create, read and delete service instances, over the generated
+`sprm_api` code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from placement.config import RetryPolicy, Upstream
+from placement.model import JSONObject
+from placement.upstream.retry import Retrier
+from placement.upstream.sprm_api.api.default import create_instance, delete_instance, get_instance
+from placement.upstream.sprm_api.client import Client
+from placement.upstream.sprm_api.models import ServiceTypeInstance
+from placement.upstream.sprm_api.types import UNSET
+from placement.upstream.transport import API_PREFIX, failure, pooled_session, send
+
+NAME = "sprm"
+
+
+class SprmClient:
+    def __init__(self, upstream: Upstream, retry: RetryPolicy, pool_size: int) -> None:
+        self._client = Client(
+            base_url=upstream.url + API_PREFIX,
+            timeout=upstream.timeout,
+            session=pooled_session(pool_size),
+        )
+        self._retry = Retrier(retry)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def create_instance(self, instance_id: str, provider: str, spec: JSONObject) -> None:
+        """Provision `spec` on `provider` under our resource id (201 is success)."""
+        body = ServiceTypeInstance.from_dict({"provider_name": provider, "spec": spec})
+        self._retry(
+            lambda: self._expect(
+                "create",
+                201,
+                lambda: create_instance.sync_detailed(client=self._client, body=body, id=instance_id),
+            )
+        )
+
+    def get_instance(self, instance_id: str) -> JSONObject | None:
+        """The instance as the SPRM knows it, or None if it does not exist."""
+
+        def attempt() -> JSONObject | None:
+            answer = send(
+                NAME,
+                "get",
+                lambda: get_instance.sync_detailed(instance_id, client=self._client),
+            )
+            if answer.status_code == 404:
+                return None
+            if answer.status_code != 200 or not isinstance(answer.parsed, ServiceTypeInstance):
+                raise failure(NAME, "get", answer)
+            return answer.parsed.to_dict()
+
+        return self._retry(attempt)
+
+    def delete_instance(self, instance_id: str, deferred: bool = False) -> None:
+        """Delete the instance (204 is success; a 404 is raised for the caller to judge)."""
+        self._retry(
+            lambda: self._expect(
+                "delete",
+                204,
+                lambda: delete_instance.sync_detailed(
+                    instance_id, client=self._client, deferred=True if deferred else UNSET
+                ),
+            )
+        )
+
+    def _expect(self, operation: str, status: int, call: Any) -> None:
+        answer = send(NAME, operation, call)
+        if answer.status_code != status:
+            raise failure(NAME, operation, answer)

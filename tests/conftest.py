@@ -1,0 +1,94 @@
+"""Shared fixtures: a private PostgreSQL (pytest-postgresql), databases in it, SQLite files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from pytest_postgresql import factories
+from pytest_postgresql.executors import PostgreSQLExecutor
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from placement.config import Config, Database
+
+
+def _pg_ctl() -> str:
+    """pg_ctl from PG_BINDIR, `pg_config --bindir`, or PATH (Debian keeps it off PATH)."""
+    bindir = os.environ.get("PG_BINDIR")
+    if not bindir and shutil.which("pg_config"):
+        bindir = subprocess.run(
+            ["pg_config", "--bindir"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    candidate = Path(bindir or "") / "pg_ctl"
+    return str(candidate) if candidate.exists() else shutil.which("pg_ctl") or "pg_ctl"
+
+
+postgresql_proc = factories.postgresql_proc(executable=_pg_ctl())
+
+
+@pytest.fixture
+def base_config() -> Config:
+    """Defaults from an empty environment, with retries that do not wait."""
+    config = Config.from_env({"UPSTREAM_RETRY_INITIAL_INTERVAL": "0", "UPSTREAM_RETRY_MAX_INTERVAL": "0"})
+    return config
+
+
+def pg_database(proc: PostgreSQLExecutor, name: str) -> Database:
+    return Database(
+        type="pgsql",
+        host=proc.host,
+        port=int(proc.port),
+        name=name,
+        user=proc.user,
+        password=proc.password or "",
+        connect_timeout=10.0,
+        pool_size=10,
+    )
+
+
+@pytest.fixture
+def pg_db(postgresql_proc: PostgreSQLExecutor) -> Iterator[Database]:
+    """A fresh, empty PostgreSQL database for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    janitor = DatabaseJanitor(
+        user=postgresql_proc.user,
+        host=postgresql_proc.host,
+        port=postgresql_proc.port,
+        dbname=name,
+        password=postgresql_proc.password,
+    )
+    with janitor:
+        yield pg_database(postgresql_proc, name)
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Database:
+    return Database(
+        type="sqlite",
+        host="",
+        port=0,
+        name=str(tmp_path / "placement.db"),
+        user="",
+        password="",
+        connect_timeout=1.0,
+        pool_size=1,
+    )
+
+
+@pytest.fixture(params=["pgsql", "sqlite"])
+def db(request: pytest.FixtureRequest) -> Database:
+    """Each test using this runs once on PostgreSQL and once on SQLite."""
+    fixture = "pg_db" if request.param == "pgsql" else "sqlite_db"
+    database: Database = request.getfixturevalue(fixture)
+    return database
+
+
+@pytest.fixture
+def config(base_config: Config, db: Database) -> Config:
+    return replace(base_config, database=db)
