@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio.to_thread
 import connexion
+import yaml
 from connexion.exceptions import ProblemException
 from connexion.resolver import Resolver
 from connexion.validators import ParameterValidator
@@ -58,9 +59,30 @@ def create_app(config: Config) -> connexion.AsyncApp:
         pythonic_params=False,
         validator_map={"parameter": NamedParameterValidator},
     )
+    handle = problems.handler(allowed_methods(SPEC))
     for exc_class in (Exception, HTTPException, ProblemException):
-        app.add_error_handler(exc_class, problems.handle)
+        app.add_error_handler(exc_class, handle)
     return app
+
+
+def allowed_methods(spec_file: Path) -> Callable[[str], str]:
+    """The methods the spec defines for a request path, for the Allow header of a 405."""
+    spec = yaml.safe_load(spec_file.read_text())
+    prefix = spec["servers"][0]["url"]
+    routes = []
+    for template, item in spec["paths"].items():
+        pattern = re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(prefix + template))
+        methods = [m.upper() for m in _HTTP_METHODS if m in item]
+        routes.append((re.compile(pattern + "$"), methods))
+
+    def allowed(path: str) -> str:
+        found = {m for pattern, methods in routes if pattern.match(path) for m in methods}
+        return ", ".join(m for m in (x.upper() for x in _HTTP_METHODS) if m in found)
+
+    return allowed
+
+
+_HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
 def resolver(handlers: Handlers) -> Resolver:
@@ -74,7 +96,7 @@ def resolver(handlers: Handlers) -> Resolver:
     return Resolver(function_resolver=resolve)
 
 
-class NamedParameterValidator(ParameterValidator):
+class NamedParameterValidator(ParameterValidator):  # type: ignore[misc]
     """Connexion's parameter validation, with errors that name the parameter."""
 
     @staticmethod

@@ -17,9 +17,7 @@ log = logging.getLogger("placement")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="placement-manager", description="DCM placement service."
-    )
+    parser = argparse.ArgumentParser(prog="placement-manager", description="DCM placement service.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="serve the API (configured by environment variables)")
     parser.parse_args(argv)

@@ -6,6 +6,7 @@ import http
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
@@ -64,8 +65,10 @@ def _upstream_problem(exc: UpstreamError) -> tuple[Kind, str]:
     kind = UPSTREAM_STATUS_KIND.get((exc.upstream, exc.status or 0))
     if kind is not None:
         return kind, f"{name} answered {exc.status}: {exc.reason}"
-    if exc.status is None:
+    if exc.status is None and exc.transient:
         return Kind.INTERNAL, f"{name} could not be reached"
+    if exc.status is None:
+        return Kind.INTERNAL, f"{name} answered in a form that does not match its API"
     return Kind.INTERNAL, f"{name} failed (HTTP {exc.status})"
 
 
@@ -95,23 +98,32 @@ def _response(
     )
 
 
-async def handle(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-    """Connexion error handler for every exception: log it, answer problem details."""
-    instance = request.url.path
-    if isinstance(exc, HTTPException):
-        return _http_problem(exc, instance)
-    kind, detail = classify(exc)
-    status = STATUS_AND_TITLE[kind][0]
-    if status >= 500:
-        log.error("%s %s failed: %s", request.method, instance, exc, exc_info=exc)
-    else:
-        log.info("%s %s: %s: %s", request.method, instance, kind.value, exc)
-    return response(kind, detail, instance)
+ErrorHandler = Callable[[ConnexionRequest, Exception], Awaitable[ConnexionResponse]]
 
 
-def _http_problem(exc: HTTPException, instance: str) -> ConnexionResponse:
+def handler(allowed_methods: Callable[[str], str]) -> ErrorHandler:
+    """The Connexion error handler for every exception: log it, answer problem details.
+    `allowed_methods(path)` gives a 405's `Allow` header."""
+
+    async def handle(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+        instance = request.url.path
+        if isinstance(exc, HTTPException):
+            headers = dict(exc.headers or {})
+            if exc.status_code == 405:
+                headers["Allow"] = allowed_methods(instance)
+            return _http_problem(exc, instance, headers)
+        kind, detail = classify(exc)
+        if STATUS_AND_TITLE[kind][0] >= 500:
+            log.error("%s %s failed: %s", request.method, instance, exc, exc_info=exc)
+        else:
+            log.info("%s %s: %s: %s", request.method, instance, kind.value, exc)
+        return response(kind, detail, instance)
+
+    return handle
+
+
+def _http_problem(exc: HTTPException, instance: str, headers: dict[str, str]) -> ConnexionResponse:
     """Framework errors: request validation (400), unknown path, method, media type."""
-    headers = dict(exc.headers or {})
     detail = str(exc.detail) if exc.detail else ""
     if exc.status_code == 400:
         return response(Kind.VALIDATION, _short(detail), instance, headers)

@@ -29,14 +29,19 @@ def _pg_ctl() -> str:
     return str(candidate) if candidate.exists() else shutil.which("pg_ctl") or "pg_ctl"
 
 
-postgresql_proc = factories.postgresql_proc(executable=_pg_ctl())
+# Durability is not under test here: skip fsync so CREATE DATABASE per test is cheap.
+postgresql_proc = factories.postgresql_proc(
+    executable=_pg_ctl(),
+    postgres_options="-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+)
 
 
 @pytest.fixture
 def base_config() -> Config:
     """Defaults from an empty environment, with retries that do not wait."""
-    config = Config.from_env({"UPSTREAM_RETRY_INITIAL_INTERVAL": "0", "UPSTREAM_RETRY_MAX_INTERVAL": "0"})
-    return config
+    return Config.from_env(
+        {"UPSTREAM_RETRY_INITIAL_INTERVAL": "0", "UPSTREAM_RETRY_MAX_INTERVAL": "0"}
+    )
 
 
 def pg_database(proc: PostgreSQLExecutor, name: str) -> Database:

@@ -18,7 +18,9 @@ from placement.store import DuplicateId, ResourceStore, StoreUnavailable, make_s
 T0 = datetime(2026, 3, 30, 9, 15, 1, 123456, tzinfo=UTC)
 
 
-def resource(rid: str, at: datetime = T0, provider: str = "kubevirt", **changes: object) -> Resource:
+def resource(
+    rid: str, at: datetime = T0, provider: str = "kubevirt", **changes: object
+) -> Resource:
     base = Resource(
         id=rid,
         catalog_item_instance_id=f"cat-{rid}",
@@ -169,17 +171,34 @@ def test_sqlite_serves_a_table_the_go_service_wrote(sqlite_db: Database) -> None
         conn.executemany(
             "INSERT INTO resources VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                ("go-1", "cat", '{"a":1}', "p", "APPROVED", "resources/go-1",
-                 "2026-03-30 09:15:01.123456789+00:00", "2026-03-30 09:15:01.123456789+00:00"),
-                ("go-2", "cat", '{"b":2}', "p", "MODIFIED", "resources/go-2",
-                 "2026-03-30 09:15:01.1234575+00:00", "2026-03-30 09:15:02+00:00"),
+                (
+                    "go-1",
+                    "cat",
+                    '{"a":1}',
+                    "p",
+                    "APPROVED",
+                    "resources/go-1",
+                    "2026-03-30 09:15:01.123456789+00:00",
+                    "2026-03-30 09:15:01.123456789+00:00",
+                ),
+                (
+                    "go-2",
+                    "cat",
+                    '{"b":2}',
+                    "p",
+                    "MODIFIED",
+                    "resources/go-2",
+                    "2026-03-30 09:15:01.1234575+00:00",
+                    "2026-03-30 09:15:02+00:00",
+                ),
             ],
         )
     store = make_store(sqlite_db)
     store.open()
     try:
         got = store.get("go-1")
-        assert got is not None and got.spec == {"a": 1}
+        assert got is not None
+        assert got.spec == {"a": 1}
         assert got.create_time == T0
         store.insert(resource("ours", T0 + timedelta(microseconds=1)))
         page, cursor = store.list(None, 1, None)
@@ -209,7 +228,9 @@ def test_postgres_serves_a_table_the_go_service_wrote(pg_db: Database) -> None:
     store.open()
     try:
         got = store.get("go-1")
-        assert got is not None and got.spec == {"a": 1} and got.create_time == T0
+        assert got is not None
+        assert got.spec == {"a": 1}
+        assert got.create_time == T0
         store.insert(resource("ours", T0 + timedelta(seconds=1)))
         assert ids(store.list(None, 10, None)[0]) == ["go-1", "ours"]
     finally:

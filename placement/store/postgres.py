@@ -129,7 +129,9 @@ class PostgresStore:
         if after is not None:
             conditions.append(_AFTER)
             params |= {"after_time": after.create_key, "after_id": after.id}
-        where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+        where = (
+            sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+        )
         query = sql.SQL("SELECT {} FROM resources{} ORDER BY create_time, id LIMIT %(limit)s")
         with self._connection() as conn:
             rows = conn.execute(query.format(_COLUMNS, where), params).fetchall()
@@ -145,7 +147,9 @@ class PostgresStore:
             with self._pool.connection() as conn:
                 yield conn
         except PoolTimeout as exc:
-            raise StoreUnavailable(f"no database connection within the pool timeout: {exc}") from exc
+            raise StoreUnavailable(
+                f"no database connection within the pool timeout: {exc}"
+            ) from exc
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"database connection failed: {exc}") from exc
 

@@ -35,18 +35,17 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS resources_create_time_id_idx ON resources (create_time, id)",
 )
 
-_COLUMNS = (
-    "id, catalog_item_instance_id, original_spec, provider_name, approval_status,"
-    " create_time, update_time"
+_SELECT = (
+    "SELECT id, catalog_item_instance_id, original_spec, provider_name, approval_status,"
+    " create_time, update_time FROM resources"
 )
+_GET = _SELECT + " WHERE id = ?"
+_ORDER = " ORDER BY create_time, id LIMIT ?"
 _LIST = {
-    (False, False): f"SELECT {_COLUMNS} FROM resources ORDER BY create_time, id LIMIT ?",
-    (True, False): f"SELECT {_COLUMNS} FROM resources WHERE provider_name = ?"
-    " ORDER BY create_time, id LIMIT ?",
-    (False, True): f"SELECT {_COLUMNS} FROM resources WHERE (create_time, id) > (?, ?)"
-    " ORDER BY create_time, id LIMIT ?",
-    (True, True): f"SELECT {_COLUMNS} FROM resources WHERE provider_name = ?"
-    " AND (create_time, id) > (?, ?) ORDER BY create_time, id LIMIT ?",
+    (False, False): _SELECT + _ORDER,
+    (True, False): _SELECT + " WHERE provider_name = ?" + _ORDER,
+    (False, True): _SELECT + " WHERE (create_time, id) > (?, ?)" + _ORDER,
+    (True, True): _SELECT + " WHERE provider_name = ? AND (create_time, id) > (?, ?)" + _ORDER,
 }
 
 
@@ -105,9 +104,7 @@ class SqliteStore:
 
     def get(self, resource_id: str) -> Resource | None:
         with self._connection() as conn:
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM resources WHERE id = ?", (resource_id,)
-            ).fetchone()
+            row = conn.execute(_GET, (resource_id,)).fetchone()
         return None if row is None else _resource(row)
 
     def delete(self, resource_id: str) -> bool:

@@ -14,13 +14,19 @@ class UpstreamError(Exception):
     on 4xx answers, for the client.
     """
 
-    def __init__(self, upstream: str, operation: str, status: int | None, reason: str) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        operation: str,
+        status: int | None,
+        reason: str,
+        transient: bool | None = None,
+    ) -> None:
         super().__init__(f"{upstream} {operation}: {status or 'no answer'}: {reason}")
         self.upstream = upstream
         self.operation = operation
         self.status = status
         self.reason = reason
-
-    @property
-    def transient(self) -> bool:
-        return self.status is None or self.status >= 500 or self.status in _TRANSIENT_4XX
+        if transient is None:
+            transient = status is None or status >= 500 or status in _TRANSIENT_4XX
+        self.transient = transient

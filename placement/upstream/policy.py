@@ -41,4 +41,3 @@ class PolicyClient:
             provider=verdict.selected_provider,
             spec=verdict.evaluated_service_instance.spec.to_dict(),
         )
-

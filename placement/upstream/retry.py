@@ -25,7 +25,7 @@ class Retrier:
             backoff.expo,
             UpstreamError,
             max_tries=policy.tries,
-            giveup=lambda exc: not exc.transient,
+            giveup=_permanent,
             on_backoff=_log_retry,
             jitter=None,
             base=2,
@@ -37,6 +37,10 @@ class Retrier:
     def __call__(self, attempt: Callable[[], T]) -> T:
         result: T = self._run(attempt)
         return result
+
+
+def _permanent(exc: Exception) -> bool:
+    return not (isinstance(exc, UpstreamError) and exc.transient)
 
 
 def _attempt(attempt: Callable[[], T]) -> T:

@@ -36,7 +36,9 @@ class SprmClient:
             lambda: self._expect(
                 "create",
                 201,
-                lambda: create_instance.sync_detailed(client=self._client, body=body, id=instance_id),
+                lambda: create_instance.sync_detailed(
+                    client=self._client, body=body, id=instance_id
+                ),
             )
         )
 

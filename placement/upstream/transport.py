@@ -3,6 +3,7 @@ UpstreamError (the generated code returns responses and raises requests' errors)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -40,18 +41,38 @@ def pooled_session(pool_size: int) -> requests.Session:
 
 
 def send(upstream: str, operation: str, call: Callable[[], A]) -> A:
-    """Make one call; no answer at all (refused, reset, timed out) is an UpstreamError."""
+    """Make one call; no answer at all (refused, reset, timed out) or a success answer
+    that does not match the upstream's spec is an UpstreamError."""
     try:
         return call()
+    except requests.JSONDecodeError as exc:
+        raise _malformed(upstream, operation, exc) from exc
     except requests.Timeout as exc:
         raise UpstreamError(upstream, operation, None, f"timed out ({exc})") from exc
     except requests.RequestException as exc:
         raise UpstreamError(upstream, operation, None, f"no answer ({exc})") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _malformed(upstream, operation, exc) from exc
 
 
 def failure(upstream: str, operation: str, answer: Answer) -> UpstreamError:
     """An UpstreamError for an answer that is not the expected success."""
-    detail = getattr(answer.parsed, "detail", None) or getattr(answer.parsed, "title", None)
-    if not isinstance(detail, str) or not detail:
-        detail = answer.content[:200].decode("utf-8", "replace") or "no detail"
-    return UpstreamError(upstream, operation, int(answer.status_code), detail)
+    return UpstreamError(upstream, operation, int(answer.status_code), _reason(answer))
+
+
+def _reason(answer: Answer) -> str:
+    """The upstream's own explanation: its problem `detail` (or `title`), else the body."""
+    try:
+        problem = json.loads(answer.content)
+    except ValueError:
+        problem = None
+    if isinstance(problem, dict):
+        for key in ("detail", "title"):
+            if isinstance(problem.get(key), str) and problem[key]:
+                return str(problem[key])
+    return answer.content[:200].decode("utf-8", "replace").strip() or "no detail"
+
+
+def _malformed(upstream: str, operation: str, exc: Exception) -> UpstreamError:
+    reason = f"answer does not match its API ({type(exc).__name__}: {exc})"
+    return UpstreamError(upstream, operation, None, reason, transient=False)

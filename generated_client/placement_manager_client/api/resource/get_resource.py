@@ -1,0 +1,130 @@
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from ...client import AuthenticatedClient, Client
+from ...models.problem import Problem
+from ...models.resource import Resource
+from ...types import Response
+
+
+def _get_kwargs(
+    resource_id: str,
+) -> dict[str, Any]:
+
+    _kwargs: dict[str, Any] = {
+        "method": "get",
+        "url": "/resources/{resource_id}".format(
+            resource_id=quote(str(resource_id), safe=""),
+        ),
+    }
+
+    return _kwargs
+
+
+def _parse_response(*, client: AuthenticatedClient | Client, response: requests.Response) -> Problem | Resource:
+    if response.status_code == 200:
+        response_200 = Resource.from_dict(response.json())
+
+        return response_200
+
+    if response.status_code == 400:
+        response_400 = Problem.from_dict(response.json())
+
+        return response_400
+
+    if response.status_code == 404:
+        response_404 = Problem.from_dict(response.json())
+
+        return response_404
+
+    if response.status_code == 503:
+        response_503 = Problem.from_dict(response.json())
+
+        return response_503
+
+    response_default = Problem.from_dict(response.json())
+
+    return response_default
+
+
+def _build_response(
+    *, client: AuthenticatedClient | Client, response: requests.Response
+) -> Response[Problem | Resource]:
+    try:
+        parsed = _parse_response(client=client, response=response)
+    except (ValueError, KeyError, TypeError):
+        # An error answer whose body is not the documented JSON (an HTML page from a
+        # proxy, say) keeps its status and raw content; only success bodies must parse.
+        if response.status_code < 400:
+            raise
+        parsed = None
+    return Response(
+        status_code=HTTPStatus(response.status_code),
+        content=response.content,
+        headers=response.headers,
+        parsed=parsed,
+    )
+
+
+def sync_detailed(
+    resource_id: str,
+    *,
+    client: AuthenticatedClient | Client,
+) -> Response[Problem | Resource]:
+    """Get a resource
+
+     Returns the resource with the spec as it was sent.
+
+    Args:
+        resource_id (str): A DNS-1123 label. Example: 123e4567-e89b-12d3-a456-426614174000.
+
+    Raises:
+        errors.UnexpectedStatus: If the server answers a status code the API does not document
+            and Client.raise_on_unexpected_status is True.
+        requests.RequestException: If the request fails (requests.Timeout: it took longer than
+            Client.timeout).
+
+    Returns:
+        Response[Problem | Resource]
+    """
+
+    kwargs = _get_kwargs(
+        resource_id=resource_id,
+    )
+
+    response = client.request(
+        **kwargs,
+    )
+
+    return _build_response(client=client, response=response)
+
+
+def sync(
+    resource_id: str,
+    *,
+    client: AuthenticatedClient | Client,
+) -> Problem | Resource | None:
+    """Get a resource
+
+     Returns the resource with the spec as it was sent.
+
+    Args:
+        resource_id (str): A DNS-1123 label. Example: 123e4567-e89b-12d3-a456-426614174000.
+
+    Raises:
+        errors.UnexpectedStatus: If the server answers a status code the API does not document
+            and Client.raise_on_unexpected_status is True.
+        requests.RequestException: If the request fails (requests.Timeout: it took longer than
+            Client.timeout).
+
+    Returns:
+        Problem | Resource
+    """
+
+    return sync_detailed(
+        resource_id=resource_id,
+        client=client,
+    ).parsed

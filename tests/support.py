@@ -1,0 +1,113 @@
+"""Test helpers: serve an ASGI app on a real socket, and stand in for the upstreams."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import responses
+import uvicorn
+
+POLICY_URL = "http://policy.test:8081"
+SPRM_URL = "http://sprm.test:8082"
+EVALUATE = f"{POLICY_URL}/api/v1alpha1/policies:evaluateRequest"
+INSTANCES = f"{SPRM_URL}/api/v1alpha1/service-type-instances"
+
+
+def wait_for(condition: Any, timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll `condition()` until it is true; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Run `app` under uvicorn in a thread on a free loopback port; yield its base URL."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started or not thread.is_alive(), what="server start")
+    if not server.started:
+        raise AssertionError("server failed to start")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def problem(status: int, detail: str = "upstream says no") -> dict[str, Any]:
+    return {"type": "about:blank", "title": "Upstream problem", "status": status, "detail": detail}
+
+
+class Upstreams:
+    """Programs the Policy Engine and SPRM answers (on a `responses` mock) and reads
+    back what the service sent them."""
+
+    def __init__(self, mock: responses.RequestsMock) -> None:
+        self.mock = mock
+
+    def policy(
+        self,
+        provider: str = "kubevirt",
+        status: str = "APPROVED",
+        spec: dict[str, Any] | None = None,
+    ) -> None:
+        """Answer every evaluation: evaluated spec `spec`, or the request's own spec."""
+
+        def answer(request: Any) -> tuple[int, dict[str, str], str]:
+            sent = json.loads(request.body)["service_instance"]["spec"]
+            body = {
+                "status": status,
+                "selected_provider": provider,
+                "evaluated_service_instance": {"spec": sent if spec is None else spec},
+            }
+            return 200, {}, json.dumps(body)
+
+        self.mock.add_callback(responses.POST, EVALUATE, callback=answer)
+
+    def policy_fails(self, status: int, detail: str = "policy says no") -> None:
+        self.mock.add(responses.POST, EVALUATE, status=status, json=problem(status, detail))
+
+    def sprm_create(self, status: int = 201, body: Any = None) -> None:
+        answer = body if body is not None else {"provider_name": "x", "spec": {}}
+        if status >= 400:
+            answer = problem(status, "sprm says no")
+        self.mock.add(responses.POST, INSTANCES, status=status, json=answer)
+
+    def sprm_delete(self, instance_id: str, status: int = 204) -> None:
+        body = problem(status, "sprm says no") if status >= 400 else None
+        self.mock.add(responses.DELETE, f"{INSTANCES}/{instance_id}", status=status, json=body)
+
+    def calls(self, method: str, url_prefix: str) -> list[Any]:
+        return [
+            call.request
+            for call in self.mock.calls
+            if call.request.method == method and str(call.request.url).startswith(url_prefix)
+        ]
+
+    def evaluations(self) -> list[dict[str, Any]]:
+        return [json.loads(r.body) for r in self.calls("POST", EVALUATE)]
+
+    def creates(self) -> list[Any]:
+        return self.calls("POST", INSTANCES)
+
+    def deletes(self) -> list[Any]:
+        return self.calls("DELETE", INSTANCES)
+
+    def upstream_calls(self) -> list[Any]:
+        return [
+            c.request
+            for c in self.mock.calls
+            if str(c.request.url).startswith((POLICY_URL, SPRM_URL))
+        ]

@@ -1,0 +1,495 @@
+"""The HTTP API, end to end through the Connexion app on a real socket, driven by the
+generated public client; the Policy Engine and SPRM are stood in for by `responses`.
+Every test runs on PostgreSQL and on SQLite."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import requests
+import responses
+from placement_manager_client import Client
+from placement_manager_client.api.health import get_health
+from placement_manager_client.api.resource import (
+    create_resource,
+    delete_resource,
+    get_resource,
+    list_resources,
+    rehydrate_resource,
+)
+from placement_manager_client.models import RehydrateRequest, Resource, ResourceSpec
+from placement_manager_client.types import UNSET, Response
+
+from placement.app import create_app
+from placement.config import Config, Upstream
+from tests.support import EVALUATE, INSTANCES, POLICY_URL, SPRM_URL, Upstreams, serve
+
+SPEC = {"service_type": "vm", "vcpu": 2, "memory": "2GB"}
+
+
+@pytest.fixture
+def upstreams() -> Iterator[Upstreams]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_passthru("http://127.0.0.1")
+        yield Upstreams(mock)
+
+
+@pytest.fixture
+def base_url(config: Config, upstreams: Upstreams) -> Iterator[str]:
+    config = replace(config, policy=Upstream(POLICY_URL, 5.0), sprm=Upstream(SPRM_URL, 5.0))
+    with serve(create_app(config)) as url:
+        yield url
+
+
+@pytest.fixture
+def client(base_url: str) -> Iterator[Client]:
+    with Client(base_url=f"{base_url}/api/v1alpha1", timeout=30) as client:
+        yield client
+
+
+def create(
+    client: Client, rid: str | None = "web-1", spec: dict[str, Any] | None = None
+) -> Response[Any]:
+    body = Resource(catalog_item_instance_id="cat-1", spec=ResourceSpec.from_dict(spec or SPEC))
+    return create_resource.sync_detailed(client=client, body=body, id=rid if rid else UNSET)
+
+
+def given_resource(client: Client, upstreams: Upstreams, rid: str = "web-1") -> None:
+    """Create `rid` through the API, then forget the upstream calls it made."""
+    upstreams.policy()
+    upstreams.sprm_create()
+    assert create(client, rid).status_code == 201
+    upstreams.mock.reset()
+    upstreams.mock.add_passthru("http://127.0.0.1")
+
+
+def body(response: Response[Any]) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(response.content)
+    return result
+
+
+def assert_problem(response: Response[Any] | requests.Response, status: int, kind: str) -> None:
+    assert response.status_code == status, response.content
+    assert response.headers["Content-Type"] == "application/problem+json"
+    problem = json.loads(response.content)
+    assert problem["type"] == kind
+    assert problem["status"] == status
+    assert problem["title"]
+    assert problem["detail"]
+
+
+def resource_ids(client: Client) -> list[str]:
+    page = list_resources.sync_detailed(client=client)
+    return [r["id"] for r in body(page)["resources"]]
+
+
+# --- health --------------------------------------------------------------------------
+
+
+def test_health_is_healthy(client: Client) -> None:
+    response = get_health.sync_detailed(client=client)
+    assert response.status_code == 200
+    assert body(response) == {"status": "healthy", "path": "health"}
+
+
+# --- create --------------------------------------------------------------------------
+
+
+def test_create_stores_original_spec_and_provisions_evaluated_spec(
+    client: Client, upstreams: Upstreams
+) -> None:
+    upstreams.policy(provider="kubevirt-1", status="MODIFIED", spec={**SPEC, "vcpu": 4})
+    upstreams.sprm_create()
+
+    response = create(client, "web-1")
+
+    assert response.status_code == 201
+    created = body(response)
+    assert created["id"] == "web-1"
+    assert created["path"] == "resources/web-1"
+    assert created["provider_name"] == "kubevirt-1"
+    assert created["approval_status"] == "MODIFIED"
+    assert created["catalog_item_instance_id"] == "cat-1"
+    assert created["spec"] == SPEC
+    assert created["create_time"] == created["update_time"]
+    assert created["create_time"].endswith("Z")
+    assert upstreams.evaluations() == [{"service_instance": {"spec": SPEC}}]
+    [provision] = upstreams.creates()
+    assert provision.url == f"{INSTANCES}?id=web-1"
+    assert json.loads(provision.body) == {
+        "provider_name": "kubevirt-1",
+        "spec": {**SPEC, "vcpu": 4},
+    }
+    assert body(get_resource.sync_detailed("web-1", client=client)) == created
+
+
+def test_create_without_id_generates_a_uuid(client: Client, upstreams: Upstreams) -> None:
+    upstreams.policy()
+    upstreams.sprm_create()
+
+    response = create(client, None)
+
+    assert response.status_code == 201
+    rid = body(response)["id"]
+    assert str(uuid.UUID(rid)) == rid
+    assert upstreams.creates()[0].url == f"{INSTANCES}?id={rid}"
+
+
+@pytest.mark.parametrize(
+    ("policy_status", "status", "kind"),
+    [
+        (400, 400, "validation-error"),
+        (406, 406, "policy-rejected"),
+        (409, 409, "policy-conflict"),
+        (401, 500, "internal-error"),
+        (500, 500, "internal-error"),
+    ],
+)
+def test_policy_errors_map_and_store_nothing(
+    client: Client, upstreams: Upstreams, policy_status: int, status: int, kind: str
+) -> None:
+    upstreams.policy_fails(policy_status)
+
+    response = create(client)
+
+    assert_problem(response, status, kind)
+    assert upstreams.creates() == []
+    assert resource_ids(client) == []
+
+
+def test_policy_rejection_detail_reaches_the_client(client: Client, upstreams: Upstreams) -> None:
+    upstreams.policy_fails(406, "vcpu over quota")
+    assert "vcpu over quota" in body(create(client))["detail"]
+
+
+def test_policy_5xx_is_retried_and_its_body_not_shown(client: Client, upstreams: Upstreams) -> None:
+    upstreams.policy_fails(503, "stack trace: secret")
+
+    response = create(client)
+
+    assert_problem(response, 500, "internal-error")
+    assert "secret" not in body(response)["detail"]
+    assert len(upstreams.evaluations()) == 4
+
+
+def test_policy_unreachable_is_internal_error(client: Client, upstreams: Upstreams) -> None:
+    upstreams.mock.add(responses.POST, EVALUATE, body=requests.ConnectionError("refused"))
+
+    assert_problem(create(client), 500, "internal-error")
+    assert len(upstreams.evaluations()) == 4
+
+
+def test_no_provider_selected_is_424_and_nothing_happens(
+    client: Client, upstreams: Upstreams
+) -> None:
+    upstreams.policy(provider="")
+
+    assert_problem(create(client), 424, "policy-dependency")
+    assert upstreams.creates() == []
+    assert resource_ids(client) == []
+
+
+def test_duplicate_id_is_409_without_asking_the_policy_engine(
+    client: Client, upstreams: Upstreams
+) -> None:
+    given_resource(client, upstreams, "web-1")
+    upstreams.policy()
+
+    assert_problem(create(client, "web-1"), 409, "resource-conflict")
+    assert upstreams.upstream_calls() == []
+
+
+@pytest.mark.parametrize(
+    ("sprm_status", "status", "kind"),
+    [
+        (400, 400, "validation-error"),
+        (404, 404, "not-found"),
+        (409, 409, "resource-conflict"),
+        (422, 422, "provider-error"),
+        (500, 500, "internal-error"),
+    ],
+)
+def test_failed_provisioning_maps_and_rolls_back(
+    client: Client, upstreams: Upstreams, sprm_status: int, status: int, kind: str
+) -> None:
+    upstreams.policy()
+    upstreams.sprm_create(sprm_status)
+
+    assert_problem(create(client, "web-1"), status, kind)
+    assert_problem(get_resource.sync_detailed("web-1", client=client), 404, "not-found")
+    assert len(upstreams.creates()) == (4 if sprm_status >= 500 else 1)
+
+
+# --- get and list --------------------------------------------------------------------
+
+
+def test_get_unknown_is_404(client: Client) -> None:
+    assert_problem(get_resource.sync_detailed("nope", client=client), 404, "not-found")
+
+
+def test_list_empty_collection(client: Client) -> None:
+    response = list_resources.sync_detailed(client=client)
+    assert response.status_code == 200
+    assert body(response) == {"resources": []}
+
+
+def test_list_pages_follow_tokens(client: Client, upstreams: Upstreams) -> None:
+    for n in range(5):
+        given_resource(client, upstreams, f"r{n}")
+    seen: list[str] = []
+    token: Any = UNSET
+    pages = 0
+    while True:
+        page = body(list_resources.sync_detailed(client=client, max_page_size=2, page_token=token))
+        pages += 1
+        seen += [r["id"] for r in page["resources"]]
+        if "next_page_token" not in page:
+            break
+        token = page["next_page_token"]
+    assert seen == [f"r{n}" for n in range(5)]
+    assert pages == 3
+
+
+def test_list_filters_by_provider_and_token_is_tied_to_filter(
+    client: Client, upstreams: Upstreams
+) -> None:
+    for n, provider in enumerate(["a", "b", "a", "a"]):
+        upstreams.policy(provider=provider)
+        upstreams.sprm_create()
+        assert create(client, f"r{n}").status_code == 201
+        upstreams.mock.reset()
+        upstreams.mock.add_passthru("http://127.0.0.1")
+
+    page = body(list_resources.sync_detailed(client=client, provider="a", max_page_size=2))
+    assert [r["id"] for r in page["resources"]] == ["r0", "r2"]
+    rest = body(
+        list_resources.sync_detailed(
+            client=client, provider="a", page_token=page["next_page_token"]
+        )
+    )
+    assert [r["id"] for r in rest["resources"]] == ["r3"]
+
+    other = list_resources.sync_detailed(
+        client=client, provider="b", page_token=page["next_page_token"]
+    )
+    assert_problem(other, 400, "validation-error")
+
+
+@pytest.mark.parametrize("token", ["garbage", "eyJ2IjoxfQ", "!!!", "e30"])
+def test_list_rejects_malformed_tokens(client: Client, token: str) -> None:
+    assert_problem(
+        list_resources.sync_detailed(client=client, page_token=token), 400, "validation-error"
+    )
+
+
+@pytest.mark.parametrize("size", [0, 101, -1])
+def test_list_rejects_page_sizes_out_of_range(client: Client, size: int) -> None:
+    response = list_resources.sync_detailed(client=client, max_page_size=size)
+    assert_problem(response, 400, "validation-error")
+    assert "max_page_size" in body(response)["detail"]
+
+
+# --- delete --------------------------------------------------------------------------
+
+
+def test_delete_asks_the_sprm_first_then_removes_the_record(
+    client: Client, upstreams: Upstreams
+) -> None:
+    given_resource(client, upstreams)
+    upstreams.sprm_delete("web-1")
+
+    response = delete_resource.sync_detailed("web-1", client=client)
+
+    assert response.status_code == 204
+    assert response.content == b""
+    [call] = upstreams.deletes()
+    assert call.url == f"{INSTANCES}/web-1"
+    assert_problem(get_resource.sync_detailed("web-1", client=client), 404, "not-found")
+
+
+def test_delete_unknown_is_404_and_never_calls_the_sprm(
+    client: Client, upstreams: Upstreams
+) -> None:
+    assert_problem(delete_resource.sync_detailed("nope", client=client), 404, "not-found")
+    assert upstreams.upstream_calls() == []
+
+
+@pytest.mark.parametrize(
+    ("sprm_status", "status", "kind"),
+    [
+        (400, 400, "validation-error"),
+        (409, 409, "resource-conflict"),
+        (422, 422, "provider-error"),
+        (500, 500, "internal-error"),
+    ],
+)
+def test_failed_sprm_delete_keeps_the_record(
+    client: Client, upstreams: Upstreams, sprm_status: int, status: int, kind: str
+) -> None:
+    given_resource(client, upstreams)
+    upstreams.sprm_delete("web-1", sprm_status)
+
+    assert_problem(delete_resource.sync_detailed("web-1", client=client), status, kind)
+    assert get_resource.sync_detailed("web-1", client=client).status_code == 200
+
+
+def test_delete_of_an_instance_the_sprm_no_longer_has_removes_the_record(
+    client: Client, upstreams: Upstreams
+) -> None:
+    given_resource(client, upstreams)
+    upstreams.sprm_delete("web-1", 404)
+
+    assert delete_resource.sync_detailed("web-1", client=client).status_code == 204
+    assert resource_ids(client) == []
+
+
+# --- rehydrate -----------------------------------------------------------------------
+
+
+def rehydrate(client: Client, rid: str, new_id: str) -> Response[Any]:
+    return rehydrate_resource.sync_detailed(
+        rid, client=client, body=RehydrateRequest(new_resource_id=new_id)
+    )
+
+
+def test_rehydrate_places_again_and_removes_the_old_resource(
+    client: Client, upstreams: Upstreams
+) -> None:
+    given_resource(client, upstreams, "web-1")
+    upstreams.policy(provider="openshift-2", status="MODIFIED", spec={"vcpu": 8})
+    upstreams.sprm_create()
+    upstreams.sprm_delete("web-1")
+
+    response = rehydrate(client, "web-1", "web-2")
+
+    assert response.status_code == 200
+    new = body(response)
+    assert new["id"] == "web-2"
+    assert new["provider_name"] == "openshift-2"
+    assert new["approval_status"] == "MODIFIED"
+    assert new["spec"] == SPEC
+    assert new["catalog_item_instance_id"] == "cat-1"
+    assert upstreams.evaluations() == [{"service_instance": {"spec": SPEC}}]
+    [provision] = upstreams.creates()
+    assert provision.url == f"{INSTANCES}?id=web-2"
+    assert json.loads(provision.body) == {"provider_name": "openshift-2", "spec": {"vcpu": 8}}
+    [old_delete] = upstreams.deletes()
+    assert old_delete.url == f"{INSTANCES}/web-1?deferred=true"
+    assert resource_ids(client) == ["web-2"]
+
+
+def test_rehydrate_unknown_is_404_without_upstream_calls(
+    client: Client, upstreams: Upstreams
+) -> None:
+    assert_problem(rehydrate(client, "nope", "web-2"), 404, "not-found")
+    assert upstreams.upstream_calls() == []
+
+
+@pytest.mark.parametrize(
+    ("arrange", "status", "kind"),
+    [
+        (lambda u: u.policy_fails(406), 406, "policy-rejected"),
+        (lambda u: u.policy(provider=""), 424, "policy-dependency"),
+        (lambda u: (u.policy(), u.sprm_create(422)), 422, "provider-error"),
+        (lambda u: (u.policy(), u.sprm_create(500)), 500, "internal-error"),
+    ],
+)
+def test_failed_rehydrate_keeps_the_old_resource(
+    client: Client, upstreams: Upstreams, arrange: Any, status: int, kind: str
+) -> None:
+    given_resource(client, upstreams, "web-1")
+    arrange(upstreams)
+
+    assert_problem(rehydrate(client, "web-1", "web-2"), status, kind)
+    assert resource_ids(client) == ["web-1"]
+    assert upstreams.deletes() == []
+
+
+def test_rehydrate_to_an_id_in_use_is_409(client: Client, upstreams: Upstreams) -> None:
+    given_resource(client, upstreams, "web-1")
+    given_resource(client, upstreams, "web-2")
+
+    assert_problem(rehydrate(client, "web-1", "web-2"), 409, "resource-conflict")
+    assert_problem(rehydrate(client, "web-1", "web-1"), 409, "resource-conflict")
+    assert upstreams.upstream_calls() == []
+
+
+def test_rehydrate_succeeds_when_the_deferred_delete_fails(
+    client: Client, upstreams: Upstreams
+) -> None:
+    given_resource(client, upstreams, "web-1")
+    upstreams.policy()
+    upstreams.sprm_create()
+    upstreams.sprm_delete("web-1", 422)
+
+    assert rehydrate(client, "web-1", "web-2").status_code == 200
+    assert resource_ids(client) == ["web-2"]
+
+
+# --- routing and request validation --------------------------------------------------
+
+
+def test_get_on_the_custom_method_path_is_not_a_rehydrate(
+    base_url: str, client: Client, upstreams: Upstreams
+) -> None:
+    given_resource(client, upstreams, "web-1")
+
+    response = requests.get(f"{base_url}/api/v1alpha1/resources/web-1:rehydrate", timeout=10)
+
+    assert_problem(response, 400, "validation-error")
+    assert "resource_id" in response.json()["detail"]
+    assert upstreams.upstream_calls() == []
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "field"),
+    [
+        ("/resources", {"spec": SPEC}, "catalog_item_instance_id"),
+        ("/resources", {"catalog_item_instance_id": "c"}, "spec"),
+        ("/resources", {"catalog_item_instance_id": "c", "spec": {}}, "spec"),
+        ("/resources", {"catalog_item_instance_id": "", "spec": SPEC}, "catalog_item_instance_id"),
+        ("/resources", {"catalog_item_instance_id": "c", "spec": "vm"}, "spec"),
+        ("/resources?id=Not_A_Label", {"catalog_item_instance_id": "c", "spec": SPEC}, "id"),
+        ("/resources?id=" + "a" * 64, {"catalog_item_instance_id": "c", "spec": SPEC}, "id"),
+        ("/resources/web-1:rehydrate", {}, "new_resource_id"),
+        ("/resources/web-1:rehydrate", {"new_resource_id": "UPPER"}, "new_resource_id"),
+    ],
+)
+def test_invalid_requests_are_validation_problems(
+    base_url: str, upstreams: Upstreams, path: str, payload: Any, field: str
+) -> None:
+    response = requests.post(f"{base_url}/api/v1alpha1{path}", json=payload, timeout=10)
+
+    assert_problem(response, 400, "validation-error")
+    detail = response.json()["detail"]
+    assert field in detail
+    assert "\n" not in detail
+    assert "Failed validating" not in detail
+    assert upstreams.upstream_calls() == []
+
+
+def test_malformed_json_is_a_validation_problem(base_url: str) -> None:
+    response = requests.post(
+        f"{base_url}/api/v1alpha1/resources",
+        data=b'{"spec": ',
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert_problem(response, 400, "validation-error")
+
+
+def test_unknown_path_and_method_are_problems(base_url: str) -> None:
+    assert_problem(requests.get(f"{base_url}/api/v1alpha1/nope", timeout=10), 404, "not-found")
+    response = requests.put(f"{base_url}/api/v1alpha1/resources", timeout=10)
+    assert_problem(response, 405, "method-not-allowed")
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+
+
+def test_problems_name_the_request_path(base_url: str) -> None:
+    response = requests.get(f"{base_url}/api/v1alpha1/resources/nope", timeout=10)
+    assert response.json()["instance"] == "/api/v1alpha1/resources/nope"

@@ -1,0 +1,212 @@
+"""The Policy Engine and SPRM clients: exact requests, the retry policy, timeouts."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+import responses
+
+from placement.config import RetryPolicy, Upstream
+from placement.model import Evaluation
+from placement.upstream.errors import UpstreamError
+from placement.upstream.policy import PolicyClient
+from placement.upstream.sprm import SprmClient
+from tests.support import EVALUATE, INSTANCES, POLICY_URL, SPRM_URL, problem
+
+NO_WAIT = RetryPolicy(tries=4, initial=0, maximum=0)
+
+
+@pytest.fixture
+def http() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+def policy(retry: RetryPolicy = NO_WAIT, timeout: float = 5.0) -> PolicyClient:
+    return PolicyClient(Upstream(POLICY_URL, timeout), retry, pool_size=4)
+
+
+def sprm(retry: RetryPolicy = NO_WAIT) -> SprmClient:
+    return SprmClient(Upstream(SPRM_URL, 5.0), retry, pool_size=4)
+
+
+VERDICT = {
+    "status": "MODIFIED",
+    "selected_provider": "kubevirt",
+    "evaluated_service_instance": {"spec": {"vcpu": 4}},
+}
+
+
+def test_evaluate_sends_the_contract_body(http: responses.RequestsMock) -> None:
+    http.add(responses.POST, EVALUATE, json=VERDICT)
+
+    assert policy().evaluate({"vcpu": 2, "nested": {"a": [1]}}) == Evaluation(
+        "MODIFIED", "kubevirt", {"vcpu": 4}
+    )
+    [call] = http.calls
+    assert call.request.headers["Content-Type"] == "application/json"
+    assert json.loads(call.request.body) == {
+        "service_instance": {"spec": {"vcpu": 2, "nested": {"a": [1]}}}
+    }
+
+
+def test_create_instance_sends_provider_evaluated_spec_and_id(http: responses.RequestsMock) -> None:
+    http.add(responses.POST, INSTANCES, status=201, json={"provider_name": "p", "spec": {}})
+
+    sprm().create_instance("web-1", "kubevirt", {"vcpu": 4})
+
+    [call] = http.calls
+    assert call.request.url == f"{INSTANCES}?id=web-1"
+    assert json.loads(call.request.body) == {"provider_name": "kubevirt", "spec": {"vcpu": 4}}
+
+
+def test_delete_instance_plain_and_deferred(http: responses.RequestsMock) -> None:
+    http.add(responses.DELETE, f"{INSTANCES}/web-1", status=204)
+
+    sprm().delete_instance("web-1")
+    sprm().delete_instance("web-1", deferred=True)
+
+    assert [c.request.url for c in http.calls] == [
+        f"{INSTANCES}/web-1",
+        f"{INSTANCES}/web-1?deferred=true",
+    ]
+
+
+def test_get_instance_answers_none_when_unknown(http: responses.RequestsMock) -> None:
+    http.add(responses.GET, f"{INSTANCES}/gone", status=404, json=problem(404))
+    http.add(
+        responses.GET,
+        f"{INSTANCES}/web-1",
+        json={"id": "web-1", "provider_name": "p", "spec": {"a": 1}},
+    )
+
+    assert sprm().get_instance("gone") is None
+    assert sprm().get_instance("web-1") == {"id": "web-1", "provider_name": "p", "spec": {"a": 1}}
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 408, 429])
+def test_transient_statuses_are_retried_until_success(
+    http: responses.RequestsMock, status: int
+) -> None:
+    for _ in range(3):
+        http.add(responses.POST, EVALUATE, status=status, json=problem(status))
+    http.add(responses.POST, EVALUATE, json=VERDICT)
+
+    assert policy().evaluate({"a": 1}).provider == "kubevirt"
+    assert len(http.calls) == 4
+
+
+def test_transient_errors_give_up_after_the_last_try(http: responses.RequestsMock) -> None:
+    http.add(responses.POST, INSTANCES, status=503, json=problem(503))
+
+    with pytest.raises(UpstreamError) as raised:
+        sprm().create_instance("web-1", "p", {"a": 1})
+
+    assert raised.value.status == 503
+    assert len(http.calls) == 4
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 406, 409, 422])
+def test_other_4xx_are_permanent(http: responses.RequestsMock, status: int) -> None:
+    http.add(responses.POST, EVALUATE, status=status, json=problem(status, "because"))
+
+    with pytest.raises(UpstreamError) as raised:
+        policy().evaluate({"a": 1})
+
+    assert (raised.value.status, raised.value.reason) == (status, "because")
+    assert len(http.calls) == 1
+
+
+def test_connection_errors_are_retried(http: responses.RequestsMock) -> None:
+    http.add(responses.DELETE, f"{INSTANCES}/web-1", body=requests.ConnectionError("reset"))
+    http.add(responses.DELETE, f"{INSTANCES}/web-1", status=204)
+
+    sprm().delete_instance("web-1")
+
+    assert len(http.calls) == 2
+
+
+def test_error_bodies_that_are_not_json_keep_their_status(http: responses.RequestsMock) -> None:
+    http.add(responses.POST, EVALUATE, status=502, body="<html>bad gateway</html>")
+
+    with pytest.raises(UpstreamError) as raised:
+        policy(RetryPolicy(tries=1, initial=0, maximum=0)).evaluate({"a": 1})
+
+    assert raised.value.status == 502
+    assert "bad gateway" in raised.value.reason
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["not json", {"status": "APPROVED"}, {**VERDICT, "status": "MAYBE"}],
+)
+def test_malformed_success_answers_are_permanent_errors(
+    http: responses.RequestsMock, answer: Any
+) -> None:
+    body = answer if isinstance(answer, str) else json.dumps(answer)
+    http.add(responses.POST, EVALUATE, status=200, body=body)
+
+    with pytest.raises(UpstreamError) as raised:
+        policy().evaluate({"a": 1})
+
+    assert raised.value.transient is False
+    assert len(http.calls) == 1
+
+
+def test_backoff_waits_double_from_the_initial_wait_up_to_the_maximum(
+    http: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr("backoff._sync.time.sleep", waits.append)
+    http.add(responses.POST, EVALUATE, status=500, json=problem(500))
+
+    with pytest.raises(UpstreamError):
+        policy(RetryPolicy(tries=5, initial=1.0, maximum=4.0)).evaluate({"a": 1})
+
+    assert waits == [1.0, 2.0, 4.0, 4.0]
+    assert len(http.calls) == 5
+
+
+class _Hang(BaseHTTPRequestHandler):
+    """Accepts the request and answers nothing until the test is over."""
+
+    release: threading.Event
+    hits: list[str]
+
+    def do_POST(self) -> None:
+        self.hits.append(self.path)
+        self.release.wait(30)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def hanging_upstream() -> Iterator[tuple[str, list[str]]]:
+    release, hits = threading.Event(), []
+    handler = type("Hang", (_Hang,), {"release": release, "hits": hits})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    release.set()
+    server.shutdown()
+    server.server_close()
+
+
+def test_timeout_is_honoured_and_retried(hanging_upstream: tuple[str, list[str]]) -> None:
+    url, hits = hanging_upstream
+    client = PolicyClient(Upstream(url, 0.2), RetryPolicy(tries=2, initial=0, maximum=0), 4)
+
+    with pytest.raises(UpstreamError) as raised:
+        client.evaluate({"a": 1})
+
+    assert raised.value.status is None
+    assert "timed out" in raised.value.reason
+    assert hits == ["/api/v1alpha1/policies:evaluateRequest"] * 2
