@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 import uvicorn
@@ -43,6 +44,7 @@ def serve() -> int:
         config.sprm.url,
         config.workers,
     )
+    _exit_cleanly_on(signal.SIGTERM, signal.SIGINT)
     uvicorn.run(
         "placement.app:app_from_env",
         factory=True,
@@ -54,6 +56,18 @@ def serve() -> int:
         timeout_graceful_shutdown=30,
     )
     return 0
+
+
+def _exit_cleanly_on(*signals: signal.Signals) -> None:
+    """uvicorn shuts down gracefully, then re-raises the signal it caught to the
+    handler found before it started: make that an exit with status 0."""
+
+    def leave(signum: int, _frame: object) -> None:
+        log.info("stopped by %s", signal.Signals(signum).name)
+        raise SystemExit(0)
+
+    for signum in signals:
+        signal.signal(signum, leave)
 
 
 def _prepare_database(config: Config) -> None:

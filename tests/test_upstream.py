@@ -51,7 +51,7 @@ def test_evaluate_sends_the_contract_body(http: responses.RequestsMock) -> None:
     )
     [call] = http.calls
     assert call.request.headers["Content-Type"] == "application/json"
-    assert json.loads(call.request.body) == {
+    assert json.loads(call.request.body or b"") == {
         "service_instance": {"spec": {"vcpu": 2, "nested": {"a": [1]}}}
     }
 
@@ -63,7 +63,10 @@ def test_create_instance_sends_provider_evaluated_spec_and_id(http: responses.Re
 
     [call] = http.calls
     assert call.request.url == f"{INSTANCES}?id=web-1"
-    assert json.loads(call.request.body) == {"provider_name": "kubevirt", "spec": {"vcpu": 4}}
+    assert json.loads(call.request.body or b"") == {
+        "provider_name": "kubevirt",
+        "spec": {"vcpu": 4},
+    }
 
 
 def test_delete_instance_plain_and_deferred(http: responses.RequestsMock) -> None:
@@ -189,7 +192,7 @@ class _Hang(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def hanging_upstream() -> Iterator[tuple[str, list[str]]]:
-    release, hits = threading.Event(), []
+    release, hits = threading.Event(), list[str]()
     handler = type("Hang", (_Hang,), {"release": release, "hits": hits})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -1,0 +1,30 @@
+"""Local stand-ins for the two upstreams of the placement service, the Policy Engine and
+the SPRM: small HTTP servers speaking exactly `api/upstream/*.yaml`, for development,
+demos and tests (functional and benchmark). They are not replacements for the real
+services: decisions come from a rules file, instances live in memory.
+
+Both record every API request and take programmable faults, from Python or over
+admin endpoints under /_standin/. Run one in the foreground with
+`python -m placement.standins policy|sprm --port N`, or in a thread with
+`PolicyStandIn().serve()` / `BackgroundServer(app)`.
+"""
+
+from placement.standins.faults import HANG
+from placement.standins.policy import PolicyStandIn
+from placement.standins.recording import RecordedRequest
+from placement.standins.rules import Rules, RulesError, load_rules, parse_rules
+from placement.standins.server import BackgroundServer, ServerError
+from placement.standins.sprm import SprmStandIn
+
+__all__ = [
+    "HANG",
+    "BackgroundServer",
+    "PolicyStandIn",
+    "RecordedRequest",
+    "Rules",
+    "RulesError",
+    "ServerError",
+    "SprmStandIn",
+    "load_rules",
+    "parse_rules",
+]

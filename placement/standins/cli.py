@@ -1,0 +1,60 @@
+"""Run one stand-in in the foreground until SIGINT or SIGTERM:
+
+    python -m placement.standins policy [--port 8081] [--host 127.0.0.1] [--rules FILE]
+    python -m placement.standins sprm [--port 8082] [--host 127.0.0.1]
+
+The default ports are the placement service's default upstream URLs. A bad rules file or
+a busy port is one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from placement.standins.base import StandIn
+from placement.standins.policy import PolicyStandIn
+from placement.standins.rules import RulesError, load_rules
+from placement.standins.server import ServerError, listen, serve_forever
+from placement.standins.sprm import SprmStandIn
+
+PROG = "python -m placement.standins"
+log = logging.getLogger("placement.standins")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    try:
+        standin = _standin(args)
+        sock = listen(args.host, args.port)
+    except (RulesError, ServerError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    host, port = sock.getsockname()[:2]
+    log.info("%s stand-in listening on http://%s:%d", standin.name, host, port)
+    serve_forever(standin, sock)
+    log.info("%s stand-in stopped", standin.name)
+    return 0
+
+
+def _standin(args: argparse.Namespace) -> StandIn:
+    if args.standin == "policy":
+        return PolicyStandIn(load_rules(args.rules))
+    return SprmStandIn()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Local stand-ins for the Policy Engine and the SPRM."
+    )
+    kinds = parser.add_subparsers(dest="standin", required=True)
+    policy = kinds.add_parser("policy", help="the Policy Engine stand-in")
+    policy.add_argument("--rules", help="rules file, YAML or JSON (default: packaged rules)")
+    sprm = kinds.add_parser("sprm", help="the SPRM stand-in")
+    for sub, port in ((policy, 8081), (sprm, 8082)):
+        sub.add_argument("--port", type=int, default=port, help=f"default {port}; 0: any free")
+        sub.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    return parser

@@ -1,0 +1,666 @@
+"""The local stand-ins for the Policy Engine and the SPRM, driven over real HTTP: their
+contract answers, the policy rules, faults, recording, the background server and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from placement.standins import (
+    BackgroundServer,
+    PolicyStandIn,
+    RulesError,
+    ServerError,
+    SprmStandIn,
+    load_rules,
+    parse_rules,
+)
+from tests.support import wait_for
+
+EVALUATE = "/api/v1alpha1/policies:evaluateRequest"
+INSTANCES = "/api/v1alpha1/service-type-instances"
+# As the upstream specs declare them: policy-engine.yaml says application/json.
+ERROR_MEDIA_TYPES = {PolicyStandIn: "application/json", SprmStandIn: "application/problem+json"}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Client:
+    """A stand-in under test: the object (Python API) and its base URL (HTTP)."""
+
+    def __init__(self, standin: Any, url: str) -> None:
+        self.standin, self.url = standin, url
+        self.session = requests.Session()
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> requests.Response:
+        return self.session.post(self.url + path, json=body, timeout=5, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.get(self.url + path, timeout=5, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.delete(self.url + path, timeout=5, **kwargs)
+
+    def evaluate(self, spec: Any) -> requests.Response:
+        return self.post(EVALUATE, {"service_instance": {"spec": spec}})
+
+    def create(
+        self, instance_id: str | None = None, spec: Any = None, **kwargs: Any
+    ) -> requests.Response:
+        body = {"provider_name": "kv", "spec": spec or {"service_type": "vm"}}
+        params = {} if instance_id is None else {"id": instance_id}
+        return self.post(INSTANCES, body, params=params, **kwargs)
+
+    def fault(self, **body: Any) -> requests.Response:
+        return self.post("/_standin/faults", body)
+
+    def problem(self, answer: requests.Response, status: int, detail: str | None = None) -> None:
+        """Assert `answer` is problem details with `status`, in the upstream's media type."""
+        assert answer.status_code == status, answer.text
+        assert answer.headers["content-type"] == ERROR_MEDIA_TYPES[type(self.standin)]
+        problem = answer.json()
+        assert problem["status"] == status
+        assert problem["type"]
+        assert problem["title"]
+        if detail is not None:
+            assert detail in problem["detail"]
+
+
+@pytest.fixture(scope="module")
+def policy_server() -> Iterator[Client]:
+    standin = PolicyStandIn()
+    with standin.serve() as server:
+        yield Client(standin, server.url)
+
+
+@pytest.fixture(scope="module")
+def sprm_server() -> Iterator[Client]:
+    standin = SprmStandIn()
+    with standin.serve() as server:
+        yield Client(standin, server.url)
+
+
+@pytest.fixture
+def policy(policy_server: Client) -> Iterator[Client]:
+    yield policy_server
+    policy_server.standin.reset_faults()
+    policy_server.standin.clear()
+    policy_server.standin.rules = load_rules()
+
+
+@pytest.fixture
+def sprm(sprm_server: Client) -> Iterator[Client]:
+    yield sprm_server
+    sprm_server.standin.reset_faults()
+    sprm_server.standin.clear()
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        yield executor
+
+
+def new_id() -> str:
+    return f"i-{uuid.uuid4().hex[:12]}"
+
+
+# The Policy Engine stand-in: contract and rules.
+
+
+def test_evaluate_approves_on_the_default_provider(policy: Client) -> None:
+    spec = {"service_type": "vm", "vm": {"cpu": 2}}
+    answer = policy.evaluate(spec)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json() == {
+        "status": "APPROVED",
+        "selected_provider": "local-kubevirt",
+        "evaluated_service_instance": {"spec": spec},
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        [1, 2],
+        {},
+        {"service_instance": "vm"},
+        {"service_instance": {}},
+        {"service_instance": {"spec": ["vm"]}},
+    ],
+)
+def test_evaluate_refuses_malformed_bodies(policy: Client, body: Any) -> None:
+    if isinstance(body, str):
+        answer = policy.session.post(policy.url + EVALUATE, data=body, timeout=5)
+    else:
+        answer = policy.post(EVALUATE, body)
+    policy.problem(answer, 400)
+
+
+# Each line of the table in default-rules.yaml.
+DOCUMENTED = [
+    ({"service_type": "vm"}, 200, "APPROVED", "local-kubevirt", None),
+    ({"service_type": "cluster"}, 200, "APPROVED", "local-openshift", None),
+    (
+        {"service_type": "container", "container": {"image": "nginx"}},
+        200,
+        "MODIFIED",
+        "local-kubevirt",
+        {"service_type": "container", "container": {"image": "nginx", "restart_policy": "Always"}},
+    ),
+    ({"service_type": "vm", "environment": "forbidden"}, 406, None, None, None),
+    ({"service_type": "vm", "environment": "contested"}, 409, None, None, None),
+    ({"service_type": "vm", "provider_hint": "none"}, 200, "APPROVED", "", None),
+]
+
+
+@pytest.mark.parametrize(("spec", "code", "status", "provider", "evaluated"), DOCUMENTED)
+def test_default_rules_behave_as_documented(
+    policy: Client,
+    spec: dict[str, Any],
+    code: int,
+    status: str | None,
+    provider: str | None,
+    evaluated: dict[str, Any] | None,
+) -> None:
+    answer = policy.evaluate(spec)
+    if code != 200:
+        policy.problem(answer, code)
+        return
+    assert answer.json() == {
+        "status": status,
+        "selected_provider": provider,
+        "evaluated_service_instance": {"spec": spec if evaluated is None else evaluated},
+    }
+
+
+def test_set_modifies_nested_paths_and_accumulates(policy: Client) -> None:
+    policy.standin.rules = parse_rules(
+        {
+            "default_provider": "p0",
+            "rules": [
+                {"set": {"vm.cpu": 4, "labels.tier.name": "gold"}},
+                {"match": {"vm.cpu": 4}, "set": {"vm.memory": "8GB"}},
+                {"match": {"vm.cpu": 2}, "set": {"never": True}},
+            ],
+        }
+    )
+    answer = policy.evaluate({"vm": {"cpu": 2, "disk": 10}, "labels": "plain"})
+    assert answer.json() == {
+        "status": "MODIFIED",
+        "selected_provider": "p0",
+        "evaluated_service_instance": {
+            "spec": {
+                "vm": {"cpu": 4, "disk": 10, "memory": "8GB"},
+                "labels": {"tier": {"name": "gold"}},
+            }
+        },
+    }
+    assert policy.standin.requests[0].body == {
+        "service_instance": {"spec": {"vm": {"cpu": 2, "disk": 10}, "labels": "plain"}}
+    }
+
+
+def test_set_to_the_same_value_is_approved(policy: Client) -> None:
+    policy.standin.rules = parse_rules({"rules": [{"set": {"vm.cpu": 2}, "provider": "p"}]})
+    assert policy.evaluate({"vm": {"cpu": 2}}).json()["status"] == "APPROVED"
+
+
+def test_reject_and_conflict_end_evaluation_with_their_reason(policy: Client) -> None:
+    policy.standin.rules = parse_rules(
+        {
+            "rules": [
+                {"set": {"seen": True}, "provider": "p"},
+                {"match": {"env": "prod", "vm.cpu": 64}, "reject": "too big for prod"},
+                {"match": {"env": "prod"}, "conflict": "prod quota overrides"},
+                {"match": {"env": "prod"}, "reject": "never reached"},
+            ]
+        }
+    )
+    policy.problem(policy.evaluate({"env": "prod", "vm": {"cpu": 64}}), 406, "too big for prod")
+    assert policy.evaluate({"env": "prod", "vm": {"cpu": 64}}).json()["detail"] == (
+        "too big for prod"
+    )
+    policy.problem(policy.evaluate({"env": "prod", "vm": {"cpu": 2}}), 409, "prod quota")
+    assert policy.evaluate({"env": "dev"}).status_code == 200
+
+
+def test_provider_selection_by_match_last_wins(policy: Client) -> None:
+    policy.standin.rules = parse_rules(
+        {
+            "default_provider": "fallback",
+            "rules": [
+                {"match": {"service_type": "vm"}, "provider": "kv"},
+                {"match": {"service_type": "vm", "gpu": True}, "provider": "kv-gpu"},
+                {"match": {"service_type": "db"}, "provider": ""},
+            ],
+        }
+    )
+    assert policy.evaluate({"service_type": "vm"}).json()["selected_provider"] == "kv"
+    assert policy.evaluate({"service_type": "vm", "gpu": 1}).json()["selected_provider"] == "kv"
+    vm_gpu = policy.evaluate({"service_type": "vm", "gpu": True})
+    assert vm_gpu.json()["selected_provider"] == "kv-gpu"
+    assert policy.evaluate({"service_type": "db"}).json()["selected_provider"] == ""
+    assert policy.evaluate({"service_type": "x"}).json()["selected_provider"] == "fallback"
+
+
+def test_rules_files_load_from_yaml_and_json(tmp_path: Path) -> None:
+    document = {"default_provider": "p", "rules": [{"match": {"a.b": 1}, "reject": "no"}]}
+    (tmp_path / "rules.json").write_text(json.dumps(document))
+    (tmp_path / "rules.yaml").write_text(
+        "default_provider: p\nrules:\n  - match: {a.b: 1}\n    reject: 'no'\n"
+    )
+    assert load_rules(tmp_path / "rules.json") == load_rules(tmp_path / "rules.yaml")
+    assert load_rules(tmp_path / "rules.yaml").default_provider == "p"
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ("[]", "must be a mapping"),
+        ("rules: {}", "rules: must be a list"),
+        ("default_provider: 3", "default_provider: must be a string"),
+        ("rulez: []", "unknown field 'rulez'"),
+        ("rules: [{provider: a}, {sett: {a: 1}}]", "rules[1]: unknown field 'sett'"),
+        ("rules: [{provider: a}, {match: {a: 1}}]", "rules[1]: needs one of"),
+        ("rules: [{reject: 3}]", "rules[0].reject: must be a non-empty reason"),
+        (
+            "rules: [{reject: nope, provider: a}]",
+            "rules[0]: reject cannot be combined with provider",
+        ),
+        ("rules: [{reject: a, conflict: b}]", "rules[0]: reject cannot be combined with conflict"),
+        ("rules: [{provider: 7}]", "rules[0].provider: must be a string"),
+        ("rules: [{provider: a}, {match: [a], provider: b}]", "rules[1].match: must be a mapping"),
+        ("rules: [{set: {vm..cpu: 1}}]", "rules[0].set: 'vm..cpu' is not a dotted field path"),
+        ("rules: [{set: {day: 2024-01-01}}]", "rules[0].set.day: date is not a JSON value"),
+        ("rules: [{provider: a\n", "not valid YAML or JSON at line 2"),
+    ],
+)
+def test_invalid_rules_files_name_the_rule_and_field(
+    tmp_path: Path, document: str, message: str
+) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(document)
+    with pytest.raises(RulesError) as error:
+        load_rules(path)
+    assert str(error.value).startswith(f"{path}: ")
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_rules_file_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(RulesError, match="cannot read"):
+        load_rules(tmp_path / "absent.yaml")
+
+
+def test_rules_can_be_replaced_over_http(policy: Client) -> None:
+    rules = "default_provider: swapped\nrules: [{match: {x: 1}, reject: go away}]\n"
+    answer = policy.session.put(policy.url + "/_standin/rules", data=rules, timeout=5)
+    assert answer.status_code == 204
+    assert policy.evaluate({"x": 2}).json()["selected_provider"] == "swapped"
+    policy.problem(policy.evaluate({"x": 1}), 406, "go away")
+    bad = policy.session.put(policy.url + "/_standin/rules", json={"rules": [{}]}, timeout=5)
+    policy.problem(bad, 400, "rules[0]: needs one of")
+
+
+# The SPRM stand-in: contract.
+
+
+def test_create_get_delete(sprm: Client) -> None:
+    instance_id = new_id()
+    created = sprm.create(instance_id, {"service_type": "vm", "vm": {"cpu": 2}})
+    assert created.status_code == 201
+    assert created.headers["content-type"] == "application/json"
+    instance = created.json()
+    assert instance == {
+        "id": instance_id,
+        "path": f"service-type-instances/{instance_id}",
+        "provider_name": "kv",
+        "spec": {"service_type": "vm", "vm": {"cpu": 2}},
+        "status": "PROVISIONED",
+        "create_time": instance["create_time"],
+        "update_time": instance["create_time"],
+    }
+    assert datetime.fromisoformat(instance["create_time"]).utcoffset() is not None
+    assert sprm.standin.instances[instance_id] == instance
+    assert sprm.get(f"{INSTANCES}/{instance_id}").json() == instance
+    assert sprm.delete(f"{INSTANCES}/{instance_id}").status_code == 204
+    assert instance_id not in sprm.standin.instances
+    sprm.problem(sprm.get(f"{INSTANCES}/{instance_id}"), 404, instance_id)
+
+
+def test_create_without_id_makes_a_uuid(sprm: Client) -> None:
+    instance = sprm.create().json()
+    assert str(uuid.UUID(instance["id"])) == instance["id"]
+    assert sprm.get(f"{INSTANCES}/{instance['id']}").status_code == 200
+
+
+def test_create_with_a_used_id_is_409(sprm: Client) -> None:
+    instance_id = new_id()
+    assert sprm.create(instance_id).status_code == 201
+    sprm.problem(sprm.create(instance_id, {"other": 1}), 409, instance_id)
+    assert sprm.standin.instances[instance_id]["spec"] == {"service_type": "vm"}
+
+
+@pytest.mark.parametrize(
+    ("params", "body"),
+    [
+        ({"id": "Not_A_Label"}, {"provider_name": "kv", "spec": {}}),
+        ({"id": "x" * 64}, {"provider_name": "kv", "spec": {}}),
+        ({}, {"spec": {}}),
+        ({}, {"provider_name": 3, "spec": {}}),
+        ({}, {"provider_name": "kv"}),
+        ({}, {"provider_name": "kv", "spec": "vm"}),
+        ({}, ["not", "an", "object"]),
+    ],
+)
+def test_create_refuses_malformed_requests(sprm: Client, params: dict[str, str], body: Any) -> None:
+    before = sprm.standin.instances
+    sprm.problem(sprm.post(INSTANCES, body, params=params), 400)
+    assert sprm.standin.instances == before
+
+
+def test_unknown_or_malformed_ids_on_get_and_delete(sprm: Client) -> None:
+    sprm.problem(sprm.get(f"{INSTANCES}/{new_id()}"), 404)
+    sprm.problem(sprm.delete(f"{INSTANCES}/{new_id()}"), 404)
+    sprm.problem(sprm.delete(f"{INSTANCES}/{new_id()}", params={"deferred": "true"}), 404)
+    sprm.problem(sprm.get(f"{INSTANCES}/Bad_Id"), 400)
+    sprm.problem(sprm.delete(f"{INSTANCES}/{new_id()}", params={"deferred": "maybe"}), 400)
+
+
+def test_unknown_paths_and_methods_are_problems(sprm: Client) -> None:
+    sprm.problem(sprm.get("/api/v1alpha1/nothing"), 404)
+    answer = sprm.session.put(f"{sprm.url}{INSTANCES}/{new_id()}", timeout=5)
+    sprm.problem(answer, 405)
+    assert "GET" in answer.headers["allow"]
+
+
+def test_deferred_delete_succeeds_or_queues_a_failure(sprm: Client) -> None:
+    gone, stuck = new_id(), new_id()
+    sprm.create(gone)
+    sprm.create(stuck)
+    assert sprm.delete(f"{INSTANCES}/{gone}", params={"deferred": "true"}).status_code == 204
+    assert gone not in sprm.standin.instances
+
+    sprm.standin.fail("delete", 500)
+    sprm.problem(sprm.delete(f"{INSTANCES}/{stuck}"), 500)
+    assert sprm.delete(f"{INSTANCES}/{stuck}", params={"deferred": "true"}).status_code == 204
+    assert sprm.standin.instances[stuck]["deletion_status"] == "FAILED"
+    assert sprm.get(f"{INSTANCES}/{stuck}").json()["deletion_status"] == "FAILED"
+
+
+# Faults, from Python and over the admin endpoints.
+
+
+def test_fail_n_times_then_succeed(sprm: Client) -> None:
+    instance_id = new_id()
+    sprm.standin.fail("create", 503, times=2, detail="busy")
+    sprm.problem(sprm.create(instance_id), 503, "busy")
+    sprm.problem(sprm.create(instance_id), 503, "busy")
+    assert instance_id not in sprm.standin.instances
+    assert sprm.create(instance_id).status_code == 201
+
+
+def test_faults_over_http(policy: Client) -> None:
+    assert policy.fault(action="fail", operation="evaluate", status=500, times=1).status_code == 204
+    faults = policy.get("/_standin/faults").json()["faults"]["evaluate"]
+    assert faults["fail"] == {"status": 500, "times": 1, "detail": faults["fail"]["detail"]}
+    policy.problem(policy.evaluate({"a": 1}), 500)
+    assert policy.evaluate({"a": 1}).status_code == 200
+
+    assert policy.fault(action="fail", operation="evaluate", status=401).status_code == 204
+    policy.problem(policy.evaluate({"a": 1}), 401)
+    policy.problem(policy.evaluate({"a": 1}), 401)
+    assert policy.delete("/_standin/faults").status_code == 204
+    assert policy.evaluate({"a": 1}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"action": "explode", "operation": "evaluate"}, "action must be one of"),
+        ({"action": "fail", "operation": "create", "status": 500}, "unknown operation 'create'"),
+        ({"action": "fail", "operation": "evaluate", "status": 200}, "status must be"),
+        ({"action": "fail", "operation": "evaluate", "status": 500, "times": 0}, "times must"),
+        ({"action": "fail", "operation": "evaluate"}, "missing a required argument"),
+        ({"action": "delay", "operation": "evaluate", "seconds": -1}, "must not be negative"),
+        ({"action": "hold", "operation": "evaluate", "extra": 1}, "unexpected keyword"),
+        ({"action": "after_acting", "operation": "evaluate", "status": "later"}, "status"),
+    ],
+)
+def test_bad_fault_requests_are_400(policy: Client, body: dict[str, Any], message: str) -> None:
+    policy.problem(policy.post("/_standin/faults", body), 400, message)
+
+
+def test_bad_faults_from_python_raise(sprm: Client) -> None:
+    with pytest.raises(ValueError, match="unknown operation 'evaluate'"):
+        sprm.standin.fail("evaluate", 500)
+    with pytest.raises(ValueError, match="status must be"):
+        sprm.standin.after_acting("create", 302)
+
+
+def test_delay_does_not_block_other_calls(sprm: Client, pool: ThreadPoolExecutor) -> None:
+    instance_id = new_id()
+    sprm.standin.delay("create", 0.3)
+    started = time.monotonic()
+    slow = pool.submit(sprm.create, instance_id)
+    assert sprm.get(f"{INSTANCES}/{new_id()}").status_code == 404
+    assert not slow.done()
+    assert slow.result().status_code == 201
+    assert time.monotonic() - started >= 0.3
+
+
+def test_hold_wait_held_release_from_python(sprm: Client, pool: ThreadPoolExecutor) -> None:
+    instance_id = new_id()
+    sprm.standin.hold("create")
+    held = pool.submit(sprm.create, instance_id)
+    sprm.standin.wait_held("create", timeout=5)
+    assert instance_id not in sprm.standin.instances  # held before acting
+    assert sprm.get(f"{INSTANCES}/{instance_id}").status_code == 404  # the loop still serves
+    assert not held.done()
+    sprm.standin.release("create")
+    assert held.result().status_code == 201
+    assert sprm.create(new_id()).status_code == 201  # no longer holding
+
+
+def test_hold_wait_held_release_over_http(sprm: Client, pool: ThreadPoolExecutor) -> None:
+    assert sprm.fault(action="hold", operation="delete").status_code == 204
+    instance_id = new_id()
+    sprm.create(instance_id)
+    held = [pool.submit(sprm.delete, f"{INSTANCES}/{instance_id}") for _ in range(2)]
+    waited = sprm.fault(action="wait_held", operation="delete", timeout=5, count=2)
+    assert waited.status_code == 204
+    assert sprm.get("/_standin/faults").json()["faults"]["delete"]["held"] == 2
+    assert sprm.fault(action="release", operation="delete").status_code == 204
+    assert sorted(each.result().status_code for each in held) == [204, 404]
+
+
+def test_wait_held_times_out(sprm: Client) -> None:
+    with pytest.raises(TimeoutError):
+        sprm.standin.wait_held("get", timeout=0.05)
+    answer = sprm.fault(action="wait_held", operation="get", timeout=0.05)
+    sprm.problem(answer, 504)
+
+
+def test_act_then_fail_leaves_the_instance_created(sprm: Client) -> None:
+    instance_id = new_id()
+    sprm.standin.after_acting("create", 500, times=1)
+    sprm.problem(sprm.create(instance_id), 500)
+    assert instance_id in sprm.standin.instances
+    sprm.problem(sprm.create(instance_id), 409)  # a retry meets its own instance
+
+    sprm.fault(action="after_acting", operation="delete", status=502)
+    sprm.problem(sprm.delete(f"{INSTANCES}/{instance_id}"), 502)
+    assert instance_id not in sprm.standin.instances
+
+
+def test_act_then_hang_until_the_client_gives_up(sprm: Client) -> None:
+    instance_id = new_id()
+    sprm.standin.after_acting("create", "hang")
+    with pytest.raises(requests.Timeout):
+        sprm.session.post(
+            f"{sprm.url}{INSTANCES}",
+            json={"provider_name": "kv", "spec": {"a": 1}},
+            params={"id": instance_id},
+            timeout=0.2,
+        )
+    assert instance_id in sprm.standin.instances
+
+    def held() -> int:
+        return int(sprm.get("/_standin/faults").json()["faults"]["create"]["held"])
+
+    wait_for(lambda: held() == 0, what="the hung call to end when its client left")
+
+
+def test_act_then_hang_until_released(sprm: Client, pool: ThreadPoolExecutor) -> None:
+    instance_id = new_id()
+    sprm.standin.after_acting("create", "hang")
+    hung = pool.submit(sprm.create, instance_id)
+    sprm.standin.wait_held("create")
+    assert instance_id in sprm.standin.instances
+    sprm.standin.release("create")
+    assert hung.result().status_code == 201
+
+
+# Recording.
+
+
+def test_requests_are_recorded_in_order(sprm: Client) -> None:
+    instance_id = new_id()
+    headers = {"X-Request-ID": "req-1", "Authorization": "Bearer t", "X-Other": "no"}
+    sprm.create(instance_id, {"a": 1}, headers=headers)
+    sprm.get(f"{INSTANCES}/{instance_id}")
+    sprm.get("/_standin/faults")  # admin calls are not recorded
+    sprm.delete(f"{INSTANCES}/{instance_id}", params={"deferred": "true"})
+    sprm.session.post(f"{sprm.url}{INSTANCES}", data="{broken", timeout=5)
+
+    recorded = sprm.standin.requests
+    assert [(r.operation, r.method) for r in recorded] == [
+        ("create", "POST"),
+        ("get", "GET"),
+        ("delete", "DELETE"),
+        ("create", "POST"),
+    ]
+    first = recorded[0]
+    assert first.path == INSTANCES
+    assert first.query == {"id": instance_id}
+    assert first.body == {"provider_name": "kv", "spec": {"a": 1}}
+    assert first.headers == {
+        "x-request-id": "req-1",
+        "authorization": "Bearer t",
+        "content-type": "application/json",
+    }
+    assert recorded[1].body is None
+    assert recorded[2].query == {"deferred": "true"}
+    assert recorded[3].body is None
+
+    over_http = sprm.get("/_standin/requests").json()["requests"]
+    assert over_http == [r.to_json() for r in recorded]
+    assert sprm.delete("/_standin/requests").status_code == 204
+    assert sprm.standin.requests == []
+
+
+def test_clear_from_python(policy: Client) -> None:
+    policy.evaluate({"a": 1})
+    assert len(policy.standin.requests) == 1
+    policy.standin.clear()
+    assert policy.get("/_standin/requests").json() == {"requests": []}
+
+
+# The background server.
+
+
+def test_background_server_on_a_taken_port() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ServerError, match=f"cannot listen on 127.0.0.1:{port}"):
+            BackgroundServer(SprmStandIn(), port).start()
+
+
+def test_background_server_stops_even_with_a_held_call(pool: ThreadPoolExecutor) -> None:
+    standin = SprmStandIn()
+    server = standin.serve().start()
+    url = server.url
+    assert url == f"http://127.0.0.1:{server.port}"
+    standin.hold("create")
+    held: Future[requests.Response] = pool.submit(
+        requests.post, f"{url}{INSTANCES}", json={"provider_name": "p", "spec": {}}, timeout=5
+    )
+    standin.wait_held("create")
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 1.5  # well under the 2 s grace: the hold was reset
+    assert held.result().status_code == 201
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{url}/_standin/requests", timeout=5)
+
+
+# The command line.
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run_cli(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "placement.standins", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize(("kind", "stop"), [("policy", signal.SIGTERM), ("sprm", signal.SIGINT)])
+def test_cli_serves_until_signalled(kind: str, stop: signal.Signals) -> None:
+    port = free_port()
+    process = run_cli(kind, "--port", str(port))
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        assert process.poll() is None, process.communicate()[1]
+        try:
+            return requests.get(f"{url}/_standin/requests", timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_for(answers, what=f"the {kind} stand-in to answer")
+    finally:
+        process.send_signal(stop)
+        _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
+    assert f"{kind} stand-in listening on {url}" in stderr
+
+
+def test_cli_fails_in_one_line(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules: [{provider: a}, {match: {x: 1}}]\n")
+    process = run_cli("policy", "--port", "0", "--rules", str(rules))
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 1
+    assert stderr.splitlines() == [
+        f"python -m placement.standins: error: {rules}: rules[1]: needs one of reject, "
+        "conflict, set, provider"
+    ]
