@@ -5,11 +5,13 @@ Every test runs on PostgreSQL and on SQLite."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+import psycopg
 import pytest
 import requests
 import responses
@@ -493,3 +495,23 @@ def test_unknown_path_and_method_are_problems(base_url: str) -> None:
 def test_problems_name_the_request_path(base_url: str) -> None:
     response = requests.get(f"{base_url}/api/v1alpha1/resources/nope", timeout=10)
     assert response.json()["instance"] == "/api/v1alpha1/resources/nope"
+
+
+def test_database_errors_are_internal_errors_without_sql(config: Config, client: Client) -> None:
+    drop_resources_table(config)
+
+    response = get_resource.sync_detailed("web-1", client=client)
+
+    assert_problem(response, 500, "internal-error")
+    assert "resources" not in body(response)["detail"]
+
+
+def drop_resources_table(config: Config) -> None:
+    db = config.database
+    if db.type == "sqlite":
+        with sqlite3.connect(db.name) as conn:
+            conn.execute("DROP TABLE resources")
+        return
+    conninfo = f"host={db.host} port={db.port} dbname={db.name} user={db.user}"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("DROP TABLE resources")

@@ -16,7 +16,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from placement.config import Database
 from placement.model import Resource
-from placement.store.base import Cursor, DuplicateId, StoreUnavailable
+from placement.store.base import Cursor, DuplicateId, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +103,11 @@ class PostgresStore:
             resource.create_time,
             resource.update_time,
         )
-        try:
-            with self._connection() as conn:
+        with self._connection() as conn:
+            try:
                 conn.execute(_INSERT, params)
-        except psycopg.errors.UniqueViolation:
-            raise DuplicateId(resource.id) from None
+            except psycopg.errors.UniqueViolation:
+                raise DuplicateId(resource.id) from None
 
     def get(self, resource_id: str) -> Resource | None:
         with self._connection() as conn:
@@ -152,6 +152,8 @@ class PostgresStore:
             ) from exc
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"database connection failed: {exc}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"database error: {exc}") from exc
 
     def _wait_until_reachable(self) -> None:
         """Retry connecting until DB_CONNECT_TIMEOUT, then fail with the last reason."""

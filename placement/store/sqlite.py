@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from placement.model import Resource
-from placement.store.base import Cursor, DuplicateId, StoreUnavailable
+from placement.store.base import Cursor, DuplicateId, StoreError, StoreUnavailable
 
 _SCHEMA = (
     """
@@ -40,6 +40,10 @@ _SELECT = (
     " create_time, update_time FROM resources"
 )
 _GET = _SELECT + " WHERE id = ?"
+_INSERT = (
+    "INSERT INTO resources (id, catalog_item_instance_id, original_spec, provider_name,"
+    " approval_status, path, create_time, update_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _ORDER = " ORDER BY create_time, id LIMIT ?"
 _LIST = {
     (False, False): _SELECT + _ORDER,
@@ -47,6 +51,10 @@ _LIST = {
     (False, True): _SELECT + " WHERE (create_time, id) > (?, ?)" + _ORDER,
     (True, True): _SELECT + " WHERE provider_name = ? AND (create_time, id) > (?, ?)" + _ORDER,
 }
+
+
+# OperationalErrors that mean "cannot use the database now", not "this statement failed".
+_UNAVAILABLE = ("locked", "unable to open", "disk I/O", "busy", "readonly database")
 
 
 class SqliteStore:
@@ -89,18 +97,13 @@ class SqliteStore:
             _time_text(resource.create_time),
             _time_text(resource.update_time),
         )
-        try:
-            with self._connection() as conn:
-                conn.execute(
-                    "INSERT INTO resources (id, catalog_item_instance_id, original_spec,"
-                    " provider_name, approval_status, path, create_time, update_time)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    row,
-                )
-        except sqlite3.IntegrityError as exc:
-            if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
+        with self._connection() as conn:
+            try:
+                conn.execute(_INSERT, row)
+            except sqlite3.IntegrityError as exc:
+                if "UNIQUE" not in str(exc):
+                    raise
                 raise DuplicateId(resource.id) from None
-            raise
 
     def get(self, resource_id: str) -> Resource | None:
         with self._connection() as conn:
@@ -133,7 +136,11 @@ class SqliteStore:
         try:
             yield self._thread_connection()
         except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"sqlite database {self._path}: {exc}") from exc
+            if any(sign in str(exc) for sign in _UNAVAILABLE):
+                raise StoreUnavailable(f"sqlite database {self._path}: {exc}") from exc
+            raise StoreError(f"sqlite database {self._path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite database {self._path}: {exc}") from exc
 
     def _thread_connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
