@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 from placement import logs, problems
 from placement.config import Config
 from placement.handlers import Handlers
+from placement.reconciler import Reconciler
 from placement.service import PlacementService
 from placement.store import make_store
 from placement.upstream.policy import PolicyClient
@@ -38,16 +39,19 @@ def create_app(config: Config) -> connexion.AsyncApp:
     store = make_store(config.database)
     policy = PolicyClient(config.policy, config.retry, pool_size=config.threads)
     sprm = SprmClient(config.sprm, config.retry, pool_size=config.threads)
-    service = PlacementService(store, policy, sprm)
+    service = PlacementService(store, policy, sprm, config.operation_lease())
+    reconciler = Reconciler(store, sprm, config.operation_lease())
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         # Sync handlers run in this thread pool; its size caps concurrent requests.
         anyio.to_thread.current_default_thread_limiter().total_tokens = config.threads
         await run_in_threadpool(store.open)
+        reconciler.start(config.reconcile.interval)
         try:
             yield
         finally:
+            await run_in_threadpool(reconciler.stop)
             store.close()
             policy.close()
             sprm.close()

@@ -44,12 +44,22 @@ class Database:
     password: str
     connect_timeout: float
     pool_size: int
+    pool_timeout: float = 2.0
 
     def describe(self) -> str:
         """Where the data lives, without credentials, for log lines and errors."""
         if self.type == "sqlite":
             return f"sqlite:{self.name}"
         return f"postgresql://{self.host}:{self.port}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reconcile:
+    """The reconciler: how often it looks for stale operations, and how long past the
+    longest possible SPRM call an operation's lease lasts."""
+
+    interval: float = 30.0
+    grace: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +73,15 @@ class Config:
     retry: RetryPolicy
     threads: int
     workers: int
+    reconcile: Reconcile = Reconcile()
+    max_body_bytes: int = 1 << 20
+
+    def operation_lease(self) -> float:
+        """Seconds an operation holds a resource: its two longest possible SPRM calls
+        (a create, then a get to learn an unknown outcome), plus the reconcile grace."""
+        retry = self.retry
+        waits = sum(min(retry.initial * 2.0**n, retry.maximum) for n in range(retry.tries - 1))
+        return float(2 * (retry.tries * self.sprm.timeout + waits) + self.reconcile.grace)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -81,6 +100,7 @@ class Config:
                 password=read("DB_PASSWORD", "", str, alias="DB_PASS"),
                 connect_timeout=read("DB_CONNECT_TIMEOUT", "30s", parse_duration),
                 pool_size=read("DB_POOL_SIZE", "10", _int_between(1, 1000)),
+                pool_timeout=read("DB_POOL_TIMEOUT", "2s", _positive_duration),
             ),
             policy=Upstream(
                 url=read("POLICY_MANAGER_EVALUATION_URL", "http://localhost:8081", _http_url),
@@ -97,6 +117,11 @@ class Config:
             ),
             threads=read("SVC_THREADS", "40", _int_between(1, 1024)),
             workers=read("SVC_WORKERS", "1", _int_between(1, 64), alias="WEB_CONCURRENCY"),
+            reconcile=Reconcile(
+                interval=read("RECONCILE_INTERVAL", "30s", _positive_duration),
+                grace=read("RECONCILE_GRACE", "30s", parse_duration),
+            ),
+            max_body_bytes=read("SVC_MAX_BODY_BYTES", str(1 << 20), _int_between(1, 1 << 30)),
         )
 
 

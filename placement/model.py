@@ -4,14 +4,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 JSONObject = dict[str, Any]
 
 
+class State(StrEnum):
+    """Where a resource stands in its lifecycle. Every state but READY means an
+    operation is in flight: its owner holds a lease on the record, and if the owner
+    dies the reconciler finishes or undoes the operation once the lease expires."""
+
+    PROVISIONING = "PROVISIONING"
+    READY = "READY"
+    DELETING = "DELETING"
+    REHYDRATING = "REHYDRATING"
+
+
 @dataclass(frozen=True, slots=True)
 class Resource:
-    """A placed resource as it is stored: `spec` is the spec the client sent."""
+    """A placed resource as it is stored: `spec` is the spec the client sent.
+    `replaces` names the resource a rehydration is replacing, until it is done."""
 
     id: str
     catalog_item_instance_id: str
@@ -20,6 +33,8 @@ class Resource:
     approval_status: str
     create_time: datetime
     update_time: datetime
+    state: State = State.READY
+    replaces: str | None = None
 
     @property
     def path(self) -> str:

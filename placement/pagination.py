@@ -1,45 +1,78 @@
 """Opaque page tokens (AEP-158): where the previous page ended, and for which filter.
 
-A token is URL-safe base64 of a small JSON document. It is checked on the way in: a
-malformed token, or one issued for a different `provider` filter, is a client error
-rather than a silent restart at page 1 (as the Go service's offset tokens did).
+A token is URL-safe base64 of a small JSON document plus an HMAC of it, keyed by a
+secret the replicas share through the database. A malformed or altered token, or one
+issued for a different `provider` filter, is a client error, never a silent restart
+at page 1 (as the Go service's offset tokens were).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
+import secrets
+from collections.abc import Callable
 
 from placement.errors import Kind, PlacementError
 from placement.store import Cursor
 
+KEY_SETTING = "page_token_key"
 _VERSION = 1
+_MAC_BYTES = 16
 
 
-def encode(cursor: Cursor, provider: str | None) -> str:
-    document = {"v": _VERSION, "t": cursor.create_key, "i": cursor.id, "p": provider}
-    raw = json.dumps(document, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def new_key() -> str:
+    return secrets.token_hex(32)
 
 
-def decode(token: str, provider: str | None) -> Cursor:
-    """Return the cursor in `token`; raise a validation error if it is not ours or
-    was issued for another filter."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        document = json.loads(raw)
-        cursor = Cursor(_text(document["t"]), _text(document["i"]))
-        version, issued_for = document["v"], document["p"]
-    except (binascii.Error, ValueError, TypeError, KeyError):
-        raise PlacementError(Kind.VALIDATION, "page_token is not a valid page token") from None
-    if version != _VERSION:
-        raise PlacementError(Kind.VALIDATION, "page_token is not a valid page token")
-    if issued_for != provider:
-        raise PlacementError(
-            Kind.VALIDATION, "page_token was issued for a different provider filter"
-        )
-    return cursor
+class PageTokens:
+    """Encodes and checks tokens; the key is fetched once, on first use."""
+
+    def __init__(self, key_source: Callable[[], str]) -> None:
+        self._key_source = key_source
+        self._key: bytes | None = None
+
+    def encode(self, cursor: Cursor, provider: str | None) -> str:
+        document = {"v": _VERSION, "t": cursor.create_key, "i": cursor.id, "p": provider}
+        payload = json.dumps(document, separators=(",", ":")).encode()
+        return f"{_b64(payload)}.{_b64(self._mac(payload))}"
+
+    def decode(self, token: str, provider: str | None) -> Cursor:
+        """The cursor in `token`; a validation error unless it is intact and was
+        issued for this `provider` filter."""
+        try:
+            payload_text, mac_text = token.split(".")
+            payload = _unb64(payload_text)
+            if not hmac.compare_digest(_unb64(mac_text), self._mac(payload)):
+                raise ValueError("altered token")
+            document = json.loads(payload)
+            cursor = Cursor(_text(document["t"]), _text(document["i"]))
+            version, issued_for = document["v"], document["p"]
+        except (binascii.Error, ValueError, TypeError, KeyError):
+            raise PlacementError(Kind.VALIDATION, "page_token is not a valid page token") from None
+        if version != _VERSION:
+            raise PlacementError(Kind.VALIDATION, "page_token is not a valid page token")
+        if issued_for != provider:
+            raise PlacementError(
+                Kind.VALIDATION, "page_token was issued for a different provider filter"
+            )
+        return cursor
+
+    def _mac(self, payload: bytes) -> bytes:
+        if self._key is None:
+            self._key = bytes.fromhex(self._key_source())
+        return hmac.new(self._key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _text(value: object) -> str:

@@ -85,6 +85,14 @@ class Upstreams:
             answer = problem(status, "sprm says no")
         self.mock.add(responses.POST, INSTANCES, status=status, json=answer)
 
+    def sprm_get(self, instance_id: str, status: int = 200) -> None:
+        body = (
+            problem(status)
+            if status >= 400
+            else {"id": instance_id, "provider_name": "p", "spec": {}}
+        )
+        self.mock.add(responses.GET, f"{INSTANCES}/{instance_id}", status=status, json=body)
+
     def sprm_delete(self, instance_id: str, status: int = 204) -> None:
         body = problem(status, "sprm says no") if status >= 400 else None
         self.mock.add(responses.DELETE, f"{INSTANCES}/{instance_id}", status=status, json=body)
@@ -101,6 +109,9 @@ class Upstreams:
 
     def creates(self) -> list[Any]:
         return self.calls("POST", INSTANCES)
+
+    def gets(self) -> list[Any]:
+        return self.calls("GET", INSTANCES)
 
     def deletes(self) -> list[Any]:
         return self.calls("DELETE", INSTANCES)

@@ -221,10 +221,12 @@ def test_failed_provisioning_maps_and_rolls_back(
 ) -> None:
     upstreams.policy()
     upstreams.sprm_create(sprm_status)
+    upstreams.sprm_get("web-1", 404)
 
     assert_problem(create(client, "web-1"), status, kind)
     assert_problem(get_resource.sync_detailed("web-1", client=client), 404, "not-found")
     assert len(upstreams.creates()) == (4 if sprm_status >= 500 else 1)
+    assert len(upstreams.gets()) == (1 if sprm_status >= 500 else 0)
 
 
 # --- get and list --------------------------------------------------------------------
@@ -398,7 +400,11 @@ def test_rehydrate_unknown_is_404_without_upstream_calls(
         (lambda u: u.policy_fails(406), 406, "policy-rejected"),
         (lambda u: u.policy(provider=""), 424, "policy-dependency"),
         (lambda u: (u.policy(), u.sprm_create(422)), 422, "provider-error"),
-        (lambda u: (u.policy(), u.sprm_create(500)), 500, "internal-error"),
+        (
+            lambda u: (u.policy(), u.sprm_create(500), u.sprm_get("web-2", 404)),
+            500,
+            "internal-error",
+        ),
     ],
 )
 def test_failed_rehydrate_keeps_the_old_resource(

@@ -3,9 +3,24 @@
 from pathlib import Path
 
 from placement.config import Database
-from placement.store.base import Cursor, DuplicateId, ResourceStore, StoreError, StoreUnavailable
+from placement.store.base import (
+    Cursor,
+    DuplicateId,
+    Lease,
+    ResourceStore,
+    StoreError,
+    StoreUnavailable,
+)
 
-__all__ = ["Cursor", "DuplicateId", "ResourceStore", "StoreError", "StoreUnavailable", "make_store"]
+__all__ = [
+    "Cursor",
+    "DuplicateId",
+    "Lease",
+    "ResourceStore",
+    "StoreError",
+    "StoreUnavailable",
+    "make_store",
+]
 
 
 def make_store(db: Database) -> ResourceStore:

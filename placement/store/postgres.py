@@ -1,62 +1,71 @@
-"""PostgreSQL store: raw SQL through psycopg 3 and a connection pool."""
+"""PostgreSQL store: psycopg 3 and a connection pool."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from placement.config import Database
-from placement.model import Resource
-from placement.store.base import Cursor, DuplicateId, StoreError, StoreUnavailable
+from placement.model import JSONObject
+from placement.store.base import DuplicateId, StoreError, StoreUnavailable
+from placement.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 
-# The Go service's table, created only when missing; an existing one is served as it is.
-_SCHEMA = (
-    """
-    CREATE TABLE IF NOT EXISTS resources (
-        id varchar(63) PRIMARY KEY,
-        catalog_item_instance_id text NOT NULL,
-        original_spec jsonb NOT NULL,
-        provider_name text NOT NULL,
-        approval_status text NOT NULL,
-        path text NOT NULL,
-        create_time timestamptz,
-        update_time timestamptz
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS resources_create_time_id_idx ON resources (create_time, id)",
+# Schema versions, applied in order once each. Version 1 is the Go service's table,
+# created only when missing (an existing one is served as it is); later versions add.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE IF NOT EXISTS resources (
+            id varchar(63) PRIMARY KEY,
+            catalog_item_instance_id text NOT NULL,
+            original_spec jsonb NOT NULL,
+            provider_name text NOT NULL,
+            approval_status text NOT NULL,
+            path text NOT NULL,
+            create_time timestamptz,
+            update_time timestamptz
+        )
+        """,
+    ),
+    (
+        "ALTER TABLE resources ADD COLUMN IF NOT EXISTS state text NOT NULL DEFAULT 'READY'",
+        "ALTER TABLE resources ADD COLUMN IF NOT EXISTS lease_owner text",
+        "ALTER TABLE resources ADD COLUMN IF NOT EXISTS lease_until timestamptz",
+        "ALTER TABLE resources ADD COLUMN IF NOT EXISTS replaces varchar(63)",
+        "CREATE INDEX IF NOT EXISTS resources_create_time_id_idx ON resources (create_time, id)",
+        "CREATE INDEX IF NOT EXISTS resources_provider_create_time_id_idx"
+        " ON resources (provider_name, create_time, id)",
+        "CREATE INDEX IF NOT EXISTS resources_in_flight_idx ON resources (lease_until)"
+        " WHERE state <> 'READY'",
+        "CREATE INDEX IF NOT EXISTS resources_replaces_idx ON resources (replaces)"
+        " WHERE replaces IS NOT NULL",
+        "CREATE TABLE IF NOT EXISTS placement_settings"
+        " (name text PRIMARY KEY, value text NOT NULL)",
+    ),
 )
-# Serialises schema changes between replicas starting together.
-_SCHEMA_LOCK = 0x706C6163  # "plac"
-
-_COLUMNS = sql.SQL(
-    "id, catalog_item_instance_id, original_spec, provider_name, approval_status,"
-    " create_time, update_time"
-)
-_GET = sql.SQL("SELECT {} FROM resources WHERE id = %s").format(_COLUMNS)
-_INSERT = sql.SQL(
-    "INSERT INTO resources (id, catalog_item_instance_id, original_spec, provider_name,"
-    " approval_status, path, create_time, update_time) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-)
-_DELETE = sql.SQL("DELETE FROM resources WHERE id = %s")
-_BY_PROVIDER = sql.SQL("provider_name = %(provider)s")
-_AFTER = sql.SQL("(create_time, id) > (%(after_time)s::timestamptz, %(after_id)s)")
+# Serialises migrations between replicas starting together.
+_MIGRATION_LOCK = 0x706C6163  # "plac"
 
 
-class PostgresStore:
+class PostgresStore(SqlStore):
     """Records in PostgreSQL; connection failures surface as StoreUnavailable."""
 
-    def __init__(self, db: Database, pool_timeout: float = 5.0) -> None:
+    placeholder = "%s"
+    stale_lock = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, db: Database) -> None:
+        super().__init__()
         self._db = db
         self._conninfo = make_conninfo(
             host=db.host,
@@ -72,7 +81,7 @@ class PostgresStore:
             min_size=1,
             max_size=db.pool_size,
             open=False,
-            timeout=pool_timeout,
+            timeout=db.pool_timeout,
             kwargs={"autocommit": True},
             name="placement",
         )
@@ -81,65 +90,52 @@ class PostgresStore:
         self._wait_until_reachable()
         self._pool.open(wait=True, timeout=self._db.connect_timeout)
         with self._connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            for statement in _SCHEMA:
-                conn.execute(statement)
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS placement_schema"
+                " (version integer PRIMARY KEY, applied_time timestamptz NOT NULL DEFAULT now())"
+            )
+            row = conn.execute("SELECT coalesce(max(version), 0) FROM placement_schema").fetchone()
+            for version in range(row[0] if row else 0, len(MIGRATIONS)):
+                for statement in MIGRATIONS[version]:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO placement_schema (version) VALUES (%s)", (version + 1,))
+                log.info("database schema migrated to version %d", version + 1)
 
     def close(self) -> None:
         self._pool.close()
 
     def ping(self) -> None:
-        with self._connection() as conn:
-            conn.execute("SELECT 1")
+        self._rows("SELECT 1", ())
 
-    def insert(self, resource: Resource) -> None:
-        params = (
-            resource.id,
-            resource.catalog_item_instance_id,
-            Jsonb(resource.spec),
-            resource.provider_name,
-            resource.approval_status,
-            resource.path,
-            resource.create_time,
-            resource.update_time,
-        )
+    def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self._connection() as conn:
-            try:
-                conn.execute(_INSERT, params)
-            except psycopg.errors.UniqueViolation:
-                raise DuplicateId(resource.id) from None
+            cursor = conn.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
 
-    def get(self, resource_id: str) -> Resource | None:
+    def _count(self, statement: str, params: Sequence[Any]) -> int:
         with self._connection() as conn:
-            row = conn.execute(_GET, (resource_id,)).fetchone()
-        return None if row is None else _resource(row)
+            return conn.execute(statement, params).rowcount
 
-    def delete(self, resource_id: str) -> bool:
-        with self._connection() as conn:
-            return conn.execute(_DELETE, (resource_id,)).rowcount > 0
+    def _spec_value(self, spec: JSONObject) -> Any:
+        return Jsonb(spec)
 
-    def list(
-        self, provider: str | None, limit: int, after: Cursor | None
-    ) -> tuple[list[Resource], Cursor | None]:
-        conditions = []
-        params: dict[str, Any] = {"limit": limit + 1}
-        if provider is not None:
-            conditions.append(_BY_PROVIDER)
-            params["provider"] = provider
-        if after is not None:
-            conditions.append(_AFTER)
-            params |= {"after_time": after.create_key, "after_id": after.id}
-        where = (
-            sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
-        )
-        query = sql.SQL("SELECT {} FROM resources{} ORDER BY create_time, id LIMIT %(limit)s")
-        with self._connection() as conn:
-            rows = conn.execute(query.format(_COLUMNS, where), params).fetchall()
-        resources = [_resource(row) for row in rows[:limit]]
-        if len(rows) <= limit:
-            return resources, None
-        last = resources[-1]
-        return resources, Cursor(last.create_time.isoformat(), last.id)
+    def _time_value(self, moment: datetime) -> Any:
+        return moment
+
+    def _decode_spec(self, value: Any) -> JSONObject:
+        spec: JSONObject = value
+        return spec
+
+    def _decode_time(self, value: Any) -> datetime:
+        moment: datetime = value
+        return moment
+
+    def _sort_key(self, value: Any) -> str:
+        return str(value.isoformat())
+
+    def _after_value(self, key: str) -> Any:
+        return datetime.fromisoformat(key)
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -150,6 +146,8 @@ class PostgresStore:
             raise StoreUnavailable(
                 f"no database connection within the pool timeout: {exc}"
             ) from exc
+        except psycopg.errors.UniqueViolation as exc:
+            raise DuplicateId(str(exc)) from exc
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"database connection failed: {exc}") from exc
         except psycopg.Error as exc:
@@ -173,16 +171,3 @@ class PostgresStore:
                 log.warning("database not reachable yet, retrying: %s", reason)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
-
-
-def _resource(row: tuple[Any, ...]) -> Resource:
-    rid, catalog_id, spec, provider, approval, created, updated = row
-    return Resource(
-        id=rid,
-        catalog_item_instance_id=catalog_id,
-        spec=spec,
-        provider_name=provider or "",
-        approval_status=approval or "",
-        create_time=created,
-        update_time=updated,
-    )

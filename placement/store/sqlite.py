@@ -8,59 +8,63 @@ sorts as text in time order; the spec is stored as JSON text.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from placement.model import Resource
-from placement.store.base import Cursor, DuplicateId, StoreError, StoreUnavailable
+from placement.model import JSONObject
+from placement.store.base import DuplicateId, StoreError, StoreUnavailable
+from placement.store.sql import SqlStore
 
-_SCHEMA = (
-    """
-    CREATE TABLE IF NOT EXISTS resources (
-        id varchar(63) PRIMARY KEY,
-        catalog_item_instance_id text NOT NULL,
-        original_spec text NOT NULL,
-        provider_name text NOT NULL,
-        approval_status text NOT NULL,
-        path text NOT NULL,
-        create_time datetime,
-        update_time datetime
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS resources_create_time_id_idx ON resources (create_time, id)",
-)
+log = logging.getLogger(__name__)
 
-_SELECT = (
-    "SELECT id, catalog_item_instance_id, original_spec, provider_name, approval_status,"
-    " create_time, update_time FROM resources"
+# Schema versions, applied in order once each (see postgres.MIGRATIONS).
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE IF NOT EXISTS resources (
+            id varchar(63) PRIMARY KEY,
+            catalog_item_instance_id text NOT NULL,
+            original_spec text NOT NULL,
+            provider_name text NOT NULL,
+            approval_status text NOT NULL,
+            path text NOT NULL,
+            create_time datetime,
+            update_time datetime
+        )
+        """,
+    ),
+    (
+        "ALTER TABLE resources ADD COLUMN state text NOT NULL DEFAULT 'READY'",
+        "ALTER TABLE resources ADD COLUMN lease_owner text",
+        "ALTER TABLE resources ADD COLUMN lease_until datetime",
+        "ALTER TABLE resources ADD COLUMN replaces varchar(63)",
+        "CREATE INDEX IF NOT EXISTS resources_create_time_id_idx ON resources (create_time, id)",
+        "CREATE INDEX IF NOT EXISTS resources_provider_create_time_id_idx"
+        " ON resources (provider_name, create_time, id)",
+        "CREATE INDEX IF NOT EXISTS resources_in_flight_idx ON resources (lease_until)"
+        " WHERE state <> 'READY'",
+        "CREATE INDEX IF NOT EXISTS resources_replaces_idx ON resources (replaces)"
+        " WHERE replaces IS NOT NULL",
+        "CREATE TABLE IF NOT EXISTS placement_settings"
+        " (name text PRIMARY KEY, value text NOT NULL)",
+    ),
 )
-_GET = _SELECT + " WHERE id = ?"
-_INSERT = (
-    "INSERT INTO resources (id, catalog_item_instance_id, original_spec, provider_name,"
-    " approval_status, path, create_time, update_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_ORDER = " ORDER BY create_time, id LIMIT ?"
-_LIST = {
-    (False, False): _SELECT + _ORDER,
-    (True, False): _SELECT + " WHERE provider_name = ?" + _ORDER,
-    (False, True): _SELECT + " WHERE (create_time, id) > (?, ?)" + _ORDER,
-    (True, True): _SELECT + " WHERE provider_name = ? AND (create_time, id) > (?, ?)" + _ORDER,
-}
-
 
 # OperationalErrors that mean "cannot use the database now", not "this statement failed".
 _UNAVAILABLE = ("locked", "unable to open", "disk I/O", "busy", "readonly database")
 
 
-class SqliteStore:
+class SqliteStore(SqlStore):
     """Records in one SQLite file (DB_NAME)."""
 
     def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:
+        super().__init__()
         self._path = path
         self._busy_timeout = busy_timeout
         self._local = threading.local()
@@ -72,8 +76,13 @@ class SqliteStore:
             raise StoreUnavailable(f"directory {self._path.parent} does not exist")
         with self._connection() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
-            for statement in _SCHEMA:
-                conn.execute(statement)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._migrate(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -83,58 +92,62 @@ class SqliteStore:
         self._local = threading.local()
 
     def ping(self) -> None:
-        with self._connection() as conn:
-            conn.execute("SELECT 1")
+        self._rows("SELECT 1", ())
 
-    def insert(self, resource: Resource) -> None:
-        row = (
-            resource.id,
-            resource.catalog_item_instance_id,
-            json.dumps(resource.spec, separators=(",", ":")),
-            resource.provider_name,
-            resource.approval_status,
-            resource.path,
-            _time_text(resource.create_time),
-            _time_text(resource.update_time),
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS placement_schema"
+            " (version integer PRIMARY KEY, applied_time datetime NOT NULL)"
         )
-        with self._connection() as conn:
-            try:
-                conn.execute(_INSERT, row)
-            except sqlite3.IntegrityError as exc:
-                if "UNIQUE" not in str(exc):
-                    raise
-                raise DuplicateId(resource.id) from None
+        (current,) = conn.execute(
+            "SELECT coalesce(max(version), 0) FROM placement_schema"
+        ).fetchone()
+        for version in range(current, len(MIGRATIONS)):
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO placement_schema (version, applied_time) VALUES (?, ?)",
+                (version + 1, _time_text(datetime.now(UTC))),
+            )
+            log.info("database schema migrated to version %d", version + 1)
 
-    def get(self, resource_id: str) -> Resource | None:
+    def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self._connection() as conn:
-            row = conn.execute(_GET, (resource_id,)).fetchone()
-        return None if row is None else _resource(row)
+            return conn.execute(statement, params).fetchall()
 
-    def delete(self, resource_id: str) -> bool:
+    def _count(self, statement: str, params: Sequence[Any]) -> int:
         with self._connection() as conn:
-            return conn.execute("DELETE FROM resources WHERE id = ?", (resource_id,)).rowcount > 0
+            return conn.execute(statement, params).rowcount
 
-    def list(
-        self, provider: str | None, limit: int, after: Cursor | None
-    ) -> tuple[list[Resource], Cursor | None]:
-        params: list[Any] = []
-        if provider is not None:
-            params.append(provider)
-        if after is not None:
-            params += [after.create_key, after.id]
-        params.append(limit + 1)
-        query = _LIST[provider is not None, after is not None]
-        with self._connection() as conn:
-            rows = conn.execute(query, params).fetchall()
-        resources = [_resource(row) for row in rows[:limit]]
-        if len(rows) <= limit:
-            return resources, None
-        return resources, Cursor(rows[limit - 1][5], rows[limit - 1][0])
+    def _spec_value(self, spec: JSONObject) -> Any:
+        return json.dumps(spec, separators=(",", ":"))
+
+    def _time_value(self, moment: datetime) -> Any:
+        return _time_text(moment)
+
+    def _decode_spec(self, value: Any) -> JSONObject:
+        spec: JSONObject = json.loads(value)
+        return spec
+
+    def _decode_time(self, value: Any) -> datetime:
+        if value is None:
+            return datetime.fromtimestamp(0, UTC)
+        return datetime.fromisoformat(value).astimezone(UTC)
+
+    def _sort_key(self, value: Any) -> str:
+        return str(value)
+
+    def _after_value(self, key: str) -> Any:
+        return key
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
         try:
             yield self._thread_connection()
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" not in str(exc):
+                raise StoreError(f"sqlite database {self._path}: {exc}") from exc
+            raise DuplicateId(str(exc)) from exc
         except sqlite3.OperationalError as exc:
             if any(sign in str(exc) for sign in _UNAVAILABLE):
                 raise StoreUnavailable(f"sqlite database {self._path}: {exc}") from exc
@@ -160,22 +173,3 @@ class SqliteStore:
 def _time_text(moment: datetime) -> str:
     text = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f").rstrip("0").rstrip(".")
     return text + "+00:00"
-
-
-def _parse_time(text: str | None) -> datetime:
-    if text is None:
-        return datetime.fromtimestamp(0, UTC)
-    return datetime.fromisoformat(text).astimezone(UTC)
-
-
-def _resource(row: tuple[Any, ...]) -> Resource:
-    rid, catalog_id, spec, provider, approval, created, updated = row
-    return Resource(
-        id=rid,
-        catalog_item_instance_id=catalog_id,
-        spec=json.loads(spec),
-        provider_name=provider or "",
-        approval_status=approval or "",
-        create_time=_parse_time(created),
-        update_time=_parse_time(updated),
-    )

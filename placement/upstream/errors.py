@@ -30,3 +30,8 @@ class UpstreamError(Exception):
         if transient is None:
             transient = status is None or status >= 500 or status in _TRANSIENT_4XX
         self.transient = transient
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """Whether the upstream may have acted although the call failed."""
+        return (self.status is None and self.transient) or (self.status or 0) >= 500

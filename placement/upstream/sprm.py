@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from placement.config import RetryPolicy, Upstream
 from placement.model import JSONObject
+from placement.upstream.errors import UpstreamError
 from placement.upstream.retry import Retrier
 from placement.upstream.sprm_api.api.default import create_instance, delete_instance, get_instance
 from placement.upstream.sprm_api.client import Client
 from placement.upstream.sprm_api.models import ServiceTypeInstance
 from placement.upstream.sprm_api.types import UNSET
 from placement.upstream.transport import API_PREFIX, failure, pooled_session, send
+
+log = logging.getLogger(__name__)
 
 NAME = "sprm"
 
@@ -30,17 +34,29 @@ class SprmClient:
         self._client.close()
 
     def create_instance(self, instance_id: str, provider: str, spec: JSONObject) -> None:
-        """Provision `spec` on `provider` under our resource id (201 is success)."""
+        """Provision `spec` on `provider` under our resource id (201 is success). A
+        retry meeting 409 after a try whose outcome is unknown means that try acted."""
         body = ServiceTypeInstance.from_dict({"provider_name": provider, "spec": spec})
-        self._retry(
-            lambda: self._expect(
-                "create",
-                201,
-                lambda: create_instance.sync_detailed(
-                    client=self._client, body=body, id=instance_id
-                ),
-            )
-        )
+        may_have_acted = False
+
+        def attempt() -> None:
+            nonlocal may_have_acted
+            try:
+                self._expect(
+                    "create",
+                    201,
+                    lambda: create_instance.sync_detailed(
+                        client=self._client, body=body, id=instance_id
+                    ),
+                )
+            except UpstreamError as exc:
+                if exc.status == 409 and may_have_acted:
+                    log.info("retried create of %s met 409: the earlier try acted", instance_id)
+                    return
+                may_have_acted = may_have_acted or exc.outcome_unknown
+                raise
+
+        self._retry(attempt)
 
     def get_instance(self, instance_id: str) -> JSONObject | None:
         """The instance as the SPRM knows it, or None if it does not exist."""

@@ -1,0 +1,186 @@
+"""The SQL both stores run, and the store methods built on it. The database modules
+supply connections, error translation, value encodings and dialect details."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from placement.model import JSONObject, Resource, State
+from placement.store.base import Cursor, Lease
+
+COLUMNS = (
+    "id, catalog_item_instance_id, original_spec, provider_name, approval_status,"
+    " create_time, update_time, state, replaces"
+)
+_SELECT = "SELECT " + COLUMNS + " FROM resources"  # noqa: S608 - constants only
+_PAGE = " ORDER BY create_time, id LIMIT ?"
+_AFTER = "(create_time, id) > (?, ?)"
+_STALE = "state <> 'READY' AND (lease_until IS NULL OR lease_until < ?)"
+
+# Written with "?" placeholders; `Statements` rewrites them for drivers using "%s".
+_SQL = {
+    "get": _SELECT + " WHERE id = ?",
+    "insert": "INSERT INTO resources (id, catalog_item_instance_id, original_spec,"
+    " provider_name, approval_status, path, create_time, update_time, state, replaces,"
+    " lease_owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "replacement_of": _SELECT + " WHERE replaces = ?",
+    "retire": "DELETE FROM resources WHERE id = ? AND state = 'REHYDRATING'",
+    "restore": "UPDATE resources SET state = 'READY', lease_owner = NULL, lease_until = NULL"
+    " WHERE id = ? AND state = 'REHYDRATING'",
+    "delete": "DELETE FROM resources WHERE id = ? AND lease_owner = ?",
+    "list": _SELECT + _PAGE,
+    "list_provider": _SELECT + " WHERE provider_name = ?" + _PAGE,
+    "list_after": _SELECT + " WHERE " + _AFTER + _PAGE,
+    "list_provider_after": _SELECT + " WHERE provider_name = ? AND " + _AFTER + _PAGE,
+    "claim": "UPDATE resources SET state = ?, lease_owner = ?, lease_until = ?"  # noqa: S608
+    " WHERE id = ? AND state = ? AND (lease_until IS NULL OR lease_until < ?)"
+    " RETURNING " + COLUMNS,
+    "claim_stale": "UPDATE resources SET lease_owner = ?, lease_until = ? WHERE id IN"  # noqa: S608
+    " (SELECT id FROM resources WHERE " + _STALE + " ORDER BY lease_until LIMIT ?{lock})"
+    " RETURNING " + COLUMNS,
+    "release_ready": "UPDATE resources SET state = 'READY', lease_owner = NULL,"
+    " lease_until = NULL, replaces = NULL WHERE id = ? AND lease_owner = ?",
+    "release": "UPDATE resources SET state = ?, lease_owner = NULL, lease_until = NULL"
+    " WHERE id = ? AND lease_owner = ?",
+    "setting_insert": "INSERT INTO placement_settings (name, value) VALUES (?, ?)"
+    " ON CONFLICT (name) DO NOTHING",
+    "setting_get": "SELECT value FROM placement_settings WHERE name = ?",
+}
+
+
+class SqlStore(abc.ABC):
+    """A ResourceStore over a DB-API driver."""
+
+    placeholder = "?"
+    # Appended to the subquery choosing stale records: PostgreSQL skips rows another
+    # replica is claiming; SQLite serialises writers anyway.
+    stale_lock = ""
+
+    def __init__(self) -> None:
+        self._sql = {
+            name: text.replace("{lock}", self.stale_lock).replace("?", self.placeholder)
+            for name, text in _SQL.items()
+        }
+
+    @abc.abstractmethod
+    def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run a statement; its rows (none for statements without a result)."""
+
+    @abc.abstractmethod
+    def _count(self, statement: str, params: Sequence[Any]) -> int:
+        """Run a statement; the number of rows it changed."""
+
+    @abc.abstractmethod
+    def _spec_value(self, spec: JSONObject) -> Any: ...
+
+    @abc.abstractmethod
+    def _time_value(self, moment: datetime) -> Any: ...
+
+    @abc.abstractmethod
+    def _decode_spec(self, value: Any) -> JSONObject: ...
+
+    @abc.abstractmethod
+    def _decode_time(self, value: Any) -> datetime: ...
+
+    @abc.abstractmethod
+    def _sort_key(self, value: Any) -> str:
+        """A row's create_time as a cursor key that `_after_value` turns back."""
+
+    @abc.abstractmethod
+    def _after_value(self, key: str) -> Any: ...
+
+    def setting(self, name: str, default: Callable[[], str]) -> str:
+        self._count(self._sql["setting_insert"], (name, default()))
+        [(value,)] = self._rows(self._sql["setting_get"], (name,))
+        return str(value)
+
+    def insert(self, resource: Resource, lease: Lease | None = None) -> None:
+        self._count(
+            self._sql["insert"],
+            (
+                resource.id,
+                resource.catalog_item_instance_id,
+                self._spec_value(resource.spec),
+                resource.provider_name,
+                resource.approval_status,
+                resource.path,
+                self._time_value(resource.create_time),
+                self._time_value(resource.update_time),
+                resource.state.value,
+                resource.replaces,
+                lease.owner if lease else None,
+                self._time_value(lease.until) if lease else None,
+            ),
+        )
+
+    def get(self, resource_id: str) -> Resource | None:
+        rows = self._rows(self._sql["get"], (resource_id,))
+        return self._resource(rows[0]) if rows else None
+
+    def list_page(
+        self, provider: str | None, limit: int, after: Cursor | None
+    ) -> tuple[list[Resource], Cursor | None]:
+        name, params = "list", []
+        if provider is not None:
+            name, params = "list_provider", [provider]
+        if after is not None:
+            name += "_after"
+            params += [self._after_value(after.create_key), after.id]
+        rows = self._rows(self._sql[name], [*params, limit + 1])
+        resources = [self._resource(row) for row in rows[:limit]]
+        if len(rows) <= limit:
+            return resources, None
+        return resources, Cursor(self._sort_key(rows[limit - 1][5]), rows[limit - 1][0])
+
+    def replacement_of(self, resource_id: str) -> Resource | None:
+        rows = self._rows(self._sql["replacement_of"], (resource_id,))
+        return self._resource(rows[0]) if rows else None
+
+    def claim(
+        self, resource_id: str, expected: State, state: State, lease: Lease, now: datetime
+    ) -> Resource | None:
+        params = (
+            state.value,
+            lease.owner,
+            self._time_value(lease.until),
+            resource_id,
+            expected.value,
+            self._time_value(now),
+        )
+        rows = self._rows(self._sql["claim"], params)
+        return self._resource(rows[0]) if rows else None
+
+    def claim_stale(self, lease: Lease, now: datetime, limit: int) -> list[Resource]:
+        params = (lease.owner, self._time_value(lease.until), self._time_value(now), limit)
+        return [self._resource(row) for row in self._rows(self._sql["claim_stale"], params)]
+
+    def release(self, resource_id: str, owner: str, state: State) -> bool:
+        if state is State.READY:
+            return self._count(self._sql["release_ready"], (resource_id, owner)) > 0
+        return self._count(self._sql["release"], (state.value, resource_id, owner)) > 0
+
+    def delete(self, resource_id: str, owner: str) -> bool:
+        return self._count(self._sql["delete"], (resource_id, owner)) > 0
+
+    def retire(self, resource_id: str) -> bool:
+        return self._count(self._sql["retire"], (resource_id,)) > 0
+
+    def restore(self, resource_id: str) -> bool:
+        return self._count(self._sql["restore"], (resource_id,)) > 0
+
+    def _resource(self, row: Sequence[Any]) -> Resource:
+        rid, catalog_id, spec, provider, approval, created, updated, state, replaces = row
+        return Resource(
+            id=rid,
+            catalog_item_instance_id=catalog_id,
+            spec=self._decode_spec(spec),
+            provider_name=provider or "",
+            approval_status=approval or "",
+            create_time=self._decode_time(created),
+            update_time=self._decode_time(updated),
+            state=State(state),
+            replaces=replaces,
+        )
