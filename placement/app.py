@@ -17,6 +17,7 @@ import anyio.to_thread
 import connexion
 import yaml
 from connexion.exceptions import ProblemException
+from connexion.middleware import MiddlewarePosition
 from connexion.resolver import Resolver
 from connexion.validators import ParameterValidator
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +26,7 @@ from starlette.exceptions import HTTPException
 from placement import logs, problems
 from placement.config import Config
 from placement.handlers import Handlers
+from placement.limits import BODY_VALIDATORS, BodyLimit
 from placement.reconciler import Reconciler
 from placement.service import PlacementService
 from placement.store import make_store
@@ -61,7 +63,10 @@ def create_app(config: Config) -> connexion.AsyncApp:
         SPEC,
         resolver=resolver(Handlers(service)),
         pythonic_params=False,
-        validator_map={"parameter": NamedParameterValidator},
+        validator_map={"parameter": NamedParameterValidator, "body": BODY_VALIDATORS},
+    )
+    app.add_middleware(
+        BodyLimit, position=MiddlewarePosition.BEFORE_ROUTING, limit=config.max_body_bytes
     )
     handle = problems.handler(allowed_methods(SPEC))
     for exc_class in (Exception, HTTPException, ProblemException):

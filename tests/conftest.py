@@ -11,11 +11,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import responses
+from placement_manager_client import Client
 from pytest_postgresql import factories
 from pytest_postgresql.executors import PostgreSQLExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from placement.config import Config, Database
+from placement.app import create_app
+from placement.config import Config, Database, Upstream
+from tests.support import POLICY_URL, SPRM_URL, Upstreams, serve
 
 
 def _pg_ctl() -> str:
@@ -97,3 +101,23 @@ def db(request: pytest.FixtureRequest) -> Database:
 @pytest.fixture
 def config(base_config: Config, db: Database) -> Config:
     return replace(base_config, database=db)
+
+
+@pytest.fixture
+def upstreams() -> Iterator[Upstreams]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_passthru("http://127.0.0.1")
+        yield Upstreams(mock)
+
+
+@pytest.fixture
+def base_url(config: Config, upstreams: Upstreams) -> Iterator[str]:
+    config = replace(config, policy=Upstream(POLICY_URL, 5.0), sprm=Upstream(SPRM_URL, 5.0))
+    with serve(create_app(config)) as url:
+        yield url
+
+
+@pytest.fixture
+def client(base_url: str) -> Iterator[Client]:
+    with Client(base_url=f"{base_url}/api/v1alpha1", timeout=30) as client:
+        yield client

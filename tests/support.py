@@ -9,9 +9,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import requests
 import responses
 import uvicorn
+from placement_manager_client import Client
+from placement_manager_client.api.resource import create_resource, list_resources
+from placement_manager_client.models import Resource, ResourceSpec
+from placement_manager_client.types import UNSET, Response
 
+SPEC = {"service_type": "vm", "vcpu": 2, "memory": "2GB"}
 POLICY_URL = "http://policy.test:8081"
 SPRM_URL = "http://sprm.test:8082"
 EVALUATE = f"{POLICY_URL}/api/v1alpha1/policies:evaluateRequest"
@@ -122,3 +128,39 @@ class Upstreams:
             for c in self.mock.calls
             if str(c.request.url).startswith((POLICY_URL, SPRM_URL))
         ]
+
+
+def create(
+    client: Client, rid: str | None = "web-1", spec: dict[str, Any] | None = None
+) -> Response[Any]:
+    body = Resource(catalog_item_instance_id="cat-1", spec=ResourceSpec.from_dict(spec or SPEC))
+    return create_resource.sync_detailed(client=client, body=body, id=rid if rid else UNSET)
+
+
+def given_resource(client: Client, upstreams: Upstreams, rid: str = "web-1") -> None:
+    """Create `rid` through the API, then forget the upstream calls it made."""
+    upstreams.policy()
+    upstreams.sprm_create()
+    assert create(client, rid).status_code == 201
+    upstreams.mock.reset()
+    upstreams.mock.add_passthru("http://127.0.0.1")
+
+
+def body(response: Response[Any]) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(response.content)
+    return result
+
+
+def assert_problem(response: Response[Any] | requests.Response, status: int, kind: str) -> None:
+    assert response.status_code == status, response.content
+    assert response.headers["Content-Type"] == "application/problem+json"
+    problem = json.loads(response.content)
+    assert problem["type"] == kind
+    assert problem["status"] == status
+    assert problem["title"]
+    assert problem["detail"]
+
+
+def resource_ids(client: Client) -> list[str]:
+    page = list_resources.sync_detailed(client=client)
+    return [r["id"] for r in body(page)["resources"]]

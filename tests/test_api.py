@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -18,77 +16,26 @@ import responses
 from placement_manager_client import Client
 from placement_manager_client.api.health import get_health
 from placement_manager_client.api.resource import (
-    create_resource,
     delete_resource,
     get_resource,
     list_resources,
     rehydrate_resource,
 )
-from placement_manager_client.models import RehydrateRequest, Resource, ResourceSpec
+from placement_manager_client.models import RehydrateRequest
 from placement_manager_client.types import UNSET, Response
 
-from placement.app import create_app
-from placement.config import Config, Upstream
-from tests.support import EVALUATE, INSTANCES, POLICY_URL, SPRM_URL, Upstreams, serve
-
-SPEC = {"service_type": "vm", "vcpu": 2, "memory": "2GB"}
-
-
-@pytest.fixture
-def upstreams() -> Iterator[Upstreams]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.add_passthru("http://127.0.0.1")
-        yield Upstreams(mock)
-
-
-@pytest.fixture
-def base_url(config: Config, upstreams: Upstreams) -> Iterator[str]:
-    config = replace(config, policy=Upstream(POLICY_URL, 5.0), sprm=Upstream(SPRM_URL, 5.0))
-    with serve(create_app(config)) as url:
-        yield url
-
-
-@pytest.fixture
-def client(base_url: str) -> Iterator[Client]:
-    with Client(base_url=f"{base_url}/api/v1alpha1", timeout=30) as client:
-        yield client
-
-
-def create(
-    client: Client, rid: str | None = "web-1", spec: dict[str, Any] | None = None
-) -> Response[Any]:
-    body = Resource(catalog_item_instance_id="cat-1", spec=ResourceSpec.from_dict(spec or SPEC))
-    return create_resource.sync_detailed(client=client, body=body, id=rid if rid else UNSET)
-
-
-def given_resource(client: Client, upstreams: Upstreams, rid: str = "web-1") -> None:
-    """Create `rid` through the API, then forget the upstream calls it made."""
-    upstreams.policy()
-    upstreams.sprm_create()
-    assert create(client, rid).status_code == 201
-    upstreams.mock.reset()
-    upstreams.mock.add_passthru("http://127.0.0.1")
-
-
-def body(response: Response[Any]) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(response.content)
-    return result
-
-
-def assert_problem(response: Response[Any] | requests.Response, status: int, kind: str) -> None:
-    assert response.status_code == status, response.content
-    assert response.headers["Content-Type"] == "application/problem+json"
-    problem = json.loads(response.content)
-    assert problem["type"] == kind
-    assert problem["status"] == status
-    assert problem["title"]
-    assert problem["detail"]
-
-
-def resource_ids(client: Client) -> list[str]:
-    page = list_resources.sync_detailed(client=client)
-    return [r["id"] for r in body(page)["resources"]]
-
+from placement.config import Config
+from tests.support import (
+    EVALUATE,
+    INSTANCES,
+    SPEC,
+    Upstreams,
+    assert_problem,
+    body,
+    create,
+    given_resource,
+    resource_ids,
+)
 
 # --- health --------------------------------------------------------------------------
 

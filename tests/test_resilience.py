@@ -1,0 +1,261 @@
+"""What the Go service got wrong under faults, through the HTTP API: unknown SPRM
+outcomes, retried creates meeting 409, abandoned deletes, busy resources, tampered
+page tokens, hostile bodies. Upstreams stood in for by `responses`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import requests
+import responses
+from placement_manager_client import Client
+from placement_manager_client.api.resource import delete_resource, get_resource, list_resources
+
+from placement.config import Config
+from tests.support import (
+    INSTANCES,
+    Upstreams,
+    assert_problem,
+    body,
+    create,
+    given_resource,
+    resource_ids,
+)
+
+
+@pytest.fixture
+def config(base_config: Config, db: Any) -> Config:
+    return replace(base_config, database=db, max_body_bytes=16384)
+
+
+def test_create_whose_outcome_is_unknown_succeeds_if_the_instance_exists(
+    client: Client, upstreams: Upstreams
+) -> None:
+    upstreams.policy()
+    upstreams.sprm_create(503)
+    upstreams.sprm_get("web-1", 200)
+
+    response = create(client, "web-1")
+
+    assert response.status_code == 201, response.content
+    assert len(upstreams.gets()) == 1
+    upstreams.sprm_delete("web-1")
+    assert delete_resource.sync_detailed("web-1", client=client).status_code == 204
+
+
+def test_retried_create_meeting_409_is_a_success(client: Client, upstreams: Upstreams) -> None:
+    upstreams.policy()
+    upstreams.mock.add(responses.POST, INSTANCES, body=requests.ConnectionError("reset"))
+    upstreams.sprm_create(409)
+
+    response = create(client, "web-1")
+
+    assert response.status_code == 201, response.content
+    assert len(upstreams.creates()) == 2
+    assert resource_ids(client) == ["web-1"]
+
+
+def test_first_try_meeting_409_is_a_conflict_and_rolls_back(
+    client: Client, upstreams: Upstreams
+) -> None:
+    upstreams.policy()
+    upstreams.sprm_create(409)
+
+    assert_problem(create(client, "web-1"), 409, "resource-conflict")
+    assert resource_ids(client) == []
+
+
+def test_create_with_unknowable_outcome_keeps_the_record_for_the_reconciler(
+    client: Client, upstreams: Upstreams
+) -> None:
+    upstreams.policy()
+    upstreams.sprm_create(503)
+    upstreams.sprm_get("web-1", 503)
+
+    assert_problem(create(client, "web-1"), 500, "internal-error")
+
+    assert resource_ids(client) == ["web-1"]
+    assert_problem(create(client, "web-1"), 409, "resource-conflict")
+
+
+def test_delete_with_unknown_outcome_keeps_the_record_and_can_be_retried(
+    client: Client, upstreams: Upstreams
+) -> None:
+    given_resource(client, upstreams)
+    upstreams.sprm_delete("web-1", 503)
+
+    assert_problem(delete_resource.sync_detailed("web-1", client=client), 500, "internal-error")
+    assert resource_ids(client) == ["web-1"]
+
+    upstreams.mock.replace(responses.DELETE, f"{INSTANCES}/web-1", status=204)
+    assert delete_resource.sync_detailed("web-1", client=client).status_code == 204
+    assert resource_ids(client) == []
+
+
+def test_delete_refused_by_the_sprm_leaves_the_resource_usable(
+    client: Client, upstreams: Upstreams
+) -> None:
+    given_resource(client, upstreams)
+    upstreams.sprm_delete("web-1", 422)
+    assert_problem(delete_resource.sync_detailed("web-1", client=client), 422, "provider-error")
+
+    upstreams.mock.replace(responses.DELETE, f"{INSTANCES}/web-1", status=204)
+    assert delete_resource.sync_detailed("web-1", client=client).status_code == 204
+
+
+@pytest.fixture
+def held_create(upstreams: Upstreams) -> Iterator[threading.Event]:
+    """The SPRM create blocks until the returned event is set."""
+    arrived, release = threading.Event(), threading.Event()
+
+    def answer(_request: Any) -> tuple[int, dict[str, str], str]:
+        arrived.set()
+        release.wait(20)
+        return 201, {}, json.dumps({"provider_name": "p", "spec": {}})
+
+    upstreams.policy()
+    upstreams.mock.add_callback(responses.POST, INSTANCES, callback=answer)
+    release.arrived = arrived  # type: ignore[attr-defined]
+    yield release
+    release.set()
+
+
+def test_resource_being_provisioned_is_busy_for_delete_and_rehydrate(
+    base_url: str, client: Client, upstreams: Upstreams, held_create: threading.Event
+) -> None:
+    outcome: dict[str, int] = {}
+    creating = threading.Thread(target=lambda: outcome.update(status=create(client).status_code))
+    creating.start()
+    assert held_create.arrived.wait(10)  # type: ignore[attr-defined]
+
+    assert_problem(delete_resource.sync_detailed("web-1", client=client), 409, "resource-conflict")
+    rehydrate = requests.post(
+        f"{base_url}/api/v1alpha1/resources/web-1:rehydrate",
+        json={"new_resource_id": "web-2"},
+        timeout=10,
+    )
+    assert_problem(rehydrate, 409, "resource-conflict")
+
+    held_create.set()
+    creating.join(10)
+    assert outcome == {"status": 201}
+    assert upstreams.deletes() == []
+
+
+# --- page tokens -------------------------------------------------------------------
+
+
+def two_pages(client: Client, upstreams: Upstreams) -> str:
+    for rid in ("r1", "r2"):
+        given_resource(client, upstreams, rid)
+    token = body(list_resources.sync_detailed(client=client, max_page_size=1))["next_page_token"]
+    assert isinstance(token, str)
+    return token
+
+
+def test_tampered_page_token_is_refused(client: Client, upstreams: Upstreams) -> None:
+    token = two_pages(client, upstreams)
+    payload, mac = token.split(".")
+    document = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    document["i"] = "r0"
+    forged = base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
+
+    response = list_resources.sync_detailed(client=client, page_token=f"{forged}.{mac}")
+
+    assert_problem(response, 400, "validation-error")
+    valid = body(list_resources.sync_detailed(client=client, page_token=token))
+    assert [r["id"] for r in valid["resources"]] == ["r2"]
+
+
+def test_page_token_survives_the_deletion_of_the_last_row_seen(
+    client: Client, upstreams: Upstreams
+) -> None:
+    token = two_pages(client, upstreams)
+    upstreams.sprm_delete("r1")
+    assert delete_resource.sync_detailed("r1", client=client).status_code == 204
+
+    page = body(list_resources.sync_detailed(client=client, page_token=token))
+
+    assert [r["id"] for r in page["resources"]] == ["r2"]
+
+
+# --- hostile input -----------------------------------------------------------------
+
+
+def test_body_over_the_limit_is_413_by_its_declared_length(base_url: str) -> None:
+    response = requests.post(
+        f"{base_url}/api/v1alpha1/resources",
+        data=b"{" + b" " * 20000 + b"}",
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert_problem(response, 413, "payload-too-large")
+
+
+def test_body_over_the_limit_is_413_when_streamed(base_url: str) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"catalog_item_instance_id": "c", "spec": {"x": "'
+        for _ in range(100):
+            yield b"a" * 200
+        yield b'"}}'
+
+    response = requests.post(
+        f"{base_url}/api/v1alpha1/resources",
+        data=chunks(),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert_problem(response, 413, "payload-too-large")
+
+
+def test_chunked_body_within_the_limit_is_accepted(
+    client: Client, upstreams: Upstreams, base_url: str
+) -> None:
+    upstreams.policy()
+    upstreams.sprm_create()
+    payload = json.dumps({"catalog_item_instance_id": "c", "spec": {"x": "a" * 1000}}).encode()
+
+    response = requests.post(
+        f"{base_url}/api/v1alpha1/resources?id=chunked",
+        data=iter([payload[:10], payload[10:]]),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+
+    assert response.status_code == 201, response.content
+    assert resource_ids(client) == ["chunked"]
+
+
+@pytest.mark.parametrize("depth", [65, 3000])
+def test_deeply_nested_json_is_refused(base_url: str, upstreams: Upstreams, depth: int) -> None:
+    spec = "[" * depth + "]" * depth
+    data = f'{{"catalog_item_instance_id": "c", "spec": {{"x": {spec}}}}}'.encode()
+    response = requests.post(
+        f"{base_url}/api/v1alpha1/resources",
+        data=data,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert_problem(response, 400, "validation-error")
+    assert "nested" in response.json()["detail"]
+    assert upstreams.upstream_calls() == []
+
+
+def test_nesting_within_the_limit_is_accepted(client: Client, upstreams: Upstreams) -> None:
+    upstreams.policy()
+    upstreams.sprm_create()
+    nested: Any = "leaf"
+    for _ in range(60):
+        nested = {"n": nested}
+
+    response = create(client, "deep", spec={"x": nested})
+
+    assert response.status_code == 201, response.content
+    got = get_resource.sync_detailed("deep", client=client)
+    assert body(got)["spec"] == {"x": nested}
