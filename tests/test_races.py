@@ -1,0 +1,145 @@
+"""Concurrent requests for one id end in one consistent outcome, and the SPRM is asked
+once. The app runs on a real socket; the upstreams are the stand-in servers."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+from placement_manager_client import Client
+from placement_manager_client.api.resource import delete_resource, rehydrate_resource
+from placement_manager_client.models import RehydrateRequest
+
+from placement.app import create_app
+from placement.config import Config, Upstream
+from placement.standins import PolicyStandIn, SprmStandIn
+from tests.support import create, resource_ids, serve
+
+
+@dataclass
+class Stack:
+    client: Client
+    sprm: SprmStandIn
+
+    def sprm_calls(self, method: str) -> int:
+        return sum(1 for r in self.sprm.requests if r.method == method)
+
+
+@pytest.fixture
+def stack(config: Config) -> Iterator[Stack]:
+    sprm = SprmStandIn()
+    with PolicyStandIn().serve() as policy_server, sprm.serve() as sprm_server:
+        config = replace(
+            config,
+            policy=Upstream(policy_server.url, 10.0),
+            sprm=Upstream(sprm_server.url, 10.0),
+        )
+        with serve(create_app(config)) as url, Client(f"{url}/api/v1alpha1", timeout=30) as client:
+            yield Stack(client, sprm)
+        sprm.reset_faults()
+
+
+def together(*calls: Callable[[], int]) -> list[int]:
+    """Run the calls in threads released at the same moment; their status codes."""
+    barrier = threading.Barrier(len(calls))
+    statuses: list[int] = [0] * len(calls)
+
+    def run(index: int, call: Callable[[], int]) -> None:
+        barrier.wait()
+        statuses[index] = call()
+
+    threads = [threading.Thread(target=run, args=pair) for pair in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return statuses
+
+
+def in_background(call: Callable[[], int]) -> tuple[threading.Thread, dict[str, int]]:
+    result: dict[str, int] = {}
+    thread = threading.Thread(target=lambda: result.update(status=call()))
+    thread.start()
+    return thread, result
+
+
+def test_many_creates_of_one_id_have_one_winner(stack: Stack) -> None:
+    statuses = together(*[lambda: create(stack.client, "web-1").status_code] * 16)
+
+    assert Counter(statuses) == Counter({201: 1, 409: 15})
+    assert stack.sprm_calls("POST") == 1
+    assert list(stack.sprm.instances) == ["web-1"]
+    assert resource_ids(stack.client) == ["web-1"]
+
+
+def test_create_and_delete_of_one_id(stack: Stack) -> None:
+    stack.sprm.hold("create")
+    creating, created = in_background(lambda: create(stack.client, "web-1").status_code)
+    stack.sprm.wait_held("create", timeout=10)
+
+    assert delete_resource.sync_detailed("web-1", client=stack.client).status_code == 409
+
+    stack.sprm.release("create")
+    creating.join(30)
+    assert created == {"status": 201}
+    assert stack.sprm_calls("DELETE") == 0
+    assert list(stack.sprm.instances) == ["web-1"]
+
+
+def test_two_deletes_of_one_resource(stack: Stack) -> None:
+    assert create(stack.client, "web-1").status_code == 201
+    stack.sprm.hold("delete")
+    first, outcome = in_background(
+        lambda: delete_resource.sync_detailed("web-1", client=stack.client).status_code
+    )
+    stack.sprm.wait_held("delete", timeout=10)
+
+    assert delete_resource.sync_detailed("web-1", client=stack.client).status_code == 409
+
+    stack.sprm.release("delete")
+    first.join(30)
+    assert outcome == {"status": 204}
+    assert stack.sprm_calls("DELETE") == 1
+    assert resource_ids(stack.client) == []
+
+
+def test_many_deletes_at_once(stack: Stack) -> None:
+    assert create(stack.client, "web-1").status_code == 201
+
+    statuses = together(
+        *[lambda: delete_resource.sync_detailed("web-1", client=stack.client).status_code] * 8
+    )
+
+    assert statuses.count(204) == 1
+    assert set(statuses) <= {204, 404, 409}
+    assert stack.sprm_calls("DELETE") == 1
+    assert stack.sprm.instances == {}
+
+
+def test_rehydrate_and_delete_of_one_resource(stack: Stack) -> None:
+    assert create(stack.client, "web-1").status_code == 201
+    stack.sprm.clear()
+    stack.sprm.hold("create")
+
+    def rehydrate() -> int:
+        body = RehydrateRequest(new_resource_id="web-2")
+        answer: Any = rehydrate_resource.sync_detailed("web-1", client=stack.client, body=body)
+        return int(answer.status_code)
+
+    rehydrating, outcome = in_background(rehydrate)
+    stack.sprm.wait_held("create", timeout=10)
+
+    assert delete_resource.sync_detailed("web-1", client=stack.client).status_code == 409
+
+    stack.sprm.release("create")
+    rehydrating.join(30)
+    assert outcome == {"status": 200}
+    assert resource_ids(stack.client) == ["web-2"]
+    deletes = [r for r in stack.sprm.requests if r.method == "DELETE"]
+    assert [(r.path.rsplit("/", 1)[-1], r.query) for r in deletes] == [
+        ("web-1", {"deferred": "true"})
+    ]
