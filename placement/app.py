@@ -15,7 +15,6 @@ from typing import Any
 
 import anyio.to_thread
 import connexion
-import yaml
 from connexion.exceptions import ProblemException
 from connexion.middleware import MiddlewarePosition
 from connexion.resolver import Resolver
@@ -28,6 +27,7 @@ from placement.config import Config
 from placement.handlers import Handlers
 from placement.limits import BODY_VALIDATORS, BodyLimit
 from placement.reconciler import Reconciler
+from placement.routes import MethodCheck, SpecRoutes
 from placement.service import PlacementService
 from placement.store import make_store
 from placement.upstream.policy import PolicyClient
@@ -65,33 +65,15 @@ def create_app(config: Config) -> connexion.AsyncApp:
         pythonic_params=False,
         validator_map={"parameter": NamedParameterValidator, "body": BODY_VALIDATORS},
     )
+    routes = SpecRoutes(SPEC)
+    app.add_middleware(MethodCheck, position=MiddlewarePosition.BEFORE_ROUTING, routes=routes)
     app.add_middleware(
         BodyLimit, position=MiddlewarePosition.BEFORE_ROUTING, limit=config.max_body_bytes
     )
-    handle = problems.handler(allowed_methods(SPEC))
+    handle = problems.handler(routes.allow_header)
     for exc_class in (Exception, HTTPException, ProblemException):
         app.add_error_handler(exc_class, handle)
     return app
-
-
-def allowed_methods(spec_file: Path) -> Callable[[str], str]:
-    """The methods the spec defines for a request path, for the Allow header of a 405."""
-    spec = yaml.safe_load(spec_file.read_text())
-    prefix = spec["servers"][0]["url"]
-    routes = []
-    for template, item in spec["paths"].items():
-        pattern = re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(prefix + template))
-        methods = [m.upper() for m in _HTTP_METHODS if m in item]
-        routes.append((re.compile(pattern + "$"), methods))
-
-    def allowed(path: str) -> str:
-        found = {m for pattern, methods in routes if pattern.match(path) for m in methods}
-        return ", ".join(m for m in (x.upper() for x in _HTTP_METHODS) if m in found)
-
-    return allowed
-
-
-_HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
 def resolver(handlers: Handlers) -> Resolver:

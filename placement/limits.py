@@ -85,6 +85,8 @@ class BoundedJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
     async def _parse(self, stream: Any, scope: Scope) -> Any:
         try:
             body = await super()._parse(stream, scope)
+        except UnicodeDecodeError:
+            raise BadRequestProblem(detail="request body is not valid UTF-8") from None
         except RecursionError:
             body = None
             depth = MAX_JSON_DEPTH + 1

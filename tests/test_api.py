@@ -389,16 +389,25 @@ def test_rehydrate_succeeds_when_the_deferred_delete_fails(
 # --- routing and request validation --------------------------------------------------
 
 
-def test_get_on_the_custom_method_path_is_not_a_rehydrate(
+def test_custom_method_path_only_takes_post(
     base_url: str, client: Client, upstreams: Upstreams
 ) -> None:
     given_resource(client, upstreams, "web-1")
 
-    response = requests.get(f"{base_url}/api/v1alpha1/resources/web-1:rehydrate", timeout=10)
+    for method in ("GET", "DELETE", "PUT"):
+        response = requests.request(
+            method, f"{base_url}/api/v1alpha1/resources/web-1:rehydrate", timeout=10
+        )
+        assert_problem(response, 405, "method-not-allowed")
+        assert response.headers["Allow"] == "POST"
+    assert upstreams.upstream_calls() == []
+    assert get_resource.sync_detailed("web-1", client=client).status_code == 200
 
+
+def test_ids_are_validated_on_every_resource_path(base_url: str) -> None:
+    response = requests.get(f"{base_url}/api/v1alpha1/resources/Not_An_Id", timeout=10)
     assert_problem(response, 400, "validation-error")
     assert "resource_id" in response.json()["detail"]
-    assert upstreams.upstream_calls() == []
 
 
 @pytest.mark.parametrize(
@@ -442,7 +451,9 @@ def test_unknown_path_and_method_are_problems(base_url: str) -> None:
     assert_problem(requests.get(f"{base_url}/api/v1alpha1/nope", timeout=10), 404, "not-found")
     response = requests.put(f"{base_url}/api/v1alpha1/resources", timeout=10)
     assert_problem(response, 405, "method-not-allowed")
-    assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+    assert response.headers["Allow"] == "GET, POST"
+    response = requests.post(f"{base_url}/api/v1alpha1/resources/web-1", timeout=10)
+    assert response.headers["Allow"] == "GET, DELETE"
 
 
 def test_problems_name_the_request_path(base_url: str) -> None:
