@@ -1,4 +1,6 @@
-"""`placement-manager serve`: check the configuration and the database, then serve."""
+"""`placement-manager serve`: check the configuration and the database, then serve.
+`placement-manager dev`: the service and both upstream stand-ins in one process, to try
+it locally (see `devstack.py`)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 import uvicorn
 
@@ -21,7 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="placement-manager", description="DCM placement service.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="serve the API (configured by environment variables)")
-    parser.parse_args(argv)
+    _add_dev_arguments(commands.add_parser("dev", help=_DEV_HELP, description=_DEV_DESCRIPTION))
+    args = parser.parse_args(argv)
+    if args.command == "dev":
+        from placement import devstack  # only `dev` needs the stand-ins: imported on demand
+
+        return devstack.run(devstack.Options.from_args(args), os.environ)
     return serve()
 
 
@@ -56,6 +64,38 @@ def serve() -> int:
         timeout_graceful_shutdown=30,
     )
     return 0
+
+
+_DEV_HELP = "try it locally: the service on SQLite with both upstream stand-ins, one process"
+_DEV_DESCRIPTION = (
+    "Run the placement service on a SQLite file kept between runs, with the Policy Engine "
+    "and SPRM stand-ins as its upstreams, each on its own port, until Ctrl-C. Other "
+    "settings come from the environment as for `serve` (SVC_LOG_LEVEL, UPSTREAM_RETRY_*...)."
+)
+
+
+def _add_dev_arguments(dev: argparse.ArgumentParser) -> None:
+    dev.add_argument("--host", default="127.0.0.1", help="listen host of all three (127.0.0.1)")
+    for flag, port, what in (
+        ("--port", 8080, "the placement API"),
+        ("--policy-port", 8081, "the Policy Engine stand-in"),
+        ("--sprm-port", 8082, "the SPRM stand-in"),
+    ):
+        dev.add_argument(flag, type=_port, default=port, help=f"port of {what} ({port}; 0: any)")
+    dev.add_argument(
+        "--data-dir",
+        type=Path,
+        help="directory of the SQLite database, kept between runs "
+        "($XDG_DATA_HOME/placement-manager or ~/.local/share/placement-manager)",
+    )
+    dev.add_argument("--fresh", action="store_true", help="delete the database first")
+    dev.add_argument("--rules", type=Path, help="Policy Engine stand-in rules (default: packaged)")
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
+    return int(text)
 
 
 def _exit_cleanly_on(*signals: signal.Signals) -> None:
