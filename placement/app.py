@@ -22,7 +22,8 @@ from connexion.validators import ParameterValidator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from placement import logs, problems
+from placement import logs, metrics, problems
+from placement.access import RequestObserver
 from placement.config import Config
 from placement.handlers import Handlers
 from placement.limits import BODY_VALIDATORS, BodyLimit
@@ -39,8 +40,8 @@ SPEC = Path(__file__).with_name("openapi.yaml")
 def create_app(config: Config) -> connexion.AsyncApp:
     """Build the whole service: store, upstream clients, flows, HTTP app."""
     store = make_store(config.database)
-    policy = PolicyClient(config.policy, config.retry, pool_size=config.threads)
-    sprm = SprmClient(config.sprm, config.retry, pool_size=config.threads)
+    policy = PolicyClient(config.policy, config.retry, config.threads, config.forward_auth)
+    sprm = SprmClient(config.sprm, config.retry, config.threads, config.forward_auth)
     service = PlacementService(store, policy, sprm, config.operation_lease())
     reconciler = Reconciler(store, sprm, config.operation_lease())
 
@@ -64,6 +65,11 @@ def create_app(config: Config) -> connexion.AsyncApp:
         resolver=resolver(Handlers(service)),
         pythonic_params=False,
         validator_map={"parameter": NamedParameterValidator, "body": BODY_VALIDATORS},
+    )
+    app.add_middleware(
+        RequestObserver,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        pool_gauge=metrics.PoolGauge(store.pool_stats),
     )
     routes = SpecRoutes(SPEC)
     app.add_middleware(MethodCheck, position=MiddlewarePosition.BEFORE_ROUTING, routes=routes)
@@ -104,5 +110,5 @@ class NamedParameterValidator(ParameterValidator):  # type: ignore[misc]
 def app_from_env() -> connexion.AsyncApp:
     """Factory for uvicorn workers: configuration from the environment."""
     config = Config.from_env(os.environ)
-    logs.configure(config.log_level)
+    logs.configure(config.log_level, config.log_format)
     return create_app(config)

@@ -75,6 +75,8 @@ class Config:
     workers: int
     reconcile: Reconcile = Reconcile()
     max_body_bytes: int = 1 << 20
+    log_format: str = "json"
+    forward_auth: bool = False
 
     def operation_lease(self) -> float:
         """Seconds an operation holds a resource: its two longest possible SPRM calls
@@ -122,6 +124,8 @@ class Config:
                 grace=read("RECONCILE_GRACE", "30s", parse_duration),
             ),
             max_body_bytes=read("SVC_MAX_BODY_BYTES", str(1 << 20), _int_between(1, 1 << 30)),
+            log_format=read("LOG_FORMAT", "json", _choice("json", "text")),
+            forward_auth=read("UPSTREAM_FORWARD_AUTH", "false", _boolean),
         )
 
 
@@ -226,6 +230,13 @@ def _log_level(text: str) -> str:
     if level is None:
         raise ValueError("must be debug, info, warn or error")
     return level
+
+
+def _boolean(text: str) -> bool:
+    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    if text.lower() not in value:
+        raise ValueError("must be true or false")
+    return value[text.lower()]
 
 
 def _non_empty(text: str) -> str:

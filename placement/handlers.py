@@ -11,6 +11,7 @@ from typing import Any
 
 from connexion.lifecycle import ConnexionResponse
 
+from placement import context
 from placement.service import PlacementService
 
 JSON = "application/json"
@@ -37,9 +38,11 @@ class Handlers:
         return _json(200, body)
 
     def create_resource(self, body: dict[str, Any], id: str = "") -> ConnexionResponse:  # noqa: A002 - the spec's name
+        context.note_resource(id)
         resource = self._service.create_resource(
             body["catalog_item_instance_id"], body["spec"], id or None
         )
+        context.note_resource(resource.id)
         return _json(201, resource.to_json())
 
     def get_resource(self, resource_id: str) -> ConnexionResponse:

@@ -12,6 +12,7 @@ from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
+from placement import context
 from placement.errors import Kind, PlacementError
 from placement.store import StoreError, StoreUnavailable
 from placement.upstream.errors import UpstreamError
@@ -87,9 +88,12 @@ def _response(
     instance: str | None,
     headers: dict[str, str] | None,
 ) -> ConnexionResponse:
-    body = {"type": type_, "title": title, "status": status, "detail": detail}
+    body: dict[str, object] = {"type": type_, "title": title, "status": status, "detail": detail}
     if instance:
         body["instance"] = instance
+    request = context.current()
+    if request is not None:
+        body["request_id"] = request.request_id
     return ConnexionResponse(
         status_code=status,
         content_type=PROBLEM_JSON,

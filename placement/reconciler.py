@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from placement import context, metrics
 from placement.model import Resource, State, utcnow
 from placement.service import ResourceManager, retire_replaced
 from placement.store import Lease, ResourceStore, StoreError
@@ -31,19 +32,19 @@ class Reconciler:
         lease_seconds: float,
         batch: int = 100,
         clock: Callable[[], datetime] = utcnow,
-        on_action: Callable[[str], None] = lambda _action: None,
     ) -> None:
         self._store = store
         self._sprm = sprm
         self._lease_time = timedelta(seconds=lease_seconds)
         self._batch = batch
         self._clock = clock
-        self._on_action = on_action
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> Counter[str]:
         """One round; the count of each action taken."""
+        context.begin(None, prefix="reconcile")
+        metrics.RECONCILER_RUNS.inc()
         now = self._clock()
         lease = Lease(uuid.uuid4().hex, now + self._lease_time)
         done: Counter[str] = Counter()
@@ -52,7 +53,7 @@ class Reconciler:
         for resource in stale:
             action = self._settle(resource, lease)
             done[action] += 1
-            self._on_action(action)
+            metrics.RECONCILER_ACTIONS.labels(action).inc()
             log.log(
                 logging.INFO if action != "waiting" else logging.DEBUG,
                 "reconciled %s (%s): %s",

@@ -51,6 +51,9 @@ class ResourceStore(Protocol):
     def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers now."""
 
+    def pool_stats(self) -> dict[str, int]:
+        """Connections in use, idle, and requests waiting (empty without a pool)."""
+
     def setting(self, name: str, default: Callable[[], str]) -> str:
         """A service-wide value, created from `default()` by whoever asks first."""
 

@@ -82,6 +82,9 @@ class PostgresStore(SqlStore):
             max_size=db.pool_size,
             open=False,
             timeout=db.pool_timeout,
+            # Give up reconnecting after a while: the next request then starts a fresh
+            # attempt at once, instead of waiting out an ever longer backoff.
+            reconnect_timeout=10.0,
             kwargs={"autocommit": True},
             name="placement",
         )
@@ -104,6 +107,11 @@ class PostgresStore(SqlStore):
 
     def close(self) -> None:
         self._pool.close()
+
+    def pool_stats(self) -> dict[str, int]:
+        stats = self._pool.get_stats()
+        size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
+        return {"in_use": size - idle, "idle": idle, "waiting": stats.get("requests_waiting", 0)}
 
     def ping(self) -> None:
         self._rows("SELECT 1", ())

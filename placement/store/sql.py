@@ -92,6 +92,9 @@ class SqlStore(abc.ABC):
     @abc.abstractmethod
     def _after_value(self, key: str) -> Any: ...
 
+    def pool_stats(self) -> dict[str, int]:
+        return {}
+
     def setting(self, name: str, default: Callable[[], str]) -> str:
         self._count(self._sql["setting_insert"], (name, default()))
         [(value,)] = self._rows(self._sql["setting_get"], (name,))

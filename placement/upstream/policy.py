@@ -8,13 +8,16 @@ from placement.upstream.policy_api.api.evaluation import evaluate_request
 from placement.upstream.policy_api.client import Client
 from placement.upstream.policy_api.models import EvaluateRequest, EvaluateResponse
 from placement.upstream.retry import Retrier
-from placement.upstream.transport import API_PREFIX, failure, pooled_session, send
+from placement.upstream.transport import API_PREFIX, call_headers, failure, pooled_session, send
 
 NAME = "policy"
 
 
 class PolicyClient:
-    def __init__(self, upstream: Upstream, retry: RetryPolicy, pool_size: int) -> None:
+    def __init__(
+        self, upstream: Upstream, retry: RetryPolicy, pool_size: int, forward_auth: bool = False
+    ) -> None:
+        self._forward_auth = forward_auth
         self._client = Client(
             base_url=upstream.url + API_PREFIX,
             timeout=upstream.timeout,
@@ -30,8 +33,9 @@ class PolicyClient:
 
     def _evaluate(self, spec: JSONObject) -> Evaluation:
         body = EvaluateRequest.from_dict({"service_instance": {"spec": spec}})
+        client = self._client.with_headers(call_headers(self._forward_auth))
         answer = send(
-            NAME, "evaluate", lambda: evaluate_request.sync_detailed(client=self._client, body=body)
+            NAME, "evaluate", lambda: evaluate_request.sync_detailed(client=client, body=body)
         )
         if answer.status_code != 200 or not isinstance(answer.parsed, EvaluateResponse):
             raise failure(NAME, "evaluate", answer)

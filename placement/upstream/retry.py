@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import backoff
 
+from placement import metrics
 from placement.config import RetryPolicy
 from placement.upstream.errors import UpstreamError
 
@@ -49,6 +50,7 @@ def _attempt(attempt: Callable[[], T]) -> T:
 
 def _log_retry(details: Any) -> None:
     exc = details["exception"]
+    metrics.UPSTREAM_RETRIES.labels(exc.upstream, exc.operation).inc()
     log.warning(
         "retrying %s %s in %.2fs (try %d failed: %s)",
         exc.upstream,
@@ -56,4 +58,11 @@ def _log_retry(details: Any) -> None:
         details["wait"],
         details["tries"],
         exc,
+        extra={
+            "upstream": exc.upstream,
+            "upstream_operation": exc.operation,
+            "upstream_status": exc.status,
+            "try": details["tries"],
+            "wait_s": details["wait"],
+        },
     )

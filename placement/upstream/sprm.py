@@ -14,7 +14,7 @@ from placement.upstream.sprm_api.api.default import create_instance, delete_inst
 from placement.upstream.sprm_api.client import Client
 from placement.upstream.sprm_api.models import ServiceTypeInstance
 from placement.upstream.sprm_api.types import UNSET
-from placement.upstream.transport import API_PREFIX, failure, pooled_session, send
+from placement.upstream.transport import API_PREFIX, call_headers, failure, pooled_session, send
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,10 @@ NAME = "sprm"
 
 
 class SprmClient:
-    def __init__(self, upstream: Upstream, retry: RetryPolicy, pool_size: int) -> None:
+    def __init__(
+        self, upstream: Upstream, retry: RetryPolicy, pool_size: int, forward_auth: bool = False
+    ) -> None:
+        self._forward_auth = forward_auth
         self._client = Client(
             base_url=upstream.url + API_PREFIX,
             timeout=upstream.timeout,
@@ -46,7 +49,7 @@ class SprmClient:
                     "create",
                     201,
                     lambda: create_instance.sync_detailed(
-                        client=self._client, body=body, id=instance_id
+                        client=self._call_client(), body=body, id=instance_id
                     ),
                 )
             except UpstreamError as exc:
@@ -65,7 +68,7 @@ class SprmClient:
             answer = send(
                 NAME,
                 "get",
-                lambda: get_instance.sync_detailed(instance_id, client=self._client),
+                lambda: get_instance.sync_detailed(instance_id, client=self._call_client()),
             )
             if answer.status_code == 404:
                 return None
@@ -82,10 +85,15 @@ class SprmClient:
                 "delete",
                 204,
                 lambda: delete_instance.sync_detailed(
-                    instance_id, client=self._client, deferred=True if deferred else UNSET
+                    instance_id,
+                    client=self._call_client(),
+                    deferred=True if deferred else UNSET,
                 ),
             )
         )
+
+    def _call_client(self) -> Client:
+        return self._client.with_headers(call_headers(self._forward_auth))
 
     def _expect(self, operation: str, status: int, call: Any) -> None:
         answer = send(NAME, operation, call)

@@ -4,13 +4,18 @@ UpstreamError (the generated code returns responses and raises requests' errors)
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
 
+from placement import context, metrics
 from placement.upstream.errors import UpstreamError
+
+log = logging.getLogger("placement.upstream")
 
 API_PREFIX = "/api/v1alpha1"
 
@@ -40,19 +45,62 @@ def pooled_session(pool_size: int) -> requests.Session:
     return session
 
 
+def call_headers(forward_auth: bool) -> dict[str, str]:
+    """Headers tying an upstream call to the request it serves: its X-Request-ID and,
+    when UPSTREAM_FORWARD_AUTH is on, the caller's bearer token."""
+    request = context.current()
+    if request is None:
+        return {}
+    headers = {"X-Request-ID": request.request_id}
+    if forward_auth and request.bearer_token:
+        headers["Authorization"] = f"Bearer {request.bearer_token}"
+    return headers
+
+
 def send(upstream: str, operation: str, call: Callable[[], A]) -> A:
-    """Make one call; no answer at all (refused, reset, timed out) or a success answer
-    that does not match the upstream's spec is an UpstreamError."""
+    """Make one call, timed, counted and logged; no answer at all (refused, reset,
+    timed out) or a success answer not matching the upstream's spec is an UpstreamError."""
+    started = time.perf_counter()
+    outcome, status = "error", None
     try:
-        return call()
+        answer = call()
+        status = int(answer.status_code)
+        outcome = f"{status // 100}xx"
+        return answer
     except requests.JSONDecodeError as exc:
+        outcome = "malformed"
         raise _malformed(upstream, operation, exc) from exc
     except requests.Timeout as exc:
+        outcome = "timeout"
         raise UpstreamError(upstream, operation, None, f"timed out ({exc})") from exc
     except requests.RequestException as exc:
+        outcome = "connection_error"
         raise UpstreamError(upstream, operation, None, f"no answer ({exc})") from exc
     except (ValueError, KeyError, TypeError) as exc:
+        outcome = "malformed"
         raise _malformed(upstream, operation, exc) from exc
+    finally:
+        _observe(upstream, operation, outcome, status, time.perf_counter() - started)
+
+
+def _observe(
+    upstream: str, operation: str, outcome: str, status: int | None, seconds: float
+) -> None:
+    metrics.UPSTREAM_CALLS.labels(upstream, operation, outcome).inc()
+    metrics.UPSTREAM_SECONDS.labels(upstream, operation).observe(seconds)
+    log.info(
+        "%s %s: %s",
+        upstream,
+        operation,
+        status or outcome,
+        extra={
+            "upstream": upstream,
+            "upstream_operation": operation,
+            "outcome": outcome,
+            "upstream_status": status,
+            "duration_ms": round(seconds * 1000, 2),
+        },
+    )
 
 
 def failure(upstream: str, operation: str, answer: Answer) -> UpstreamError:
