@@ -38,7 +38,7 @@ def serve() -> int:
         config = Config.from_env(os.environ)
     except ConfigError as exc:
         return _fail(f"invalid configuration: {exc}")
-    logs.configure(config.log_level)
+    logs.configure(config.log_level, config.log_format)
     try:
         _prepare_database(config)
     except StoreUnavailable as exc:
@@ -81,15 +81,23 @@ def _add_dev_arguments(dev: argparse.ArgumentParser) -> None:
         ("--policy-port", 8081, "the Policy Engine stand-in"),
         ("--sprm-port", 8082, "the SPRM stand-in"),
     ):
-        dev.add_argument(flag, type=_port, default=port, help=f"port of {what} ({port}; 0: any)")
+        dev.add_argument(
+            flag, type=_port, default=port, metavar="N", help=f"port of {what} ({port}; 0: any)"
+        )
     dev.add_argument(
         "--data-dir",
         type=Path,
+        metavar="DIR",
         help="directory of the SQLite database, kept between runs "
         "($XDG_DATA_HOME/placement-manager or ~/.local/share/placement-manager)",
     )
     dev.add_argument("--fresh", action="store_true", help="delete the database first")
-    dev.add_argument("--rules", type=Path, help="Policy Engine stand-in rules (default: packaged)")
+    dev.add_argument(
+        "--rules",
+        type=Path,
+        metavar="FILE",
+        help="Policy Engine stand-in rules (default: packaged)",
+    )
 
 
 def _port(text: str) -> int:

@@ -12,7 +12,12 @@ from typing import Any
 from placement import context
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is output.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# (uvicorn also passes `color_message`, the message with terminal colours: dropped.)
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):

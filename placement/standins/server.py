@@ -38,7 +38,7 @@ def _server(app: ASGIApp, grace: int) -> uvicorn.Server:
         app,
         log_config=None,  # leave logging to the process that hosts us
         access_log=False,  # a benchmark must not pay for access logs
-        lifespan="off",
+        lifespan="auto",  # the placement app opens its store in its lifespan
         server_header=False,
         timeout_graceful_shutdown=grace,
     )

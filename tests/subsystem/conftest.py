@@ -1,0 +1,188 @@
+"""Fixtures of the subsystem suite: one real `placement-manager serve` process per backend
+(PostgreSQL, SQLite) per test module, the two stand-ins for the whole session, and a
+clean slate (stand-ins reset, `resources` table emptied) before every test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import uuid
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import requests
+from placement_manager_client import Client
+from pytest_postgresql.executors import PostgreSQLExecutor
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from placement.standins import PolicyStandIn, SprmStandIn
+from tests.subsystem.support import Upstreams
+from tests.support import wait_for
+from tests.test_cli import ENTRY, free_port
+
+# What the service is told besides its database and upstreams: retries that do not slow
+# the suite, and an SPRM timeout short enough for the tests of calls that hang.
+SERVICE_ENV = {
+    "UPSTREAM_RETRY_INITIAL_INTERVAL": "10ms",
+    "UPSTREAM_RETRY_MAX_INTERVAL": "20ms",
+    "SP_RESOURCE_MANAGER_TIMEOUT": "1s",
+    "SVC_LOG_LEVEL": "info",
+    "LOG_FORMAT": "text",
+}
+_CLEAN_PREFIXES = (
+    *("DB_", "SVC_", "POLICY_", "SP_", "UPSTREAM_", "RECONCILE_", "BIND_", "WEB_"),
+    *("AUTH_", "LOG_"),
+)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A database the service runs on: its settings, and how to empty it."""
+
+    kind: str  # "pgsql" or "sqlite"
+    env: dict[str, str]
+
+    def empty(self) -> None:
+        """DELETE every resource record, directly in the database."""
+        env = self.env
+        if self.kind == "sqlite":
+            lite = sqlite3.connect(env["DB_NAME"], timeout=10)
+            try:
+                with lite:  # commits
+                    lite.execute("DELETE FROM resources")
+            finally:
+                lite.close()
+            return
+        with psycopg.connect(
+            host=env["DB_HOST"],
+            port=env["DB_PORT"],
+            dbname=env["DB_NAME"],
+            user=env["DB_USER"],
+            password=env.get("DB_PASSWORD"),
+            autocommit=True,
+        ) as conn:
+            conn.execute("DELETE FROM resources")
+
+
+@dataclass(frozen=True)
+class Service:
+    url: str  # with the API prefix
+    process: subprocess.Popen[str]
+    log: Path
+    backend: Backend
+
+
+@pytest.fixture(scope="session")
+def upstreams() -> Iterator[Upstreams]:
+    policy, sprm = PolicyStandIn(), SprmStandIn()
+    with policy.serve() as policy_server, sprm.serve() as sprm_server:
+        yield Upstreams(policy, sprm, policy_server, sprm_server)
+
+
+@pytest.fixture(scope="module", params=["pgsql", "sqlite"])
+def backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
+    """A new, empty database for one module: in the session's PostgreSQL (started only
+    when a PostgreSQL test runs), or a SQLite file."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("sqlite") / "placement.db"
+        yield Backend("sqlite", {"DB_TYPE": "sqlite", "DB_NAME": str(path)})
+        return
+    proc: PostgreSQLExecutor = request.getfixturevalue("postgresql_proc")
+    name = f"subsystem_{uuid.uuid4().hex[:12]}"
+    env = {
+        "DB_TYPE": "pgsql",
+        "DB_HOST": proc.host,
+        "DB_PORT": str(proc.port),
+        "DB_NAME": name,
+        "DB_USER": proc.user,
+    }
+    if proc.password:
+        env["DB_PASSWORD"] = proc.password
+    janitor = DatabaseJanitor(
+        user=proc.user, host=proc.host, port=proc.port, dbname=name, password=proc.password
+    )
+    with janitor:
+        yield Backend("pgsql", env)
+
+
+@pytest.fixture(scope="module")
+def service(
+    backend: Backend, upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    """`placement-manager serve` in its own process, until the module's tests are done."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_CLEAN_PREFIXES)}
+    env |= SERVICE_ENV | backend.env
+    env |= {
+        "SVC_ADDRESS": f"127.0.0.1:{port}",
+        "POLICY_MANAGER_EVALUATION_URL": upstreams.policy_server.url,
+        "SP_RESOURCE_MANAGER_URL": upstreams.sprm_server.url,
+    }
+    log = tmp_path_factory.mktemp("serve") / "stderr.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [str(ENTRY), "serve"], env=env, stdin=subprocess.DEVNULL, stderr=stderr, text=True
+        )
+    url = f"http://127.0.0.1:{port}/api/v1alpha1"
+    try:
+        wait_for(lambda: process.poll() is not None or _healthy(url), timeout=30, what="serve")
+        assert process.poll() is None, log.read_text()
+        yield Service(url, process, log, backend)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/health", timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        item.stash[_FAILED] = True
+    return report
+
+
+@pytest.fixture(autouse=True)
+def clean_slate(
+    request: pytest.FixtureRequest, service: Service, upstreams: Upstreams
+) -> Iterator[None]:
+    """Every test starts with no resources, no instances, no faults, nothing recorded.
+    When it fails, what the service logged meanwhile is shown with it."""
+    upstreams.reset()
+    service.backend.empty()
+    logged_before = service.log.stat().st_size
+    yield
+    if request.node.stash.get(_FAILED, False):
+        with service.log.open() as log:
+            log.seek(logged_before)
+            print(f"--- the service's log during the test ({service.backend.kind}):")
+            print(log.read())
+
+
+@pytest.fixture
+def client(service: Service) -> Iterator[Client]:
+    with Client(base_url=service.url, timeout=30) as client:
+        yield client

@@ -1,0 +1,189 @@
+"""POST /resources: evaluated by the Policy Engine, recorded, provisioned by the SPRM;
+nothing left behind when a step fails."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from placement_manager_client import Client
+
+from placement.standins import HANG
+from tests.subsystem.support import (
+    GOLD,
+    GOLD_EVALUATED,
+    INSTANCES_PATH,
+    SPEC,
+    Upstreams,
+    all_ids,
+    create,
+    get,
+    problem,
+    resource,
+    spec_of,
+)
+
+
+def test_create_is_approved_recorded_and_provisioned(client: Client, upstreams: Upstreams) -> None:
+    created = resource(create(client, spec=SPEC, catalog_item_instance_id="catalog-a1"))
+
+    rid = str(created.id)
+    assert str(uuid.UUID(rid)) == rid  # no id given: the service makes a UUID
+    assert created.path == f"resources/{rid}"
+    assert created.catalog_item_instance_id == "catalog-a1"
+    assert created.approval_status == "APPROVED"
+    assert created.provider_name == "test-provider"
+    assert spec_of(created) == SPEC
+    assert created.create_time == created.update_time
+    # Each upstream was asked once, with the spec.
+    assert upstreams.evaluations() == [{"service_instance": {"spec": SPEC}}]
+    [provision] = upstreams.sprm_calls()
+    assert (provision.operation, provision.path, provision.query) == (
+        "create",
+        INSTANCES_PATH,
+        {"id": rid},
+    )
+    assert provision.body == {"provider_name": "test-provider", "spec": SPEC}
+    assert upstreams.instance_ids() == {rid}
+    assert resource(get(client, rid), 200) == created
+
+
+def test_create_with_a_client_given_id(client: Client, upstreams: Upstreams) -> None:
+    created = resource(create(client, "web-1", {"cpu": 4}))
+
+    assert created.id == "web-1"
+    assert created.path == "resources/web-1"
+    assert [c.query for c in upstreams.sprm_calls("create")] == [{"id": "web-1"}]
+    assert upstreams.instance_ids() == {"web-1"}
+
+
+def test_a_modified_spec_is_provisioned_but_the_original_is_kept(
+    client: Client, upstreams: Upstreams
+) -> None:
+    created = resource(create(client, "web-1", GOLD))
+
+    assert created.approval_status == "MODIFIED"
+    assert created.provider_name == "modified-provider"
+    assert spec_of(created) == GOLD
+    [provision] = upstreams.sprm_calls("create")
+    assert provision.body == {"provider_name": "modified-provider", "spec": GOLD_EVALUATED}
+    assert upstreams.sprm.instances["web-1"]["spec"] == GOLD_EVALUATED
+    assert spec_of(resource(get(client, "web-1"), 200)) == GOLD
+
+
+@pytest.mark.parametrize(
+    ("tier", "status", "kind", "detail"),
+    [
+        ("forbidden", 406, "policy-rejected", "tier 'forbidden' is not allowed here"),
+        ("contested", 409, "policy-conflict", "two policies disagree"),
+        ("orphan", 424, "policy-dependency", "provider"),
+    ],
+)
+def test_a_policy_refusal_stores_nothing_and_never_calls_the_sprm(
+    client: Client, upstreams: Upstreams, tier: str, status: int, kind: str, detail: str
+) -> None:
+    refused = problem(create(client, "web-1", {**SPEC, "tier": tier}), status, kind)
+
+    assert detail in str(refused.detail)
+    assert len(upstreams.evaluations()) == 1
+    assert upstreams.sprm_calls() == []
+    problem(get(client, "web-1"), 404, "not-found")
+    assert all_ids(client) == []
+
+
+def test_a_failing_policy_engine_is_500_and_the_sprm_is_never_called(
+    client: Client, upstreams: Upstreams
+) -> None:
+    upstreams.policy.fail("evaluate", 500, detail="policy engine stack trace")
+
+    failed = problem(create(client, "web-1"), 500, "internal-error")
+
+    assert "stack trace" not in str(failed.detail)  # upstream 5xx bodies are not passed on
+    assert len(upstreams.evaluations()) >= 1
+    assert upstreams.sprm_calls() == []
+    assert all_ids(client) == []
+
+
+def test_a_policy_engine_failing_once_is_retried(client: Client, upstreams: Upstreams) -> None:
+    upstreams.policy.fail("evaluate", 503, times=1)
+
+    assert resource(create(client, "web-1")).provider_name == "test-provider"
+    assert len(upstreams.evaluations()) >= 2
+    assert upstreams.instance_ids() == {"web-1"}
+
+
+def test_a_failing_sprm_rolls_the_record_back(client: Client, upstreams: Upstreams) -> None:
+    upstreams.sprm.fail("create", 500)
+
+    problem(create(client, "web-1"), 500, "internal-error")
+
+    assert len(upstreams.evaluations()) == 1
+    attempts = upstreams.sprm_calls("create")
+    assert len(attempts) >= 1
+    assert all(a.query == {"id": "web-1"} for a in attempts)
+    assert all(a.body == {"provider_name": "test-provider", "spec": SPEC} for a in attempts)
+    # Whatever the service asked to learn the outcome, it only asked about this instance.
+    assert all(c.path == f"{INSTANCES_PATH}/web-1" for c in upstreams.sprm_calls("get"))
+    assert upstreams.sprm_calls("delete") == []
+    assert upstreams.instance_ids() == set()
+    problem(get(client, "web-1"), 404, "not-found")
+    assert all_ids(client) == []
+
+
+@pytest.mark.parametrize(
+    ("sprm_status", "status", "kind"),
+    [
+        (400, 400, "validation-error"),
+        (404, 404, "not-found"),
+        (409, 409, "resource-conflict"),
+        (422, 422, "provider-error"),
+    ],
+)
+def test_an_sprm_refusal_is_passed_on_once_and_rolls_back(
+    client: Client, upstreams: Upstreams, sprm_status: int, status: int, kind: str
+) -> None:
+    upstreams.sprm.fail("create", sprm_status, detail="provider says no")
+
+    refused = problem(create(client, "web-1"), status, kind)
+
+    assert "provider says no" in str(refused.detail)  # 4xx explanations are passed on
+    assert len(upstreams.sprm_calls("create")) == 1  # a 4xx is never retried
+    assert upstreams.instance_ids() == set()
+    assert all_ids(client) == []
+
+
+def test_an_sprm_failing_once_is_retried(client: Client, upstreams: Upstreams) -> None:
+    upstreams.sprm.fail("create", 503, times=1)
+
+    resource(create(client, "web-1"))
+
+    assert len(upstreams.sprm_calls("create")) >= 2
+    assert upstreams.instance_ids() == {"web-1"}
+    assert all_ids(client) == ["web-1"]
+
+
+@pytest.mark.parametrize("outcome", [500, HANG], ids=["answers-500", "times-out"])
+def test_a_create_the_sprm_performed_but_failed_to_confirm_is_kept(
+    client: Client, upstreams: Upstreams, outcome: int | str
+) -> None:
+    """The SPRM creates the instance, then answers 500 or never answers: the record and
+    the instance must agree (the Go service removed the record, orphaning the instance)."""
+    upstreams.sprm.after_acting("create", 500 if outcome == 500 else HANG, times=1)
+
+    created = resource(create(client, "web-1"))
+
+    assert created.id == "web-1"
+    assert upstreams.instance_ids() == {"web-1"}
+    assert all_ids(client) == ["web-1"]
+    assert len(upstreams.evaluations()) == 1
+
+
+def test_a_duplicate_id_is_409_and_changes_nothing(client: Client, upstreams: Upstreams) -> None:
+    first = resource(create(client, "web-1", SPEC, "catalog-1"))
+    upstreams.sprm.clear()
+
+    problem(create(client, "web-1", {"cpu": 4}, "catalog-2"), 409, "resource-conflict")
+
+    assert upstreams.sprm_calls() == []
+    assert resource(get(client, "web-1"), 200) == first
+    assert upstreams.sprm.instances["web-1"]["spec"] == SPEC
