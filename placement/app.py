@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio.to_thread
 import connexion
+import yaml
 from connexion.exceptions import ProblemException
 from connexion.middleware import MiddlewarePosition
 from connexion.resolver import Resolver
@@ -24,7 +25,8 @@ from starlette.exceptions import HTTPException
 
 from placement import logs, metrics, problems
 from placement.access import RequestObserver
-from placement.config import Config
+from placement.auth import TokenVerifier, bearer_handler
+from placement.config import Auth, Config
 from placement.handlers import Handlers
 from placement.limits import BODY_VALIDATORS, BodyLimit
 from placement.reconciler import Reconciler
@@ -61,8 +63,9 @@ def create_app(config: Config) -> connexion.AsyncApp:
 
     app = connexion.AsyncApp(__name__, lifespan=lifespan)
     app.add_api(
-        SPEC,
+        _spec(config.auth),
         resolver=resolver(Handlers(service)),
+        security_map=_security(config.auth),
         pythonic_params=False,
         validator_map={"parameter": NamedParameterValidator, "body": BODY_VALIDATORS},
     )
@@ -80,6 +83,20 @@ def create_app(config: Config) -> connexion.AsyncApp:
     for exc_class in (Exception, HTTPException, ProblemException):
         app.add_error_handler(exc_class, handle)
     return app
+
+
+def _spec(auth: Auth) -> dict[str, Any]:
+    """The spec; without authentication, the bearer requirement is dropped from it."""
+    spec: dict[str, Any] = yaml.safe_load(SPEC.read_text())
+    if not auth.enabled:
+        spec.pop("security", None)
+    return spec
+
+
+def _security(auth: Auth) -> dict[str, Any] | None:
+    if not auth.enabled:
+        return None
+    return {"bearer": bearer_handler(TokenVerifier(auth.issuer_url, auth.audience))}
 
 
 def resolver(handlers: Handlers) -> Resolver:

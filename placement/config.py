@@ -63,6 +63,15 @@ class Reconcile:
 
 
 @dataclass(frozen=True, slots=True)
+class Auth:
+    """Bearer-token authentication; off unless AUTH_DISABLED=false."""
+
+    enabled: bool = False
+    issuer_url: str = ""
+    audience: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     host: str
     port: int
@@ -77,6 +86,7 @@ class Config:
     max_body_bytes: int = 1 << 20
     log_format: str = "json"
     forward_auth: bool = False
+    auth: Auth = Auth()
 
     def operation_lease(self) -> float:
         """Seconds an operation holds a resource: its two longest possible SPRM calls
@@ -126,7 +136,18 @@ class Config:
             max_body_bytes=read("SVC_MAX_BODY_BYTES", str(1 << 20), _int_between(1, 1 << 30)),
             log_format=read("LOG_FORMAT", "json", _choice("json", "text")),
             forward_auth=read("UPSTREAM_FORWARD_AUTH", "false", _boolean),
+            auth=_auth(read),
         )
+
+
+def _auth(read: _Reader) -> Auth:
+    if read("AUTH_DISABLED", "true", _boolean):
+        return Auth()
+    return Auth(
+        enabled=True,
+        issuer_url=read("AUTH_ISSUER_URL", "", _required(_http_url)),
+        audience=read("AUTH_JWT_AUDIENCE", "", _required(str)),
+    )
 
 
 class _Reader:
@@ -230,6 +251,15 @@ def _log_level(text: str) -> str:
     if level is None:
         raise ValueError("must be debug, info, warn or error")
     return level
+
+
+def _required(parse: Callable[[str], T]) -> Callable[[str], T]:
+    def parse_required(text: str) -> T:
+        if not text:
+            raise ValueError("required when AUTH_DISABLED=false")
+        return parse(text)
+
+    return parse_required
 
 
 def _boolean(text: str) -> bool:

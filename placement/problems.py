@@ -115,6 +115,8 @@ def handler(allowed_methods: Callable[[str], str]) -> ErrorHandler:
             headers = dict(exc.headers or {})
             if exc.status_code == 405:
                 headers["Allow"] = allowed_methods(instance)
+            if exc.status_code == 401:
+                headers["WWW-Authenticate"] = "Bearer"
             return _http_problem(exc, instance, headers)
         kind, detail = classify(exc)
         if STATUS_AND_TITLE[kind][0] >= 500:

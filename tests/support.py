@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,11 +10,12 @@ from typing import Any
 
 import requests
 import responses
-import uvicorn
 from placement_manager_client import Client
 from placement_manager_client.api.resource import create_resource, list_resources
 from placement_manager_client.models import Resource, ResourceSpec
 from placement_manager_client.types import UNSET, Response
+
+from placement.standins import BackgroundServer
 
 SPEC = {"service_type": "vm", "vcpu": 2, "memory": "2GB"}
 POLICY_URL = "http://policy.test:8081"
@@ -36,20 +36,8 @@ def wait_for(condition: Any, timeout: float = 10.0, what: str = "condition") -> 
 @contextmanager
 def serve(app: Any) -> Iterator[str]:
     """Run `app` under uvicorn in a thread on a free loopback port; yield its base URL."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started or not thread.is_alive(), what="server start")
-    if not server.started:
-        raise AssertionError("server failed to start")
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with BackgroundServer(app) as server:
+        yield server.url
 
 
 def problem(status: int, detail: str = "upstream says no") -> dict[str, Any]:

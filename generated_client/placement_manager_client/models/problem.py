@@ -19,12 +19,15 @@ class Problem:
         type_ (str): The kind of problem: validation-error, not-found,
             resource-conflict, policy-rejected, policy-conflict,
             policy-dependency, provider-error, payload-too-large,
-            service-unavailable or internal-error.
+            unauthorized, method-not-allowed, service-unavailable or
+            internal-error.
              Example: not-found.
         title (str): Summary of the kind of problem. Example: Resource not found.
         status (int | Unset): The HTTP status code. Example: 404.
         detail (str | Unset): What went wrong this time. Example: resource web-1 not found.
         instance (str | Unset): The request path. Example: /api/v1alpha1/resources/web-1.
+        request_id (str | Unset): The request's X-Request-ID, to find it in the service's logs. Example:
+            req-5f0c8a52-1d43-4a43-9d0e-64f4b0a8b0f1.
     """
 
     type_: str
@@ -32,6 +35,7 @@ class Problem:
     status: int | Unset = UNSET
     detail: str | Unset = UNSET
     instance: str | Unset = UNSET
+    request_id: str | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -44,6 +48,8 @@ class Problem:
         detail = self.detail
 
         instance = self.instance
+
+        request_id = self.request_id
 
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
@@ -59,6 +65,8 @@ class Problem:
             field_dict["detail"] = detail
         if instance is not UNSET:
             field_dict["instance"] = instance
+        if request_id is not UNSET:
+            field_dict["request_id"] = request_id
 
         return field_dict
 
@@ -75,12 +83,15 @@ class Problem:
 
         instance = d.pop("instance", UNSET)
 
+        request_id = d.pop("request_id", UNSET)
+
         problem = cls(
             type_=type_,
             title=title,
             status=status,
             detail=detail,
             instance=instance,
+            request_id=request_id,
         )
 
         problem.additional_properties = d

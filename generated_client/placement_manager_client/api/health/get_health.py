@@ -59,7 +59,7 @@ def sync_detailed(
     """Report service health
 
      Answers `healthy` while the process is up and its database answers;
-    503 problem details when the database does not answer.
+    503 problem details when the database does not answer. Never needs a token.
 
     Raises:
         errors.UnexpectedStatus: If the server answers a status code the API does not document
@@ -87,7 +87,7 @@ def sync(
     """Report service health
 
      Answers `healthy` while the process is up and its database answers;
-    503 problem details when the database does not answer.
+    503 problem details when the database does not answer. Never needs a token.
 
     Raises:
         errors.UnexpectedStatus: If the server answers a status code the API does not document

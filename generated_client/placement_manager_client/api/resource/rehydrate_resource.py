@@ -44,6 +44,11 @@ def _parse_response(*, client: AuthenticatedClient | Client, response: requests.
 
         return response_400
 
+    if response.status_code == 401:
+        response_401 = Problem.from_dict(response.json())
+
+        return response_401
+
     if response.status_code == 404:
         response_404 = Problem.from_dict(response.json())
 
