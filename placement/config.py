@@ -213,7 +213,8 @@ def parse_address(text: str) -> tuple[str, int]:
     elif ":" in host:
         raise ValueError("IPv6 hosts must be in brackets, e.g. [::1]:8080")
     port = _int_between(1, 65535)(port_text)
-    return host or "0.0.0.0", port  # noqa: S104 - ":8080" means every interface, as in Go
+    # ":8080" means every interface, as in Go.
+    return host or "0.0.0.0", port  # noqa: S104  # nosec B104
 
 
 def _int_between(low: int, high: int) -> Callable[[str], int]:

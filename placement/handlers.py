@@ -29,7 +29,7 @@ class Handlers:
         return ConnexionResponse(200, content_type=JSON, body=_HEALTHY)
 
     def list_resources(
-        self, max_page_size: int = 100, provider: str = "", page_token: str = ""
+        self, max_page_size: int = 100, provider: str | None = None, page_token: str | None = None
     ) -> ConnexionResponse:
         page = self._service.list_resources(provider or None, max_page_size, page_token or None)
         body: dict[str, Any] = {"resources": [r.to_json() for r in page.resources]}

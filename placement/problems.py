@@ -119,7 +119,9 @@ def handler(allowed_methods: Callable[[str], str]) -> ErrorHandler:
                 headers["WWW-Authenticate"] = "Bearer"
             return _http_problem(exc, instance, headers)
         kind, detail = classify(exc)
-        if STATUS_AND_TITLE[kind][0] >= 500:
+        if kind is Kind.UNAVAILABLE:
+            log.warning("%s %s: %s", request.method, instance, exc)
+        elif STATUS_AND_TITLE[kind][0] >= 500:
             log.error("%s %s failed: %s", request.method, instance, exc, exc_info=exc)
         else:
             log.info("%s %s: %s: %s", request.method, instance, kind.value, exc)

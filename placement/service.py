@@ -115,7 +115,12 @@ class PlacementService:
         except BaseException:
             self._abandon_rehydration(resource_id, lease)
             raise
-        retire_replaced(self._store, self._sprm, resource_id)
+        try:
+            retire_replaced(self._store, self._sprm, resource_id)
+        except StoreError as exc:
+            # The new resource is provisioned: the reconciler finishes the rest.
+            log.warning("rehydration of %s to be finished by the reconciler: %s", resource_id, exc)
+            return new
         self._finish(new_resource_id, lease)
         return replace(new, state=State.READY, replaces=None)
 
@@ -198,7 +203,16 @@ class PlacementService:
             raise _conflict(resource_id)
 
     def _finish(self, resource_id: str, lease: Lease) -> None:
-        if not self._store.release(resource_id, lease.owner, State.READY):
+        """Mark a provisioned resource READY. The instance exists, so if the database
+        is away now, the operation succeeded all the same: the reconciler marks it."""
+        try:
+            released = self._store.release(resource_id, lease.owner, State.READY)
+        except StoreError as exc:
+            log.warning(
+                "%s is provisioned; the reconciler will mark it ready: %s", resource_id, exc
+            )
+            return
+        if not released:
             raise PlacementError(
                 Kind.INTERNAL, f"lost track of resource {resource_id}; the reconciler settles it"
             )

@@ -204,6 +204,9 @@ def test_dev_runs_the_printed_example_and_stops_cleanly_on_sigint(tmp_path: Path
         assert "/_standin/faults" in text
         assert requests.get(f"{dev.api}/health", timeout=10).json()["status"] == "healthy"
         assert requests.get(f"{dev.api}/ui/", timeout=10).status_code == 200
+        metrics_url = dev.api.removesuffix("/api/v1alpha1") + "/metrics"
+        assert metrics_url in text
+        assert "placement_http_requests_total" in requests.get(metrics_url, timeout=10).text
         create, _ = example(dev)
 
         created = run_curl(create)

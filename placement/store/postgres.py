@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -62,7 +62,15 @@ class PostgresStore(SqlStore):
     """Records in PostgreSQL; connection failures surface as StoreUnavailable."""
 
     placeholder = "%s"
-    stale_lock = " FOR UPDATE SKIP LOCKED"
+    # Replicas claiming stale records at once skip the rows another one is claiming.
+    dialect: ClassVar[dict[str, str]] = {
+        "claim_stale": "UPDATE resources SET lease_owner = ?, lease_until = ? WHERE id IN"
+        " (SELECT id FROM resources WHERE state <> 'READY'"
+        " AND (lease_until IS NULL OR lease_until < ?) ORDER BY lease_until LIMIT ?"
+        " FOR UPDATE SKIP LOCKED)"
+        " RETURNING id, catalog_item_instance_id, original_spec, provider_name,"
+        " approval_status, create_time, update_time, state, replaces",
+    }
 
     def __init__(self, db: Database) -> None:
         super().__init__()

@@ -6,41 +6,36 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from placement.model import JSONObject, Resource, State
 from placement.store.base import Cursor, Lease
 
-COLUMNS = (
-    "id, catalog_item_instance_id, original_spec, provider_name, approval_status,"
-    " create_time, update_time, state, replaces"
-)
-_SELECT = "SELECT " + COLUMNS + " FROM resources"  # noqa: S608 - constants only
-_PAGE = " ORDER BY create_time, id LIMIT ?"
-_AFTER = "(create_time, id) > (?, ?)"
-_STALE = "state <> 'READY' AND (lease_until IS NULL OR lease_until < ?)"
-
-# Written with "?" placeholders; `Statements` rewrites them for drivers using "%s".
+# Every statement is written out whole (no SQL is assembled from pieces), with "?"
+# placeholders that `SqlStore` rewrites for drivers using "%s". `_SQL_LIST` is indexed
+# by (filtered by provider, after a cursor).
 _SQL = {
-    "get": _SELECT + " WHERE id = ?",
+    "get": "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
+    " approval_status, create_time, update_time, state, replaces FROM resources WHERE id = ?",
     "insert": "INSERT INTO resources (id, catalog_item_instance_id, original_spec,"
     " provider_name, approval_status, path, create_time, update_time, state, replaces,"
     " lease_owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "replacement_of": _SELECT + " WHERE replaces = ?",
+    "replacement_of": "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
+    " approval_status, create_time, update_time, state, replaces FROM resources"
+    " WHERE replaces = ?",
     "retire": "DELETE FROM resources WHERE id = ? AND state = 'REHYDRATING'",
     "restore": "UPDATE resources SET state = 'READY', lease_owner = NULL, lease_until = NULL"
     " WHERE id = ? AND state = 'REHYDRATING'",
     "delete": "DELETE FROM resources WHERE id = ? AND lease_owner = ?",
-    "list": _SELECT + _PAGE,
-    "list_provider": _SELECT + " WHERE provider_name = ?" + _PAGE,
-    "list_after": _SELECT + " WHERE " + _AFTER + _PAGE,
-    "list_provider_after": _SELECT + " WHERE provider_name = ? AND " + _AFTER + _PAGE,
-    "claim": "UPDATE resources SET state = ?, lease_owner = ?, lease_until = ?"  # noqa: S608
+    "claim": "UPDATE resources SET state = ?, lease_owner = ?, lease_until = ?"
     " WHERE id = ? AND state = ? AND (lease_until IS NULL OR lease_until < ?)"
-    " RETURNING " + COLUMNS,
-    "claim_stale": "UPDATE resources SET lease_owner = ?, lease_until = ? WHERE id IN"  # noqa: S608
-    " (SELECT id FROM resources WHERE " + _STALE + " ORDER BY lease_until LIMIT ?{lock})"
-    " RETURNING " + COLUMNS,
+    " RETURNING id, catalog_item_instance_id, original_spec, provider_name,"
+    " approval_status, create_time, update_time, state, replaces",
+    "claim_stale": "UPDATE resources SET lease_owner = ?, lease_until = ? WHERE id IN"
+    " (SELECT id FROM resources WHERE state <> 'READY'"
+    " AND (lease_until IS NULL OR lease_until < ?) ORDER BY lease_until LIMIT ?)"
+    " RETURNING id, catalog_item_instance_id, original_spec, provider_name,"
+    " approval_status, create_time, update_time, state, replaces",
     "release_ready": "UPDATE resources SET state = 'READY', lease_owner = NULL,"
     " lease_until = NULL, replaces = NULL WHERE id = ? AND lease_owner = ?",
     "release": "UPDATE resources SET state = ?, lease_owner = NULL, lease_until = NULL"
@@ -49,21 +44,36 @@ _SQL = {
     " ON CONFLICT (name) DO NOTHING",
     "setting_get": "SELECT value FROM placement_settings WHERE name = ?",
 }
+_SQL_LIST = {
+    (False, False): "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
+    " approval_status, create_time, update_time, state, replaces FROM resources"
+    " ORDER BY create_time, id LIMIT ?",
+    (True, False): "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
+    " approval_status, create_time, update_time, state, replaces FROM resources"
+    " WHERE provider_name = ? ORDER BY create_time, id LIMIT ?",
+    (False, True): "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
+    " approval_status, create_time, update_time, state, replaces FROM resources"
+    " WHERE (create_time, id) > (?, ?) ORDER BY create_time, id LIMIT ?",
+    (True, True): "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
+    " approval_status, create_time, update_time, state, replaces FROM resources"
+    " WHERE provider_name = ? AND (create_time, id) > (?, ?) ORDER BY create_time, id LIMIT ?",
+}
 
 
 class SqlStore(abc.ABC):
     """A ResourceStore over a DB-API driver."""
 
     placeholder = "?"
-    # Appended to the subquery choosing stale records: PostgreSQL skips rows another
-    # replica is claiming; SQLite serialises writers anyway.
-    stale_lock = ""
+    # Statements a database needs in its own dialect, by name.
+    dialect: ClassVar[dict[str, str]] = {}
 
     def __init__(self) -> None:
-        self._sql = {
-            name: text.replace("{lock}", self.stale_lock).replace("?", self.placeholder)
-            for name, text in _SQL.items()
-        }
+        statements = _SQL | self.dialect
+        self._sql = {name: self._marks(text) for name, text in statements.items()}
+        self._list = {key: self._marks(text) for key, text in _SQL_LIST.items()}
+
+    def _marks(self, statement: str) -> str:
+        return statement.replace("?", self.placeholder)
 
     @abc.abstractmethod
     def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -126,13 +136,11 @@ class SqlStore(abc.ABC):
     def list_page(
         self, provider: str | None, limit: int, after: Cursor | None
     ) -> tuple[list[Resource], Cursor | None]:
-        name, params = "list", []
-        if provider is not None:
-            name, params = "list_provider", [provider]
+        params: list[Any] = [] if provider is None else [provider]
         if after is not None:
-            name += "_after"
             params += [self._after_value(after.create_key), after.id]
-        rows = self._rows(self._sql[name], [*params, limit + 1])
+        statement = self._list[provider is not None, after is not None]
+        rows = self._rows(statement, [*params, limit + 1])
         resources = [self._resource(row) for row in rows[:limit]]
         if len(rows) <= limit:
             return resources, None
