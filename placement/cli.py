@@ -9,6 +9,9 @@ import logging
 import os
 import signal
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
@@ -53,16 +56,17 @@ def serve() -> int:
         config.workers,
     )
     _exit_cleanly_on(signal.SIGTERM, signal.SIGINT)
-    uvicorn.run(
-        "placement.app:app_from_env",
-        factory=True,
-        host=config.host,
-        port=config.port,
-        workers=config.workers,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=30,
-    )
+    with _shared_metrics(config.workers):
+        uvicorn.run(
+            "placement.app:app_from_env",
+            factory=True,
+            host=config.host,
+            port=config.port,
+            workers=config.workers,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=30,
+        )
     return 0
 
 
@@ -116,6 +120,21 @@ def _exit_cleanly_on(*signals: signal.Signals) -> None:
 
     for signum in signals:
         signal.signal(signum, leave)
+
+
+@contextmanager
+def _shared_metrics(workers: int) -> Iterator[None]:
+    """With several workers, prometheus-client's multiprocess mode: each worker writes
+    its samples under one directory, and /metrics merges them."""
+    if workers == 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="placement-metrics-") as directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
 def _prepare_database(config: Config) -> None:

@@ -105,3 +105,36 @@ def test_serve_places_lists_and_deletes_then_stops_on_sigterm(
     assert f"starting on {url}" in stderr
     assert "Application shutdown complete" in stderr
     assert "stopped by SIGTERM" in stderr
+
+
+def test_several_workers_serve_and_merge_their_metrics(
+    tmp_path: Path, upstreams: tuple[str, str, SprmStandIn]
+) -> None:
+    policy_url, sprm_url, _ = upstreams
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DB_", "SVC_", "PROMETHEUS"))},
+        "SVC_ADDRESS": f"127.0.0.1:{port}",
+        "SVC_WORKERS": "2",
+        "DB_TYPE": "sqlite",
+        "DB_NAME": str(tmp_path / "placement.db"),
+        "POLICY_MANAGER_EVALUATION_URL": policy_url,
+        "SP_RESOURCE_MANAGER_URL": sprm_url,
+    }
+    process = subprocess.Popen([str(ENTRY), "serve"], env=env, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: process.poll() is not None or _healthy(url), timeout=30, what="serve")
+        session = requests.Session()
+        for _ in range(20):
+            assert session.get(f"{url}/api/v1alpha1/resources/nope", timeout=10).status_code == 404
+            session.close()  # a new connection each time: spread over the workers
+
+        page = requests.get(f"{url}/metrics", timeout=10).text
+        line = 'placement_http_requests_total{method="GET",operation="GetResource",status="404"}'
+        [sample] = [row for row in page.splitlines() if row.startswith(line)]
+        assert float(sample.rsplit(" ", 1)[1]) == 20
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert process.returncode == 0
