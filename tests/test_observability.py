@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -214,3 +217,24 @@ def test_health_and_api_answer_503_quickly_while_the_database_is_away(
 
 def _healthy(base_url: str) -> bool:
     return requests.get(f"{base_url}/api/v1alpha1/health", timeout=10).status_code == 200
+
+
+def test_the_database_password_never_reaches_the_output() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "SVC_", "LOG_"))} | {
+        "DB_HOST": "127.0.0.1",
+        "DB_PORT": "1",
+        "DB_PASSWORD": "hunter2-secret",
+        "DB_CONNECT_TIMEOUT": "1s",
+        "SVC_LOG_LEVEL": "debug",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "placement", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "database unavailable" in result.stderr
+    assert "hunter2-secret" not in result.stdout + result.stderr
