@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ENTRY = shutil.which("placement-manager", path=str(Path(sys.executable).parent))
+from tests.processes import ENTRY, free_port
 
 
 def run(
@@ -23,12 +21,6 @@ def run(
     return subprocess.run(
         args, env=clean | env, capture_output=True, text=True, timeout=timeout, check=False
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_the_console_script_is_installed() -> None:

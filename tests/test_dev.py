@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from placement.devstack import default_data_dir
-from tests.test_cli import ENTRY
+from tests.processes import ENTRY
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0

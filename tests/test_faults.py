@@ -14,10 +14,7 @@ database only to know when the reconciler has settled a record, never to change 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -43,12 +40,11 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from placement.config import Database
 from placement.standins import HANG, PolicyStandIn, SprmStandIn
 from tests.conftest import _pg_ctl, pg_database
+from tests.processes import API, ServeProcess
 from tests.support import body, create, wait_for
-from tests.test_cli import ENTRY, free_port
 
 T = TypeVar("T")
 
-API = "/api/v1alpha1"
 PROBLEM_JSON = "application/problem+json"
 
 # The service's settings in every test here (the Go syntax of the real variables).
@@ -124,58 +120,16 @@ def standins() -> Iterator[StandIns]:
         yield StandIns(policy_server.url, sprm_server.url, sprm)
 
 
-class Service:
-    """One `placement-manager serve` process; its log goes to a file (never a pipe that
-    nobody reads, which would block a chatty service)."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.url = f"http://127.0.0.1:{env['SVC_ADDRESS'].rsplit(':', 1)[1]}"
-        self.log_path = log
-        with log.open("w") as sink:
-            self.process = subprocess.Popen(
-                [str(ENTRY or Path(sys.executable).parent / "placement-manager"), "serve"],
-                env=env,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-        self.client = Client(base_url=f"{self.url}{API}", timeout=30)
-
-    def wait_healthy(self) -> None:
-        wait_for(
-            lambda: self.process.poll() is not None or healthy(self.url),
-            timeout=30,
-            what="the service to answer",
-        )
-        assert self.process.poll() is None, self.log()
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no cleanup, connections dropped mid-request."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.client.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
 @dataclass
 class Launcher:
     """Starts services on a database with the stand-ins as upstreams; stops them all."""
 
     standins: StandIns
     logs: Path
-    started: list[Service] = field(default_factory=list)
+    started: list[ServeProcess] = field(default_factory=list)
 
-    def start(self, db: Database, **overrides: str) -> Service:
-        ours = ("DB_", "SVC_", "POLICY_", "SP_", "UPSTREAM_", "RECONCILE_")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
-        env |= FAST | {
-            "SVC_ADDRESS": f"127.0.0.1:{free_port()}",
+    def start(self, db: Database, **overrides: str) -> ServeProcess:
+        env = FAST | {
             "DB_HOST": db.host,
             "DB_PORT": str(db.port),
             "DB_NAME": db.name,
@@ -184,8 +138,7 @@ class Launcher:
             "POLICY_MANAGER_EVALUATION_URL": self.standins.policy_url,
             "SP_RESOURCE_MANAGER_URL": self.standins.sprm_url,
         }
-        env |= overrides
-        service = Service(env, self.logs / f"service-{len(self.started)}.log")
+        service = ServeProcess(env | overrides, self.logs / f"service-{len(self.started)}.log")
         self.started.append(service)
         service.wait_healthy()
         return service
@@ -199,14 +152,7 @@ def launcher(standins: StandIns, tmp_path: Path) -> Iterator[Launcher]:
     finally:
         standins.sprm.reset_faults()  # release held calls before their servers stop
         for service in launcher.started:
-            service.stop()
-
-
-def healthy(url: str) -> bool:
-    try:
-        return requests.get(f"{url}{API}/health", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
+            service.stop(signal.SIGKILL, timeout=10)
 
 
 def in_background(call: Callable[[], T]) -> Future[T]:
@@ -354,7 +300,7 @@ def test_many_clients_creating_one_id_have_one_winner(
     barrier = threading.Barrier(racers)
 
     def race(_: int) -> tuple[int, str | None]:
-        with Client(base_url=f"{service.url}{API}", timeout=30) as client:
+        with Client(base_url=service.api, timeout=30) as client:
             barrier.wait(10)
             response = create(client, "contested")
             return response.status_code, problem_type(response)
@@ -492,7 +438,7 @@ def test_postgresql_stopped_and_started_under_load(
         load.phase = "starting"
         proc.start()
         load.phase = "restarted"
-        wait_for(lambda: healthy(url), timeout=30, what="health once PostgreSQL is back")
+        wait_for(service.healthy, timeout=30, what="health once PostgreSQL is back")
         load.phase = "up"
         wait_for(lambda: load.count("up", 201) >= 20, timeout=30, what="creates after recovery")
 
@@ -570,7 +516,7 @@ def test_create_cut_off_from_the_database_after_the_sprm_acted_tells_the_truth(
     assert set(sprm.instances) == {"cut-off-1"}
     assert response.status_code in (201, 503), response.content
     proc.start()
-    wait_for(lambda: healthy(service.url), timeout=30, what="health once PostgreSQL is back")
+    wait_for(service.healthy, timeout=30, what="health once PostgreSQL is back")
 
     wait_for(
         lambda: record_state(db, "cut-off-1") in (None, "READY"),

@@ -29,6 +29,7 @@ from placement.standins import (
     load_rules,
     parse_rules,
 )
+from tests.processes import free_port
 from tests.support import wait_for
 
 EVALUATE = "/api/v1alpha1/policies:evaluateRequest"
@@ -613,12 +614,6 @@ def test_background_server_stops_even_with_a_held_call(pool: ThreadPoolExecutor)
 
 
 # The command line.
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def run_cli(*args: str) -> subprocess.Popen[str]:

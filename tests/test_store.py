@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
@@ -14,6 +13,7 @@ import pytest
 from placement.config import Database
 from placement.model import Resource, State
 from placement.store import DuplicateId, Lease, ResourceStore, StoreUnavailable, make_store
+from tests.processes import free_port
 
 T0 = datetime(2026, 3, 30, 9, 15, 1, 123456, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -141,14 +141,8 @@ def test_ping_answers(store: ResourceStore) -> None:
     store.ping()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_unreachable_postgres_fails_open_within_the_timeout(pg_db: Database) -> None:
-    unreachable = replace(pg_db, host="127.0.0.1", port=_free_port(), connect_timeout=1.0)
+    unreachable = replace(pg_db, host="127.0.0.1", port=free_port(), connect_timeout=1.0)
     store = make_store(unreachable)
     with pytest.raises(StoreUnavailable, match=r"cannot reach postgresql://127\.0\.0\.1:\d+/.* 1s"):
         store.open()

@@ -4,26 +4,20 @@ clean slate (stand-ins reset, `resources` table emptied) before every test."""
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
-import subprocess
 import uuid
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 import pytest
-import requests
 from placement_manager_client import Client
 from pytest_postgresql.executors import PostgreSQLExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from placement.standins import PolicyStandIn, SprmStandIn
+from tests.processes import ServeProcess
 from tests.subsystem.support import Upstreams
-from tests.support import wait_for
-from tests.test_cli import ENTRY, free_port
 
 # What the service is told besides its database and upstreams: retries that do not slow
 # the suite, and an SPRM timeout short enough for the tests of calls that hang.
@@ -34,10 +28,6 @@ SERVICE_ENV = {
     "SVC_LOG_LEVEL": "info",
     "LOG_FORMAT": "text",
 }
-_CLEAN_PREFIXES = (
-    *("DB_", "SVC_", "POLICY_", "SP_", "UPSTREAM_", "RECONCILE_", "BIND_", "WEB_"),
-    *("AUTH_", "LOG_"),
-)
 
 
 @dataclass(frozen=True)
@@ -71,9 +61,7 @@ class Backend:
 
 @dataclass(frozen=True)
 class Service:
-    url: str  # with the API prefix
-    process: subprocess.Popen[str]
-    log: Path
+    process: ServeProcess
     backend: Backend
 
 
@@ -117,39 +105,14 @@ def service(
     backend: Backend, upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
     """`placement-manager serve` in its own process, until the module's tests are done."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_CLEAN_PREFIXES)}
-    env |= SERVICE_ENV | backend.env
+    env = SERVICE_ENV | backend.env
     env |= {
-        "SVC_ADDRESS": f"127.0.0.1:{port}",
         "POLICY_MANAGER_EVALUATION_URL": upstreams.policy_server.url,
         "SP_RESOURCE_MANAGER_URL": upstreams.sprm_server.url,
     }
-    log = tmp_path_factory.mktemp("serve") / "stderr.log"
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [str(ENTRY), "serve"], env=env, stdin=subprocess.DEVNULL, stderr=stderr, text=True
-        )
-    url = f"http://127.0.0.1:{port}/api/v1alpha1"
-    try:
-        wait_for(lambda: process.poll() is not None or _healthy(url), timeout=30, what="serve")
-        assert process.poll() is None, log.read_text()
-        yield Service(url, process, log, backend)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/health", timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
+    with ServeProcess(env, tmp_path_factory.mktemp("serve") / "serve.log") as process:
+        process.wait_healthy()
+        yield Service(process, backend)
 
 
 _FAILED = pytest.StashKey[bool]()
@@ -173,10 +136,10 @@ def clean_slate(
     When it fails, what the service logged meanwhile is shown with it."""
     upstreams.reset()
     service.backend.empty()
-    logged_before = service.log.stat().st_size
+    logged_before = service.process.log_path.stat().st_size
     yield
     if request.node.stash.get(_FAILED, False):
-        with service.log.open() as log:
+        with service.process.log_path.open(errors="replace") as log:
             log.seek(logged_before)
             print(f"--- the service's log during the test ({service.backend.kind}):")
             print(log.read())
@@ -184,5 +147,5 @@ def clean_slate(
 
 @pytest.fixture
 def client(service: Service) -> Iterator[Client]:
-    with Client(base_url=service.url, timeout=30) as client:
+    with Client(base_url=service.process.api, timeout=30) as client:
         yield client
