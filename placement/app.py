@@ -6,21 +6,20 @@ operationId is bound to the `Handlers` method of the same name in snake case.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio.to_thread
 import connexion
 import yaml
 from connexion.exceptions import ProblemException
 from connexion.middleware import MiddlewarePosition
 from connexion.resolver import Resolver
-from connexion.validators import ParameterValidator
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from placement import logs, metrics, problems
@@ -28,13 +27,14 @@ from placement.access import RequestObserver
 from placement.auth import TokenVerifier, bearer_handler
 from placement.config import Auth, Config
 from placement.handlers import Handlers
-from placement.limits import BODY_VALIDATORS, BodyLimit
+from placement.limits import BodyLimit
 from placement.reconciler import Reconciler
 from placement.routes import MethodCheck, SpecRoutes
 from placement.service import PlacementService
 from placement.store import make_store
 from placement.upstream.policy import PolicyClient
 from placement.upstream.sprm import SprmClient
+from placement.validation import VALIDATORS
 
 SPEC = Path(__file__).with_name("openapi.yaml")
 
@@ -47,16 +47,19 @@ def create_app(config: Config) -> connexion.AsyncApp:
     service = PlacementService(store, policy, sprm, config.operation_lease())
     reconciler = Reconciler(store, sprm, config.operation_lease())
 
+    # The handlers run here; the number of threads caps the requests served at once.
+    threads = ThreadPoolExecutor(config.threads, thread_name_prefix="request")
+
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
-        # Sync handlers run in this thread pool; its size caps concurrent requests.
-        anyio.to_thread.current_default_thread_limiter().total_tokens = config.threads
-        await run_in_threadpool(store.open)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(threads, store.open)
         reconciler.start(config.reconcile.interval)
         try:
             yield
         finally:
-            await run_in_threadpool(reconciler.stop)
+            await loop.run_in_executor(threads, reconciler.stop)
+            threads.shutdown(wait=True)
             store.close()
             policy.close()
             sprm.close()
@@ -64,10 +67,10 @@ def create_app(config: Config) -> connexion.AsyncApp:
     app = connexion.AsyncApp(__name__, lifespan=lifespan)
     app.add_api(
         _spec(config.auth),
-        resolver=resolver(Handlers(service)),
+        resolver=resolver(Handlers(service, threads)),
         security_map=_security(config.auth),
         pythonic_params=False,
-        validator_map={"parameter": NamedParameterValidator, "body": BODY_VALIDATORS},
+        validator_map=VALIDATORS,
     )
     app.add_middleware(
         RequestObserver,
@@ -108,20 +111,6 @@ def resolver(handlers: Handlers) -> Resolver:
         return method
 
     return Resolver(function_resolver=resolve)
-
-
-class NamedParameterValidator(ParameterValidator):  # type: ignore[misc]
-    """Connexion's parameter validation, with errors that name the parameter."""
-
-    @staticmethod
-    def validate_parameter(
-        parameter_type: str, value: Any, param: dict[str, Any], param_name: str | None = None
-    ) -> str | None:
-        error = ParameterValidator.validate_parameter(parameter_type, value, param, param_name)
-        if not error:
-            return None
-        first_line = str(error).strip().splitlines()[0]
-        return f"{parameter_type} parameter {param['name']}: {first_line}"
 
 
 def app_from_env() -> connexion.AsyncApp:

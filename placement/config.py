@@ -127,7 +127,7 @@ class Config:
                 initial=read("UPSTREAM_RETRY_INITIAL_INTERVAL", "1s", parse_duration),
                 maximum=read("UPSTREAM_RETRY_MAX_INTERVAL", "4s", parse_duration),
             ),
-            threads=read("SVC_THREADS", "40", _int_between(1, 1024)),
+            threads=read("SVC_THREADS", "256", _int_between(1, 4096)),
             workers=read("SVC_WORKERS", "1", _int_between(1, 64), alias="WEB_CONCURRENCY"),
             reconcile=Reconcile(
                 interval=read("RECONCILE_INTERVAL", "30s", _positive_duration),

@@ -1,33 +1,61 @@
 """HTTP only: one method per operationId, translating requests to service calls.
 
 Connexion has validated every request against the spec before a handler runs; errors
-raised here (or below) become problem details in `problems.py`.
+raised here (or below) become problem details in `problems.py`. The service blocks (the
+database, `requests` to the upstreams), so every handler runs in the worker threads
+(SVC_THREADS): a plain executor, cheaper per request than the one Connexion uses for
+sync handlers.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
+import asyncio
+import contextvars
+import functools
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Concatenate, ParamSpec
 
 from connexion.lifecycle import ConnexionResponse
 
 from placement import context
+from placement.encoding import json_bytes
 from placement.service import PlacementService
 
 JSON = "application/json"
-_HEALTHY = json.dumps({"status": "healthy", "path": "health"}).encode()
+_HEALTHY = json_bytes({"status": "healthy", "path": "health"})
+
+
+P = ParamSpec("P")
+
+
+def in_thread(
+    method: Callable[Concatenate[Handlers, P], ConnexionResponse],
+) -> Callable[Concatenate[Handlers, P], Awaitable[ConnexionResponse]]:
+    """Run a handler in the worker threads, with the request's context."""
+
+    async def run(self: Handlers, /, *args: P.args, **kwargs: P.kwargs) -> ConnexionResponse:
+        call = functools.partial(contextvars.copy_context().run, method, self, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.threads, call)
+
+    # Connexion reads the parameters to pass from the handler's signature: keep it.
+    functools.update_wrapper(run, method)
+    return run
 
 
 class Handlers:
     """Bound by operationId: `GetResource` -> `get_resource` (see `app.resolver`)."""
 
-    def __init__(self, service: PlacementService) -> None:
+    def __init__(self, service: PlacementService, threads: ThreadPoolExecutor) -> None:
         self._service = service
+        self.threads = threads
 
+    @in_thread
     def get_health(self) -> ConnexionResponse:
         self._service.check_health()
         return ConnexionResponse(200, content_type=JSON, body=_HEALTHY)
 
+    @in_thread
     def list_resources(
         self, max_page_size: int = 100, provider: str | None = None, page_token: str | None = None
     ) -> ConnexionResponse:
@@ -37,6 +65,7 @@ class Handlers:
             body["next_page_token"] = page.next_page_token
         return _json(200, body)
 
+    @in_thread
     def create_resource(self, body: dict[str, Any], id: str = "") -> ConnexionResponse:  # noqa: A002 - the spec's name
         context.note_resource(id)
         resource = self._service.create_resource(
@@ -45,17 +74,20 @@ class Handlers:
         context.note_resource(resource.id)
         return _json(201, resource.to_json())
 
+    @in_thread
     def get_resource(self, resource_id: str) -> ConnexionResponse:
         return _json(200, self._service.get_resource(resource_id).to_json())
 
+    @in_thread
     def delete_resource(self, resource_id: str) -> ConnexionResponse:
         self._service.delete_resource(resource_id)
         return ConnexionResponse(204)
 
+    @in_thread
     def rehydrate_resource(self, resource_id: str, body: dict[str, Any]) -> ConnexionResponse:
         resource = self._service.rehydrate_resource(resource_id, body["new_resource_id"])
         return _json(200, resource.to_json())
 
 
 def _json(status: int, body: dict[str, Any]) -> ConnexionResponse:
-    return ConnexionResponse(status, content_type=JSON, body=json.dumps(body).encode())
+    return ConnexionResponse(status, content_type=JSON, body=json_bytes(body))

@@ -1,18 +1,10 @@
-"""Limits on what a request may cost: body size (413 before the body is read whole)
-and JSON nesting depth (400, before anything walks the document)."""
+"""A limit on what a request may cost: its body size (413 before it is read whole)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from connexion.datastructures import MediaTypeDict
-from connexion.exceptions import BadRequestProblem
-from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from placement.errors import Kind, PlacementError
-
-MAX_JSON_DEPTH = 64
 
 
 class BodyLimit:
@@ -76,39 +68,3 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return replay
-
-
-class BoundedJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
-    """Connexion's JSON body validation, refusing documents nested deeper than
-    MAX_JSON_DEPTH (a deep document costs recursion everywhere it goes)."""
-
-    async def _parse(self, stream: Any, scope: Scope) -> Any:
-        try:
-            body = await super()._parse(stream, scope)
-        except UnicodeDecodeError:
-            raise BadRequestProblem(detail="request body is not valid UTF-8") from None
-        except RecursionError:
-            body = None
-            depth = MAX_JSON_DEPTH + 1
-        else:
-            depth = json_depth(body)
-        if depth > MAX_JSON_DEPTH:
-            raise BadRequestProblem(
-                detail=f"request body is nested deeper than {MAX_JSON_DEPTH} levels"
-            )
-        return body
-
-
-BODY_VALIDATORS = MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": BoundedJSONBodyValidator})
-
-
-def json_depth(document: Any) -> int:
-    """Nesting depth of a parsed JSON document, without recursion."""
-    deepest, pending = 0, [(document, 1)]
-    while pending:
-        value, depth = pending.pop()
-        if isinstance(value, dict | list):
-            deepest = max(deepest, depth)
-            children = value.values() if isinstance(value, dict) else value
-            pending.extend((child, depth + 1) for child in children)
-    return deepest

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -13,6 +12,7 @@ from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
 from placement import context
+from placement.encoding import json_bytes
 from placement.errors import Kind, PlacementError
 from placement.store import StoreError, StoreUnavailable
 from placement.upstream.errors import UpstreamError
@@ -97,7 +97,7 @@ def _response(
     return ConnexionResponse(
         status_code=status,
         content_type=PROBLEM_JSON,
-        body=json.dumps(body).encode(),
+        body=json_bytes(body),
         headers=headers or {},
     )
 

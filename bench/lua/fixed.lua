@@ -1,0 +1,1 @@
+-- One fixed request (the URL on the command line): list pages.

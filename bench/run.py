@@ -1,0 +1,479 @@
+"""`python -m bench` (or `tox -e bench`): the placement service against its floor.
+
+Starts a private PostgreSQL, the Policy Engine and SPRM stand-ins, the service and the
+floor (`floor.py`), seeds both databases identically, measures every scenario with wrk
+against both, and writes results.json, results.md and ratios.png under
+bench/results/<UTC timestamp>/ (and results/latest.md). See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench import report
+from bench.load import Load, find_wrk, run_wrk, wrk_version
+from bench.pg import PrivatePostgres, default_pg_user, find_bindir
+from bench.procs import BenchError, cpu_seconds, rss_bytes, tree
+from bench.scenarios import SCENARIOS, Scenario, select
+from bench.stack import (
+    CREATE_BODY,
+    FLOOR_DB,
+    PREFIX,
+    REPO,
+    SERVICE_DB,
+    StandIns,
+    Target,
+    add_spares,
+    check_same_answers,
+    deletable_ids,
+    seed_template,
+    start_floor,
+    start_service,
+    walk_pages,
+)
+
+PROG = "bench"
+NEEDED_MODULES = ("aiohttp", "matplotlib", "uvloop", "httptools", "psycopg", "placement")
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGHUP: unwind like Ctrl-C, so that everything started is stopped."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark the placement service against a minimal Python floor;"
+        " every figure is reported as a ratio to the floor measured in the same run.",
+    )
+    add = parser.add_argument
+    add("--rows", type=int, default=100_000, help="rows seeded with COPY (100000)")
+    add("--duration", type=int, default=10, help="seconds measured per scenario (10)")
+    add("--warmup", type=int, default=2, help="seconds of warm-up before each (2; 0: none)")
+    add("--repeat", type=int, default=1, help="repeat everything N times; report medians (1)")
+    add("--connections", type=int, default=64, help="wrk connections (64)")
+    add(
+        "--slow-connections",
+        type=int,
+        default=256,
+        help="wrk connections for create with upstream latency (256)",
+    )
+    add("--latency-ms", type=float, default=50.0, help="upstream latency of create_slow (50)")
+    add("--wrk-threads", type=int, default=1, help="wrk threads (1)")
+    add("--timeout", default="5s", help="wrk socket timeout; a timeout is an error (5s)")
+    add(
+        "--scenarios",
+        default="all",
+        help="comma-separated subset of: " + ", ".join(each.name for each in SCENARIOS),
+    )
+    add("--workers", type=int, default=1, help="worker processes of both, all but get_scaled (1)")
+    add("--scale-workers", type=int, default=2, help="worker processes in get_scaled (2)")
+    add("--deep-fraction", type=float, default=0.9, help="how deep the deep page is (0.9)")
+    add("--floor-pool", type=int, default=10, help="floor's database connections a worker (10)")
+    add(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment of the service (repeatable), e.g. SVC_THREADS=100",
+    )
+    add("--out", type=Path, default=REPO / "bench" / "results", help="results folder")
+    add("--pg-user", help="run PostgreSQL as this user when root ($SUDO_USER or nobody)")
+    add("--wrk", help="the wrk binary (default: wrk on PATH)")
+    add("--keep-tmp", action="store_true", help="keep the temporary folder (logs, data)")
+    add(
+        "--enforce-targets",
+        action="store_true",
+        help="exit with status 2 when a target of issue 6 is missed",
+    )
+    add(
+        "--smoke",
+        action="store_true",
+        help="tiny CI run: 2000 rows, 1 s a scenario, no warm-up, 16/64 connections",
+    )
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.smoke:
+        given = set(argv if argv is not None else sys.argv[1:])
+        preset = {
+            "--rows": ("rows", 2000),
+            "--duration": ("duration", 1),
+            "--warmup": ("warmup", 0),
+            "--connections": ("connections", 16),
+            "--slow-connections": ("slow_connections", 64),
+        }
+        for flag, (name, value) in preset.items():
+            if not any(each == flag or each.startswith(flag + "=") for each in given):
+                setattr(args, name, value)
+    try:
+        args.selected = select(args.scenarios)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not args.selected:
+        parser.error("--scenarios selects nothing")
+    for name in ("rows", "duration", "repeat", "connections", "slow_connections", "wrk_threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.rows < 200:
+        parser.error("--rows must be at least 200 (two pages)")
+    if not 0 < args.deep_fraction < 1:
+        parser.error("--deep-fraction must be between 0 and 1")
+    overrides = {}
+    for each in args.service_env:
+        name, sep, value = each.partition("=")
+        if not sep or not name:
+            parser.error(f"--service-env {each!r}: expected NAME=VALUE")
+        overrides[name] = value
+    args.overrides = overrides
+    return args
+
+
+@dataclass
+class Run:
+    """Everything one benchmark run started, and what it measured."""
+
+    args: argparse.Namespace
+    tmp: Path
+    wrk: str
+    pg: PrivatePostgres
+    standins: StandIns
+    service: Target = field(default_factory=lambda: Target("service", "s", SERVICE_DB))
+    floor: Target = field(default_factory=lambda: Target("floor", "f", FLOOR_DB))
+    token_key: str = field(default_factory=lambda: secrets.token_hex(32))
+    deep: dict[str, str] = field(default_factory=dict)
+    results: list[dict[str, Any]] = field(default_factory=list)
+    handed_out: set[str] = field(default_factory=set)  # ids given to a delete load
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    loadavg_start: list[str] = field(
+        default_factory=lambda: Path("/proc/loadavg").read_text().split()[:3]
+    )
+
+    def targets(self, repeat: int) -> list[Target]:
+        """Both, floor first on even repeats, service first on odd ones."""
+        pair = [self.floor, self.service]
+        return pair if repeat % 2 == 0 else pair[::-1]
+
+    def start(self, workers: int) -> None:
+        args = self.args
+        start_floor(
+            self.floor, self.pg, self.standins, self.tmp, workers, args.floor_pool, self.token_key
+        )
+        start_service(self.service, self.pg, self.standins, self.tmp, workers, args.overrides)
+
+    def stop_targets(self) -> None:
+        for target in (self.service, self.floor):
+            target.stop()
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _load(run: Run, scenario: Scenario, target: Target, repeat: int, phase: str) -> Load:
+    args = run.args
+    if scenario.name in ("get", "get_scaled"):
+        return Load("get", target.url, (f"{PREFIX}/resources/", str(args.rows)), args.connections)
+    if scenario.name == "list_first":
+        return Load(
+            "fixed", f"{target.url}{PREFIX}/resources?max_page_size=100", (), args.connections
+        )
+    if scenario.name == "list_deep":
+        return Load("fixed", target.url + run.deep[target.name], (), args.connections)
+    if scenario.name in ("create", "create_slow"):
+        code = "c" if scenario.name == "create" else "l"
+        prefix = f"x{target.tag}{repeat}{code}{phase}"
+        connections = args.slow_connections if scenario.slow else args.connections
+        return Load("create", target.url, (f"{PREFIX}/resources", prefix, CREATE_BODY), connections)
+    if scenario.name == "delete":
+        stem = run.tmp / f"delete-{target.tag}{repeat}{phase}"
+        return Load("delete", target.url, (f"{PREFIX}/resources/", str(stem)), args.connections)
+    raise AssertionError(scenario.name)
+
+
+def _prepare_delete(
+    run: Run, target: Target, repeat: int, phase: str, seconds: int
+) -> dict[str, Any]:
+    """Ids for the delete scenario, one file per wrk thread: what the create scenarios
+    left, topped up with spares when that may not last `seconds`."""
+    done = [r for r in run.results if r["repeat"] == repeat and r["target"] == target.name]
+    rates = {r["scenario"]: r["rps"] for r in done}
+    bounds = []
+    if "get" in rates:
+        bounds.append(rates["get"])  # a delete does more than a GET by id
+    creates = [rates[k] for k in ("create", "create_slow") if k in rates]
+    if creates:
+        bounds.append(2.0 * max(creates))  # seen: 1.5-1.7x the create rate
+    rate = min(bounds) if bounds else 3000.0
+    needed = int(rate * seconds * 1.25) + 200
+    ids = [rid for rid in deletable_ids(run.pg, target) if rid not in run.handed_out]
+    spares = max(0, needed - len(ids))
+    started = time.monotonic()
+    if spares:
+        extra = [f"y{target.tag}{repeat}{phase}-{n:07d}" for n in range(spares)]
+        add_spares(run.pg, run.standins, target, extra)
+        ids += extra
+    ids = ids[:needed]
+    run.handed_out.update(ids)
+    threads = max(1, min(run.args.wrk_threads, run.args.connections))
+    stem = run.tmp / f"delete-{target.tag}{repeat}{phase}"
+    for thread in range(threads):
+        Path(f"{stem}.{thread}").write_text("\n".join(ids[thread::threads]) + "\n")
+    return {"ids": len(ids), "spares": spares, "spares_s": round(time.monotonic() - started, 2)}
+
+
+def _settle(target: Target, quiet: float = 0.02, limit: float = 10.0) -> float:
+    """Wait until the target is idle (requests a load left queued are done); seconds waited."""
+    started = time.monotonic()
+    before = sum(cpu_seconds(target.pids()).values())
+    while time.monotonic() - started < limit:
+        time.sleep(0.2)
+        now = sum(cpu_seconds(target.pids()).values())
+        if now - before < quiet:
+            break
+        before = now
+    return round(time.monotonic() - started, 2)
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has spent in processes (all cores, all users) or
+    stolen by the hypervisor; interrupts (mostly our own loopback traffic) left out."""
+    fields = [int(each) for each in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, steal = fields[0], fields[1], fields[2], fields[7]
+    return (user + nice + system + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_sample(run: Run, target: Target) -> dict[str, dict[int, float]]:
+    groups = {
+        "target": target.pids(),
+        "postgres": tree(run.pg.child.pid) if run.pg.child else [],
+        **{f"{kind} stand-in": [pid] for kind, pid in run.standins.pids().items()},
+    }
+    return {name: cpu_seconds(pids) for name, pids in groups.items()}
+
+
+def _cpu_used(
+    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]
+) -> dict[str, float]:
+    return {
+        name: round(sum(t - before.get(name, {}).get(pid, 0.0) for pid, t in times.items()), 3)
+        for name, times in after.items()
+    }
+
+
+def measure(run: Run, scenario: Scenario, target: Target, repeat: int) -> dict[str, Any]:
+    args = run.args
+    record: dict[str, Any] = {
+        "scenario": scenario.name,
+        "target": target.name,
+        "repeat": repeat,
+        "workers": target.workers,
+    }
+    if scenario.slow:
+        run.standins.set_latency(args.latency_ms / 1000)
+    try:
+        common = {"threads": args.wrk_threads, "timeout": args.timeout, "workdir": run.tmp}
+        if args.warmup:
+            if scenario.name == "delete":
+                record["warmup_ids"] = _prepare_delete(run, target, repeat, "w", args.warmup)
+            warm = run_wrk(
+                run.wrk, _load(run, scenario, target, repeat, "w"), seconds=args.warmup, **common
+            )
+            record["warmup_errors"] = warm["errors"]
+            record["warmup_error_count"] = warm["error_count"]
+            record["warmup_settle_s"] = _settle(target)
+        if scenario.name == "delete":
+            record["ids"] = _prepare_delete(run, target, repeat, "m", args.duration)
+        before, started, busy = _cpu_sample(run, target), time.monotonic(), _machine_busy()
+        result = run_wrk(
+            run.wrk, _load(run, scenario, target, repeat, "m"), seconds=args.duration, **common
+        )
+        wall = time.monotonic() - started
+        busy = _machine_busy() - busy
+        after = _cpu_sample(run, target)
+        used = _cpu_used(before, after)
+        per_process = {
+            str(pid): round(seconds - before["target"].get(pid, 0.0), 3)
+            for pid, seconds in after["target"].items()
+        }
+    finally:
+        if scenario.slow:
+            run.standins.set_latency(0)
+    used["wrk"] = round(result.pop("wrk_cpu_s"), 3)
+    used["others"] = round(max(0.0, busy - sum(used.values())), 3)
+    pids = target.pids()
+    sizes = rss_bytes(pids)
+    record["settle_s"] = _settle(target)
+    root = target.child.pid if target.child else 0
+    record.update(result)
+    record["cpu_s"] = used
+    record["cpu_cores"] = {name: round(seconds / wall, 2) for name, seconds in used.items()}
+    record["target_cpu_s_by_pid"] = per_process
+    record["cpu_ms_per_request"] = used["target"] * 1000 / max(1, record["requests"])
+    record["rss_bytes"] = sum(sizes.values())
+    record["rss_workers_bytes"] = sum(
+        size for pid, size in sizes.items() if pid != root or len(sizes) == 1
+    )
+    record["processes"] = len(pids)
+    errors = record["error_count"] + record.get("warmup_error_count", 0)
+    latency = record["latency_us"]
+    _say(
+        f"  {scenario.name:<11} {target.name:<7} {record['rps']:>9.1f} req/s"
+        f"  p50 {latency['p50'] / 1000:7.2f} ms  p99 {latency['p99'] / 1000:7.2f} ms"
+        f"  rss {record['rss_bytes'] / 2**20:6.1f} MB  errors {errors}"
+        + (f" (ran out of ids {record['exhausted']}x)" if record.get("exhausted") else "")
+        + (f"  cpu by process {sorted(per_process.values())}" if len(per_process) > 1 else "")
+    )
+    return record
+
+
+def run_repeat(run: Run, repeat: int) -> None:
+    args = run.args
+    normal = [each for each in args.selected if not each.scaled]
+    scaled = [each for each in args.selected if each.scaled]
+    _say(f"repeat {repeat + 1}/{args.repeat}")
+    if normal:
+        run.start(args.workers)
+        if not run.deep and any(each.name == "list_deep" for each in normal):
+            started = time.monotonic()
+            pages = max(1, int(args.rows * args.deep_fraction) // 100)
+            first_ids = {}
+            for target in (run.service, run.floor):
+                run.deep[target.name], first_ids[target.name] = walk_pages(target.url, pages)
+            run.timings["walk_s"] = round(time.monotonic() - started, 2)
+            run.notes.append(
+                f"deep page: page {pages + 1} of {-(-args.rows // 100)} (first id"
+                f" {first_ids['service'][0]}), reached by following {pages} page tokens"
+            )
+        if repeat == 0:
+            check_same_answers(run.service, run.floor, run.deep)
+        for scenario in normal:
+            for target in run.targets(repeat):
+                run.results.append(measure(run, scenario, target, repeat))
+        run.stop_targets()
+    if scaled:
+        run.start(args.scale_workers)
+        for scenario in scaled:
+            for target in run.targets(repeat):
+                run.results.append(measure(run, scenario, target, repeat))
+        run.stop_targets()
+
+
+def _keep_logs_if_errors(run: Run, folder: Path) -> None:
+    """Failed requests: keep every process's log beside the results, to find out why."""
+    if not any(r["error_count"] or r.get("warmup_error_count") for r in run.results):
+        return
+    logs = folder / "logs"
+    logs.mkdir(exist_ok=True)
+    for log in run.tmp.glob("*.log"):
+        with contextlib.suppress(OSError):
+            shutil.copyfile(log, logs / log.name)
+    _say(f"{PROG}: failed requests: the processes' logs are in {logs}/")
+
+
+def _check_modules() -> None:
+    missing = [name for name in NEEDED_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise BenchError(
+            f"missing Python packages: {', '.join(missing)} (run through `tox -e bench`, or"
+            f" pip install {' '.join(m for m in missing if m != 'placement')} and the project)"
+        )
+
+
+@contextlib.contextmanager
+def _signals_unwind() -> Iterator[None]:
+    def interrupt(signum: int, _frame: FrameType | None) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # Also when started with SIGINT ignored (a background job of a non-interactive shell).
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _no_signals() -> Iterator[None]:
+    """Let a clean-up finish: a second Ctrl-C must not leave processes behind."""
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started_at = datetime.now(UTC)
+    clock = time.monotonic()
+    try:
+        _check_modules()
+        wrk = find_wrk(args.wrk)
+        bindir = find_bindir()
+    except BenchError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    run_as = None
+    if os.geteuid() == 0:
+        run_as = args.pg_user or default_pg_user()
+    tmp = Path(tempfile.mkdtemp(prefix="placement-bench-"))
+    pg = PrivatePostgres(tmp, bindir, run_as)
+    run = Run(args, tmp, wrk, pg, StandIns(tmp))
+    status = 0
+    try:
+        with _signals_unwind():
+            _say(
+                f"{PROG}: temporary folder {tmp};"
+                f" interpreter {sys.executable} ({sys.version.split()[0]})"
+            )
+            pg.start()
+            run.standins.start()
+            _say(f"{PROG}: PostgreSQL on 127.0.0.1:{pg.port}; seeding {args.rows} rows")
+            run.timings.update(seed_template(pg, run.standins, tmp, args.rows, args.overrides))
+            for repeat in range(args.repeat):
+                run_repeat(run, repeat)
+            run.timings["total_s"] = round(time.monotonic() - clock, 1)
+            machine = report.machine(run_as, pg.version(), wrk_version(wrk))
+            folder = report.write(run, machine, started_at, argv)
+            _keep_logs_if_errors(run, folder)
+            status = report.exit_status(folder, args.enforce_targets)
+    except BenchError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        status = 1
+    except (KeyboardInterrupt, Interrupted) as exc:
+        print(f"{PROG}: interrupted ({str(exc) or 'Ctrl-C'}); stopping everything", file=sys.stderr)
+        status = 130
+    finally:
+        with _no_signals():
+            run.stop_targets()
+            run.standins.stop()
+            pg.stop()
+            if args.keep_tmp:
+                print(f"{PROG}: kept {tmp}", file=sys.stderr)
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
+    return status
