@@ -26,6 +26,7 @@ from placement import logs, metrics, problems
 from placement.access import RequestObserver
 from placement.auth import TokenVerifier, bearer_handler
 from placement.config import Auth, Config
+from placement.connexion_speedups import middlewares, speed_up
 from placement.handlers import Handlers
 from placement.limits import BodyLimit
 from placement.reconciler import Reconciler
@@ -64,7 +65,8 @@ def create_app(config: Config) -> connexion.AsyncApp:
             policy.close()
             sprm.close()
 
-    app = connexion.AsyncApp(__name__, lifespan=lifespan)
+    app = connexion.AsyncApp(__name__, lifespan=lifespan, middlewares=middlewares())
+    speed_up(app)
     app.add_api(
         _spec(config.auth),
         resolver=resolver(Handlers(service, threads)),

@@ -33,7 +33,7 @@ from tests.support import (
     wait_for,
 )
 
-GENERATED_ID = re.compile(r"req-[0-9a-f-]{36}")
+GENERATED_ID = re.compile(r"req-[0-9a-f]{12}-[0-9a-f]+")
 
 
 def test_a_request_id_is_generated_and_echoed(base_url: str) -> None:
