@@ -17,6 +17,7 @@ from placement.model import Evaluation
 from placement.upstream.errors import UpstreamError
 from placement.upstream.policy import PolicyClient
 from placement.upstream.sprm import SprmClient
+from placement.upstream.transport import pooled_session
 from tests.support import EVALUATE, INSTANCES, POLICY_URL, SPRM_URL, problem
 
 NO_WAIT = RetryPolicy(tries=4, initial=0, maximum=0)
@@ -213,3 +214,15 @@ def test_timeout_is_honoured_and_retried(hanging_upstream: tuple[str, list[str]]
     assert raised.value.status is None
     assert "timed out" in raised.value.reason
     assert hits == ["/api/v1alpha1/policies:evaluateRequest"] * 2
+
+
+def test_the_environments_proxy_settings_are_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "sprm.internal")
+
+    proxied = pooled_session("http://policy.internal:8081", pool_size=2)
+    direct = pooled_session("http://sprm.internal:8082", pool_size=2)
+
+    assert proxied.proxies.get("http") == "http://proxy.example:3128"
+    assert "http" not in direct.proxies
+    assert proxied.trust_env is False  # not looked up again on every call

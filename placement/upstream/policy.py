@@ -21,7 +21,7 @@ class PolicyClient:
         self._client = Client(
             base_url=upstream.url + API_PREFIX,
             timeout=upstream.timeout,
-            session=pooled_session(pool_size),
+            session=pooled_session(upstream.url, pool_size),
         )
         self._retry = Retrier(retry)
 

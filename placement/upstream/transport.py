@@ -36,12 +36,20 @@ class Answer(Protocol):
 A = TypeVar("A", bound=Answer)
 
 
-def pooled_session(pool_size: int) -> requests.Session:
-    """One keep-alive pool per upstream, as large as the number of request threads."""
+def pooled_session(base_url: str, pool_size: int) -> requests.Session:
+    """One keep-alive pool per upstream, as large as the number of request threads.
+
+    The environment's proxy and CA-bundle settings (requests' own rules) are read once
+    here: by default requests reads them, and looks for a .netrc, on every call."""
     session = requests.Session()
     adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
+    settings = session.merge_environment_settings(base_url, {}, None, None, None)
+    session.proxies.update(settings["proxies"])
+    if base_url.startswith("https://"):  # a CA bundle path costs a stat per plain call too
+        session.verify = settings["verify"]
+    session.trust_env = False
     return session
 
 
