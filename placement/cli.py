@@ -40,12 +40,12 @@ def serve() -> int:
     try:
         config = Config.from_env(os.environ)
     except ConfigError as exc:
-        return _fail(f"invalid configuration: {exc}")
+        return fail(f"invalid configuration: {exc}")
     logs.configure(config.log_level, config.log_format)
     try:
-        _prepare_database(config)
+        prepare_database(config)
     except StoreUnavailable as exc:
-        return _fail(f"database unavailable: {exc}")
+        return fail(f"database unavailable: {exc}")
     log.info(
         "starting on http://%s:%d (database %s, policy engine %s, sprm %s, %d worker(s))",
         config.host,
@@ -55,7 +55,7 @@ def serve() -> int:
         config.sprm.url,
         config.workers,
     )
-    _exit_cleanly_on(signal.SIGTERM, signal.SIGINT)
+    exit_cleanly_on(signal.SIGTERM, signal.SIGINT)
     with _shared_metrics(config.workers):
         uvicorn.run(
             "placement.app:app_from_env",
@@ -110,7 +110,7 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _exit_cleanly_on(*signals: signal.Signals) -> None:
+def exit_cleanly_on(*signals: signal.Signals) -> None:
     """uvicorn shuts down gracefully, then re-raises the signal it caught to the
     handler found before it started: make that an exit with status 0."""
 
@@ -137,7 +137,7 @@ def _shared_metrics(workers: int) -> Iterator[None]:
             del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
-def _prepare_database(config: Config) -> None:
+def prepare_database(config: Config) -> None:
     """Wait for the database and create the schema once, before any worker starts."""
     store = make_store(config.database)
     try:
@@ -146,6 +146,6 @@ def _prepare_database(config: Config) -> None:
         store.close()
 
 
-def _fail(message: str) -> int:
+def fail(message: str) -> int:
     print(f"placement-manager: {message}", file=sys.stderr)
     return 1

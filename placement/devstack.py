@@ -35,7 +35,7 @@ import uvicorn
 
 from placement import logs
 from placement.app import create_app
-from placement.cli import _exit_cleanly_on, _fail, _prepare_database
+from placement.cli import exit_cleanly_on, fail, prepare_database
 from placement.config import Config, ConfigError
 from placement.standins import (
     BackgroundServer,
@@ -146,12 +146,12 @@ def run(options: Options, env: Mapping[str, str]) -> int:
     """Run the dev stack until SIGINT or SIGTERM (exit status 0); 1 if it cannot start.
     `env` is the environment the service's configuration is read from."""
     # From here on a signal ends the process with status 0, stopping what was started.
-    _exit_cleanly_on(signal.SIGTERM, signal.SIGINT)
+    exit_cleanly_on(signal.SIGTERM, signal.SIGINT)
     data_dir = options.data_dir or default_data_dir(env)
     try:
         rules = load_rules(options.rules)
     except RulesError as exc:
-        return _fail(f"invalid rules: {exc}")
+        return fail(f"invalid rules: {exc}")
     try:
         service_sock, policy_sock, sprm_sock = _listen_all(
             options.host,
@@ -162,7 +162,7 @@ def run(options: Options, env: Mapping[str, str]) -> int:
             ],
         )
     except ServerError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
 
     with contextlib.ExitStack() as running:
         for sock in (service_sock, policy_sock, sprm_sock):
@@ -171,15 +171,15 @@ def run(options: Options, env: Mapping[str, str]) -> int:
         try:
             config = Config.from_env(_dev_environment(env, options.host, service_sock, stack))
         except ConfigError as exc:
-            return _fail(f"invalid configuration: {exc}")
+            return fail(f"invalid configuration: {exc}")
         try:
             _prepare_data_dir(data_dir, fresh=options.fresh)
         except OSError as exc:
-            return _fail(f"cannot use data directory {data_dir}: {exc.strerror or exc}")
+            return fail(f"cannot use data directory {data_dir}: {exc.strerror or exc}")
         try:
-            _prepare_database(config)
+            prepare_database(config)
         except StoreUnavailable as exc:
-            return _fail(f"database unavailable: {exc}")
+            return fail(f"database unavailable: {exc}")
         logs.configure(config.log_level, config.log_format)
         if config.log_level != "DEBUG":
             # Three uvicorn servers announcing their start and stop is noise here.
@@ -191,7 +191,7 @@ def run(options: Options, env: Mapping[str, str]) -> int:
                 running.callback(server.stop)
                 log.info("%s stand-in listening on %s", standin.name, server.url)
         except ServerError as exc:
-            return _fail(str(exc))
+            return fail(str(exc))
 
         log.info("starting on %s (database %s)", stack.api, config.database.describe())
         _serve(config, service_sock, stack)

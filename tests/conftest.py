@@ -19,6 +19,7 @@ from pytest_postgresql.janitor import DatabaseJanitor
 
 from placement.app import create_app
 from placement.config import Config, Database, Upstream
+from placement.store import ResourceStore, make_store
 from tests.support import POLICY_URL, SPRM_URL, Upstreams, serve
 
 
@@ -96,6 +97,15 @@ def db(request: pytest.FixtureRequest) -> Database:
     fixture = "pg_db" if request.param == "pgsql" else "sqlite_db"
     database: Database = request.getfixturevalue(fixture)
     return database
+
+
+@pytest.fixture
+def store(db: Database) -> Iterator[ResourceStore]:
+    """An opened store on `db` (both databases, through `db`'s parameters)."""
+    store = make_store(db)
+    store.open()
+    yield store
+    store.close()
 
 
 @pytest.fixture

@@ -24,14 +24,6 @@ LIVE = Lease("live-owner", NOW + timedelta(hours=1))
 
 
 @pytest.fixture
-def store(db: Database) -> Iterator[ResourceStore]:
-    store = make_store(db)
-    store.open()
-    yield store
-    store.close()
-
-
-@pytest.fixture
 def sprm_standin() -> Iterator[SprmStandIn]:
     standin = SprmStandIn()
     with standin.serve() as server:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -33,14 +32,6 @@ def resource(
         update_time=at,
     )
     return replace(base, **changes)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def store(db: Database) -> Iterator[ResourceStore]:
-    store = make_store(db)
-    store.open()
-    yield store
-    store.close()
 
 
 def ids(resources: list[Resource]) -> list[str]:
