@@ -65,7 +65,9 @@ def create_app(config: Config) -> connexion.AsyncApp:
             policy.close()
             sprm.close()
 
-    app = connexion.AsyncApp(__name__, lifespan=lifespan, middlewares=middlewares())
+    app = connexion.AsyncApp(
+        __name__, lifespan=lifespan, middlewares=middlewares(config.auth.enabled)
+    )
     speed_up(app)
     app.add_api(
         _spec(config.auth),

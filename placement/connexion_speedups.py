@@ -22,6 +22,8 @@ from connexion.middleware.request_validation import (
     RequestValidationMiddleware,
     RequestValidationOperation,
 )
+from connexion.middleware.response_validation import ResponseValidationMiddleware
+from connexion.middleware.security import SecurityMiddleware
 from connexion.utils import is_nullable
 from starlette.types import Receive, Scope, Send
 
@@ -129,12 +131,16 @@ class _ValidationMiddleware(RequestValidationMiddleware):  # type: ignore[misc]
     api_cls = _ValidationApi
 
 
-def middlewares() -> list[Any]:
-    """Connexion's middleware stack with the faster request validation: a new list for
-    each app (Connexion inserts added middlewares into it)."""
+def middlewares(security: bool) -> list[Any]:
+    """Connexion's middleware stack with the faster request validation and without the
+    layers that would only pass requests through: response validation (off), security
+    (when authentication is off). A new list for each app (Connexion inserts added
+    middlewares into it)."""
+    unused = {ResponseValidationMiddleware} | (set() if security else {SecurityMiddleware})
     return [
         _ValidationMiddleware if m is RequestValidationMiddleware else m
         for m in ConnexionMiddleware.default_middlewares
+        if m not in unused
     ]
 
 
