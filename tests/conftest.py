@@ -24,14 +24,17 @@ from tests.support import POLICY_URL, SPRM_URL, Upstreams, serve
 
 
 def _pg_ctl() -> str:
-    """pg_ctl from PG_BINDIR, `pg_config --bindir`, or PATH (Debian keeps it off PATH)."""
+    """pg_ctl from PG_BINDIR, `pg_config --bindir`, PATH, or Debian's versioned
+    directories (Debian keeps the server binaries off PATH)."""
     bindir = os.environ.get("PG_BINDIR")
     if not bindir and shutil.which("pg_config"):
         bindir = subprocess.run(
             ["pg_config", "--bindir"], capture_output=True, text=True, check=True
         ).stdout.strip()
-    candidate = Path(bindir or "") / "pg_ctl"
-    return str(candidate) if candidate.exists() else shutil.which("pg_ctl") or "pg_ctl"
+    candidates = [Path(bindir or "") / "pg_ctl"] if bindir else []
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), reverse=True)
+    found = next((str(c) for c in candidates if c.exists()), None)
+    return found or shutil.which("pg_ctl") or "pg_ctl"
 
 
 # Durability is not under test here: skip fsync so CREATE DATABASE per test is cheap.
