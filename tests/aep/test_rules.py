@@ -2,7 +2,10 @@
 
 Every case takes the real spec, breaks it in one way, lints it and asserts
 that exactly the named rule (and no other of our aep-* rules) reports it. The
-unbroken spec must produce no aep-* result at all and lint clean at warn.
+unbroken spec must produce no aep-* result at all and lint clean at warn. Each
+CLEAN case adds what our spec does not use yet (Update, Apply, add/remove and
+long-running methods, time and standard-code fields) in its well-formed shape,
+which must produce no aep-* result.
 """
 
 from __future__ import annotations
@@ -27,8 +30,16 @@ DELETE = ("/resources/{resource_id}", "delete")
 HEALTH = ("/health", "get")
 REHYDRATE_PATH = "/resources/{resource_id}:rehydrate"
 REHYDRATE = (REHYDRATE_PATH, "post")
+UPDATE = ("/resources/{resource_id}", "patch")
+APPLY = ("/resources/{resource_id}", "put")
+ADD_TAGS_PATH = "/resources/{resource_id}:add-tags"
+ADD_TAGS = (ADD_TAGS_PATH, "post")
+OPERATIONS_PATH = "/operations"
+OPERATION_PATH = "/operations/{operation_id}"
 
 RESOURCE_REF = {"$ref": "#/components/schemas/Resource"}
+OPERATION_REF = {"$ref": "#/components/schemas/Operation"}
+MERGE_PATCH = "application/merge-patch+json"
 
 
 # --- helpers -----------------------------------------------------------------
@@ -97,6 +108,13 @@ def set_responses(spec: Spec, where: tuple[str, str], responses: dict[str, Any])
 
 OPERATION_SCHEMA = {
     "type": "object",
+    "description": "A long-running operation (AEP-151).",
+    "x-aep-resource": {
+        "type": "placement.dcm.io/operation",
+        "singular": "operation",
+        "plural": "operations",
+        "patterns": ["operations/{operation_id}"],
+    },
     "properties": {
         "path": {"type": "string"},
         "done": {"type": "boolean"},
@@ -147,17 +165,21 @@ def _create_answers_204(spec: Spec) -> None:
 def _create_also_202(spec: Spec) -> None:
     op(spec, CREATE)["responses"]["202"] = {
         "description": "Accepted.",
-        "content": {"application/json": {"schema": OPERATION_SCHEMA}},
+        "content": {"application/json": {"schema": OPERATION_REF}},
     }
 
 
-def _delete_202_not_operation(spec: Spec) -> None:
-    responses = op(spec, DELETE)["responses"]
-    del responses["204"]
-    responses["202"] = {
-        "description": "Accepted.",
-        "content": {"application/json": {"schema": RESOURCE_REF}},
-    }
+def _delete_answers_202(content: dict[str, Any] | None) -> Mutation:
+    """Delete becomes long-running: 202 (with ``content``, when given) instead of 204."""
+
+    def mutate(spec: Spec) -> None:
+        responses = op(spec, DELETE)["responses"]
+        del responses["204"]
+        responses["202"] = {"description": "Accepted."}
+        if content is not None:
+            responses["202"]["content"] = content
+
+    return mutate
 
 
 def _custom_delete(spec: Spec) -> None:
@@ -174,6 +196,129 @@ def _error_content(name: str, media_types: dict[str, Any]) -> Mutation:
 
 
 PROBLEM_REF = {"schema": {"$ref": "#/components/schemas/Problem"}}
+
+
+def after(*steps: Mutation) -> Mutation:
+    """One mutation made of ``steps`` in order (a well-formed addition, then the break)."""
+
+    def mutate(spec: Spec) -> None:
+        for step in steps:
+            step(spec)
+
+    return mutate
+
+
+def _resource_method(operation_id: str, summary: str, body: dict[str, Any] | None) -> Spec:
+    """A well-formed method on one resource that answers 200 with the resource."""
+    method: Spec = {
+        "tags": ["resource"],
+        "operationId": operation_id,
+        "summary": summary,
+        "description": f"{summary}.",
+        "parameters": [{"$ref": "#/components/parameters/ResourceIdPath"}],
+        "responses": {
+            "200": {
+                "description": "The resource.",
+                "content": {"application/json": {"schema": RESOURCE_REF}},
+            },
+            "400": {"$ref": "#/components/responses/BadRequest"},
+            "404": {"$ref": "#/components/responses/NotFound"},
+            "default": {"$ref": "#/components/responses/Unexpected"},
+        },
+    }
+    if body is not None:
+        method["requestBody"] = body
+    return method
+
+
+def add_update(spec: Spec) -> None:
+    """A well-formed Update: PATCH with a merge-patch body (AEP-134)."""
+    body = {"required": True, "content": {MERGE_PATCH: {"schema": RESOURCE_REF}}}
+    path, method = UPDATE
+    spec["paths"][path][method] = _resource_method("UpdateResource", "Update a resource", body)
+
+
+def add_apply(spec: Spec) -> None:
+    """A well-formed Apply: PUT with the whole resource (AEP-137)."""
+    path, method = APPLY
+    spec["paths"][path][method] = _resource_method(
+        "ApplyResource", "Apply a resource", json_body(RESOURCE_REF)
+    )
+
+
+def add_add_tags(spec: Spec) -> None:
+    """A well-formed AEP-144 array-field method: POST ...:add-tags named AddResourceTags."""
+    tags = {
+        "type": "object",
+        "properties": {"tags": {"type": "array", "items": {"type": "string"}}},
+    }
+    path, method = ADD_TAGS
+    spec["paths"][path] = {
+        method: _resource_method("AddResourceTags", "Add tags to a resource", json_body(tags))
+    }
+
+
+def add_operations(spec: Spec) -> None:
+    """The Operation resource and its collection (GET /operations, GET /operations/{id})."""
+    spec["components"]["schemas"]["Operation"] = copy.deepcopy(OPERATION_SCHEMA)
+    listing = copy.deepcopy(op(spec, LIST))
+    listing["operationId"] = "ListOperations"
+    listing["parameters"] = [p for p in listing["parameters"] if p["name"] != "provider"]
+    listing["responses"]["200"]["content"]["application/json"]["schema"] = {
+        "type": "object",
+        "properties": {
+            "operations": {"type": "array", "items": OPERATION_REF},
+            "next_page_token": {"type": "string"},
+        },
+    }
+    getting = copy.deepcopy(op(spec, GET))
+    getting["operationId"] = "GetOperation"
+    getting["parameters"] = [
+        {
+            "name": "operation_id",
+            "in": "path",
+            "required": True,
+            "description": "Id of the operation.",
+            "schema": {"$ref": "#/components/schemas/ResourceId"},
+        }
+    ]
+    getting["responses"]["200"]["content"]["application/json"]["schema"] = OPERATION_REF
+    spec["paths"][OPERATIONS_PATH] = {"get": listing}
+    spec["paths"][OPERATION_PATH] = {"get": getting}
+
+
+def _add_fields(schema_name: str, fields: dict[str, Any]) -> Mutation:
+    def mutate(spec: Spec) -> None:
+        props(spec, schema_name).update(copy.deepcopy(fields))
+
+    return mutate
+
+
+def _rename_field(schema_name: str, old: str, new: str) -> Mutation:
+    def mutate(spec: Spec) -> None:
+        schema(spec, schema_name)["properties"] = rename_key(props(spec, schema_name), old, new)
+
+    return mutate
+
+
+def _path_item_param(path: str, name: str, where: str, **extra: Any) -> Mutation:
+    """A parameter declared on the path item (it applies to every operation there)."""
+
+    def mutate(spec: Spec) -> None:
+        spec["paths"][path].setdefault("parameters", []).append(
+            {
+                "name": name,
+                "in": where,
+                "description": f"The {name}.",
+                "schema": {"type": "string"},
+                **extra,
+            }
+        )
+
+    return mutate
+
+
+LONG_RUNNING_DELETE = _delete_answers_202({"application/json": {"schema": OPERATION_REF}})
 
 CASES = [
     # AEP-4
@@ -356,6 +501,12 @@ CASES = [
         "required",
         lambda s: param(s, LIST, "page_token").update(required=True),
     ),
+    _m("aep-158-skip-parameter", "string", lambda s: add_param(s, LIST, "skip", "string")),
+    _m(
+        "aep-158-skip-parameter",
+        "header",
+        lambda s: add_param(s, LIST, "skip", "integer", **{"in": "header"}),
+    ),
     _m(
         "aep-158-response-array",
         "no array property",
@@ -413,6 +564,76 @@ CASES = [
         "optional body",
         lambda s: op(s, CREATE)["requestBody"].update(required=False),
     ),
+    # AEP-134
+    _m(
+        "aep-134-operation-id",
+        "Patch prefix",
+        after(add_update, _sets(lambda s: op(s, UPDATE), "operationId", "PatchResource")),
+    ),
+    _m(
+        "aep-134-content-type",
+        "application/json body",
+        after(add_update, _sets(lambda s: op(s, UPDATE), "requestBody", json_body(RESOURCE_REF))),
+    ),
+    _m(
+        "aep-134-request-body",
+        "not a resource",
+        after(
+            add_update,
+            lambda s: op(s, UPDATE)["requestBody"]["content"][MERGE_PATCH].update(
+                schema={"type": "object"}
+            ),
+        ),
+    ),
+    _m(
+        "aep-134-request-body",
+        "missing",
+        after(add_update, lambda s: op(s, UPDATE).pop("requestBody")),
+    ),
+    _m(
+        "aep-134-response-body",
+        "not a resource",
+        after(
+            add_update,
+            lambda s: op(s, UPDATE)["responses"]["200"]["content"]["application/json"].update(
+                schema={"type": "object"}
+            ),
+        ),
+    ),
+    _m(
+        "aep-134-response-body",
+        "204 instead of 200",
+        after(
+            add_update,
+            lambda s: op(s, UPDATE).update(
+                responses=rename_key(op(s, UPDATE)["responses"], "200", "204")
+            ),
+            lambda s: op(s, UPDATE)["responses"]["204"].pop("content"),
+        ),
+    ),
+    _m(
+        "aep-134-required-params",
+        "required header",
+        after(
+            add_update,
+            lambda s: add_param(s, UPDATE, "if_match", required=True, **{"in": "header"}),
+        ),
+    ),
+    _m(
+        "aep-134-required-params",
+        "required path-level header",
+        after(add_update, _path_item_param(UPDATE[0], "if_match", "header", required=True)),
+    ),
+    _m(
+        "aep-134-unknown-optional-params",
+        "query parameter",
+        after(add_update, lambda s: add_param(s, UPDATE, "force", "boolean")),
+    ),
+    _m(
+        "aep-134-unknown-optional-params",
+        "path-level query parameter",
+        after(add_update, _path_item_param(UPDATE[0], "force", "query")),
+    ),
     # AEP-135
     _m(
         "aep-135-operation-id",
@@ -444,6 +665,67 @@ CASES = [
         "lowercase verb",
         _sets(lambda s: op(s, REHYDRATE), "operationId", ":rehydrate"),
     ),
+    # AEP-137
+    _m(
+        "aep-137-operation-id",
+        "Replace prefix",
+        after(add_apply, _sets(lambda s: op(s, APPLY), "operationId", "ReplaceResource")),
+    ),
+    _m(
+        "aep-137-request-body",
+        "not a resource",
+        after(
+            add_apply, _sets(lambda s: op(s, APPLY), "requestBody", json_body({"type": "object"}))
+        ),
+    ),
+    _m(
+        "aep-137-request-body",
+        "missing",
+        after(add_apply, lambda s: op(s, APPLY).pop("requestBody")),
+    ),
+    _m(
+        "aep-137-response-body",
+        "not a resource",
+        after(
+            add_apply,
+            lambda s: op(s, APPLY)["responses"]["200"]["content"]["application/json"].update(
+                schema={"type": "object"}
+            ),
+        ),
+    ),
+    _m(
+        "aep-137-response-body",
+        "204 instead of 200",
+        after(
+            add_apply,
+            lambda s: op(s, APPLY).update(
+                responses=rename_key(op(s, APPLY)["responses"], "200", "204")
+            ),
+            lambda s: op(s, APPLY)["responses"]["204"].pop("content"),
+        ),
+    ),
+    _m(
+        "aep-137-required-params",
+        "required header",
+        after(
+            add_apply, lambda s: add_param(s, APPLY, "if_match", required=True, **{"in": "header"})
+        ),
+    ),
+    _m(
+        "aep-137-required-params",
+        "required path-level header",
+        after(add_apply, _path_item_param(APPLY[0], "if_match", "header", required=True)),
+    ),
+    _m(
+        "aep-137-unknown-optional-params",
+        "query parameter",
+        after(add_apply, lambda s: add_param(s, APPLY, "force", "boolean")),
+    ),
+    _m(
+        "aep-137-unknown-optional-params",
+        "path-level query parameter",
+        after(add_apply, _path_item_param(APPLY[0], "force", "query")),
+    ),
     # AEP-140
     _m(
         "aep-140-boolean-no-is-prefix",
@@ -474,22 +756,143 @@ CASES = [
         _sets(lambda s: props(s, "Resource"), "update_time", {"type": "integer"}),
     ),
     _m(
-        "aep-142-time-name",
-        "created_at",
-        lambda s: schema(s, "Resource").update(
-            properties=rename_key(props(s, "Resource"), "create_time", "created_at")
-        ),
+        "aep-142-time-type",
+        "_times not an array",
+        _add_fields("Resource", {"expire_times": {"type": "string"}}),
     ),
+    _m(
+        "aep-142-time-type",
+        "_times items not date-time",
+        _add_fields("Resource", {"expire_times": {"type": "array", "items": {"type": "string"}}}),
+    ),
+    _m(
+        "aep-142-time-type",
+        "_date without format",
+        _add_fields("Resource", {"birth_date": {"type": "string"}}),
+    ),
+    _m(
+        "aep-142-time-type",
+        "_seconds string",
+        _add_fields("Resource", {"ttl_seconds": {"type": "string"}}),
+    ),
+    _m(
+        "aep-142-time-type",
+        "_nanos boolean",
+        _add_fields("Resource", {"latency_nanos": {"type": "boolean"}}),
+    ),
+    _m("aep-142-time-suffix", "created_at", _rename_field("Resource", "create_time", "created_at")),
+    _m("aep-142-time-suffix", "timestamp", _rename_field("Resource", "update_time", "timestamp")),
     _m(
         "aep-142-time-name",
         "created_time",
-        lambda s: schema(s, "Resource").update(
-            properties=rename_key(props(s, "Resource"), "create_time", "created_time")
+        _rename_field("Resource", "create_time", "created_time"),
+    ),
+    _m(
+        "aep-142-time-name",
+        "published_times",
+        _add_fields(
+            "Resource",
+            {
+                "published_times": {
+                    "type": "array",
+                    "items": {"type": "string", "format": "date-time"},
+                }
+            },
+        ),
+    ),
+    # AEP-143
+    _m(
+        "aep-143-standardized-codes",
+        "language field",
+        _add_fields("Resource", {"language": {"type": "string"}}),
+    ),
+    _m(
+        "aep-143-standardized-codes",
+        "mime_type field",
+        _add_fields("Resource", {"mime_type": {"type": "string"}}),
+    ),
+    _m(
+        "aep-143-standardized-codes", "timezone parameter", lambda s: add_param(s, LIST, "timezone")
+    ),
+    _m(
+        "aep-143-standardized-codes-string-type",
+        "integer region_code field",
+        _add_fields("Resource", {"region_code": {"type": "integer"}}),
+    ),
+    _m(
+        "aep-143-standardized-codes-string-type",
+        "integer utc_offset parameter",
+        lambda s: add_param(s, LIST, "utc_offset", "integer"),
+    ),
+    # AEP-144
+    _m(
+        "aep-144-operation-id",
+        "custom-method style",
+        after(add_add_tags, _sets(lambda s: op(s, ADD_TAGS), "operationId", ":AddResourceTags")),
+    ),
+    _m(
+        "aep-144-operation-id",
+        "Append prefix",
+        after(add_add_tags, _sets(lambda s: op(s, ADD_TAGS), "operationId", "AppendResourceTags")),
+    ),
+    _m(
+        "aep-144-http-method",
+        "PUT",
+        after(add_add_tags, lambda s: rename_method(s, ADD_TAGS_PATH, "post", "put")),
+    ),
+    _m(
+        "aep-144-http-method",
+        "PATCH on :remove-tags",
+        after(
+            add_add_tags,
+            lambda s: rename_path(s, ADD_TAGS_PATH, "/resources/{resource_id}:remove-tags"),
+            lambda s: rename_method(s, "/resources/{resource_id}:remove-tags", "post", "patch"),
+            _sets(
+                lambda s: op(s, ("/resources/{resource_id}:remove-tags", "patch")),
+                "operationId",
+                "RemoveResourceTags",
+            ),
         ),
     ),
     # AEP-151
-    _m("aep-151-only-success", "202 besides 201", _create_also_202),
-    _m("aep-151-operation-schema", "202 not an operation", _delete_202_not_operation),
+    _m("aep-151-only-success", "202 besides 201", after(add_operations, _create_also_202)),
+    _m(
+        "aep-151-202-schema-required",
+        "no content",
+        after(add_operations, _delete_answers_202(None)),
+    ),
+    _m(
+        "aep-151-202-schema-required",
+        "problem+json only",
+        after(
+            add_operations,
+            _delete_answers_202({"application/problem+json": {"schema": OPERATION_REF}}),
+        ),
+    ),
+    _m(
+        "aep-151-operation-schema",
+        "202 not an operation",
+        after(add_operations, _delete_answers_202({"application/json": {"schema": RESOURCE_REF}})),
+    ),
+    _m(
+        "aep-151-operation-schema",
+        "done not a boolean",
+        after(
+            add_operations,
+            LONG_RUNNING_DELETE,
+            lambda s: props(s, "Operation")["done"].update(type="string"),
+        ),
+    ),
+    _m(
+        "aep-151-operations-endpoint",
+        "no GET /operations",
+        after(add_operations, LONG_RUNNING_DELETE, lambda s: s["paths"].pop(OPERATIONS_PATH)),
+    ),
+    _m(
+        "aep-151-operations-endpoint",
+        "no GET /operations/{operation_id}",
+        after(add_operations, LONG_RUNNING_DELETE, lambda s: s["paths"].pop(OPERATION_PATH)),
+    ),
     # AEP-193
     _m(
         "aep-193-problem-media-type",
@@ -541,6 +944,85 @@ CASES = [
     ),
 ]
 
+# Well-formed additions the new families must accept: no aep-* result at all.
+CLEAN = [
+    pytest.param(add_update, id="clean[update]"),
+    pytest.param(add_apply, id="clean[apply]"),
+    pytest.param(add_add_tags, id="clean[add method]"),
+    pytest.param(
+        after(
+            add_add_tags,
+            lambda s: rename_path(s, ADD_TAGS_PATH, "/resources/{resource_id}:remove-tags"),
+            _sets(
+                lambda s: op(s, ("/resources/{resource_id}:remove-tags", "post")),
+                "operationId",
+                "RemoveResourceTags",
+            ),
+        ),
+        id="clean[remove method]",
+    ),
+    pytest.param(
+        after(
+            lambda s: rename_path(s, REHYDRATE_PATH, "/resources/{resource_id}:address"),
+            _sets(
+                lambda s: op(s, ("/resources/{resource_id}:address", "post")),
+                "operationId",
+                ":AddressResource",
+            ),
+        ),
+        id="clean[custom verb starting with add]",
+    ),
+    pytest.param(after(add_operations, LONG_RUNNING_DELETE), id="clean[long-running delete]"),
+    pytest.param(
+        after(
+            add_operations,
+            add_update,
+            lambda s: op(s, UPDATE).update(
+                responses=rename_key(op(s, UPDATE)["responses"], "200", "202")
+            ),
+            lambda s: op(s, UPDATE)["responses"]["202"].update(
+                content={"application/json": {"schema": OPERATION_REF}}
+            ),
+        ),
+        id="clean[long-running update]",
+    ),
+    pytest.param(
+        _add_fields(
+            "Resource",
+            {
+                "expire_times": {
+                    "type": "array",
+                    "items": {"type": "string", "format": "date-time"},
+                },
+                "birth_date": {"type": "string", "format": "date"},
+                "ttl_seconds": {"type": "integer"},
+                "latency_millis": {"type": "number"},
+                "latency_micros": {"type": "integer"},
+                "latency_nanos": {"type": "integer"},
+            },
+        ),
+        id="clean[time fields]",
+    ),
+    pytest.param(
+        _add_fields(
+            "Resource",
+            {
+                name: {"type": "string"}
+                for name in (
+                    "content_type",
+                    "region_code",
+                    "currency_code",
+                    "language_code",
+                    "time_zone",
+                    "utc_offset",
+                )
+            },
+        ),
+        id="clean[standard code fields]",
+    ),
+    pytest.param(lambda s: add_param(s, LIST, "skip", "integer"), id="clean[integer skip]"),
+]
+
 
 def aep_codes(results: list[dict[str, Any]]) -> set[str]:
     return {r["code"] for r in results if r["code"].startswith("aep-")}
@@ -580,14 +1062,14 @@ def test_spec_lints_clean_at_warn(spectral: Spectral, spec_path: Path) -> None:
 def mutation_results(
     spectral: Spectral, original_spec: Spec, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
-    """Results per case id: every mutated copy in its own file, all linted in one
-    Spectral run (one run per case costs about a second each). A mutation that
-    raises or changes nothing is recorded as that case's failure."""
+    """Results per case id (CASES and CLEAN): every mutated copy in its own file,
+    all linted in one Spectral run (one run per case costs about a second each).
+    A mutation that raises or changes nothing is recorded as that case's failure."""
     root = tmp_path_factory.mktemp("mutations")
     outcomes: dict[str, Any] = {}
     documents: dict[str, Path] = {}
-    for index, case in enumerate(CASES):
-        _code, mutate = case.values
+    for index, case in enumerate([*CASES, *CLEAN]):
+        mutate = case.values[-1]
         spec = copy.deepcopy(original_spec)
         try:
             mutate(spec)
@@ -612,3 +1094,13 @@ def test_rule_catches_its_mutation(
     if isinstance(outcome, BaseException):
         raise outcome
     assert aep_codes(outcome) == {code}, f"expected only {code}; got:\n{describe(outcome)}"
+
+
+@pytest.mark.parametrize("mutate", CLEAN)
+def test_well_formed_addition_is_clean(
+    mutate: Mutation, request: pytest.FixtureRequest, mutation_results: dict[str, Any]
+) -> None:
+    outcome = mutation_results[request.node.callspec.id]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    assert not aep_codes(outcome), f"expected no aep-* result; got:\n{describe(outcome)}"
