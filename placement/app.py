@@ -46,7 +46,9 @@ def create_app(config: Config) -> connexion.AsyncApp:
     policy = PolicyClient(config.policy, config.retry, config.threads, config.forward_auth)
     sprm = SprmClient(config.sprm, config.retry, config.threads, config.forward_auth)
     service = PlacementService(store, policy, sprm, config.operation_lease())
-    reconciler = Reconciler(store, sprm, config.operation_lease())
+    reconciler = Reconciler(
+        store, sprm, config.operation_lease(), retry_seconds=config.reconcile.interval
+    )
 
     # The handlers run here; the number of threads caps the requests served at once.
     threads = ThreadPoolExecutor(config.threads, thread_name_prefix="request")

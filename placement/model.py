@@ -9,16 +9,33 @@ from typing import Any
 
 JSONObject = dict[str, Any]
 
+EPOCH = datetime.fromtimestamp(0, UTC)
+
 
 class State(StrEnum):
-    """Where a resource stands in its lifecycle. Every state but READY means an
-    operation is in flight: its owner holds a lease on the record, and if the owner
-    dies the reconciler finishes or undoes the operation once the lease expires."""
+    """Where a resource stands in its lifecycle (see `lifecycle.py` for the moves between
+    states). Every state but READY means an operation is in flight: its owner holds a
+    lease on the record, and once the lease has run out the reconciler finishes or undoes
+    the operation."""
 
     PROVISIONING = "PROVISIONING"
     READY = "READY"
     DELETING = "DELETING"
     REHYDRATING = "REHYDRATING"
+    # Not stored in `resources`: a replaced resource whose instance the SPRM has still to
+    # delete is a row of `placement_retired` (neither readable nor listed).
+    RETIRED = "RETIRED"
+    # A state this version does not know, written by a newer replica during a rolling
+    # upgrade: the record is busy, and nothing here moves it.
+    UNKNOWN = "UNKNOWN"
+
+    @classmethod
+    def parse(cls, value: str) -> State:
+        """The stored state; UNKNOWN for a value a newer version wrote."""
+        try:
+            return cls(value)
+        except ValueError:
+            return cls.UNKNOWN
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +68,18 @@ class Resource:
             "create_time": rfc3339(self.create_time),
             "update_time": rfc3339(self.update_time),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """What a new record holds before the store stamps it (times, state PROVISIONING)."""
+
+    id: str
+    catalog_item_instance_id: str
+    spec: JSONObject
+    provider_name: str
+    approval_status: str
+    replaces: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

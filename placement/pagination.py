@@ -49,7 +49,8 @@ class PageTokens:
             if not hmac.compare_digest(_unb64(mac_text), self._mac(payload)):
                 raise ValueError("altered token")
             document = json.loads(payload)
-            cursor = Cursor(_text(document["t"]), _text(document["i"]))
+            key = document["t"]  # null: the page ended among rows without create_time
+            cursor = Cursor(None if key is None else _text(key), _text(document["i"]))
             version, issued_for = document["v"], document["p"]
         except (binascii.Error, ValueError, TypeError, KeyError):
             raise PlacementError(Kind.VALIDATION, "page_token is not a valid page token") from None

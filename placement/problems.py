@@ -68,7 +68,7 @@ def _upstream_problem(exc: UpstreamError) -> tuple[Kind, str]:
         return kind, f"{name} answered {exc.status}: {exc.reason}"
     if exc.status is None and exc.transient:
         return Kind.INTERNAL, f"{name} could not be reached"
-    if exc.status is None:
+    if exc.status is None or exc.garbled:
         return Kind.INTERNAL, f"{name} answered in a form that does not match its API"
     return Kind.INTERNAL, f"{name} failed (HTTP {exc.status})"
 

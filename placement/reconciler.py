@@ -1,9 +1,12 @@
-"""Settles operations their owner abandoned (a crash, a timeout, a lost database):
-records whose lease expired in PROVISIONING, DELETING or REHYDRATING.
+"""Settles operations their owner abandoned (a crash, an unknown outcome, a lost
+database): records in PROVISIONING, DELETING or REHYDRATING, and pending deletions of
+replaced resources, once their lease has run out.
 
-Each round claims a batch of stale records under its own lease (several replicas may
-run rounds at once: a record is claimed by one of them), asks the SPRM what exists,
-and brings the record in line with it.
+A round claims one record at a time, each under a lease of its own taken on the
+database's clock (several replicas may run rounds at once: each record is claimed by one
+of them), asks the SPRM, and makes the lifecycle move that brings the record in line
+(`lifecycle.py`). A record whose lease has run out can no longer be acted on by the SPRM
+for its old owner, so what the SPRM says now is final.
 """
 
 from __future__ import annotations
@@ -13,15 +16,18 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta
 
 from placement import context, metrics
-from placement.model import Resource, State, utcnow
-from placement.service import ResourceManager, retire_replaced
+from placement.model import Resource, State
+from placement.service import ResourceManager, retire
 from placement.store import Lease, ResourceStore, StoreError
 from placement.upstream.errors import UpstreamError
 
 log = logging.getLogger(__name__)
+
+# What a round did to one record: an action (counted), or None when the store move found
+# the record changed under it (another replica took it over after our lease ran out).
+Action = str | None
 
 
 class Reconciler:
@@ -30,37 +36,25 @@ class Reconciler:
         store: ResourceStore,
         sprm: ResourceManager,
         lease_seconds: float,
+        retry_seconds: float = 30.0,
         batch: int = 100,
-        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store
         self._sprm = sprm
-        self._lease_time = timedelta(seconds=lease_seconds)
+        self._lease_seconds = lease_seconds
+        self._retry_seconds = retry_seconds
         self._batch = batch
-        self._clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> Counter[str]:
-        """One round; the count of each action taken."""
+        """One round: up to `batch` records and `batch` pending deletions; the count of
+        each action taken."""
         context.begin(None, prefix="reconcile")
         metrics.RECONCILER_RUNS.inc()
-        now = self._clock()
-        lease = Lease(uuid.uuid4().hex, now + self._lease_time)
         done: Counter[str] = Counter()
-        # Replacements first: settling one may settle the record it replaces.
-        stale = sorted(self._store.claim_stale(lease, now, self._batch), key=_order)
-        for resource in stale:
-            action = self._settle(resource, lease)
-            done[action] += 1
-            metrics.RECONCILER_ACTIONS.labels(action).inc()
-            log.log(
-                logging.INFO if action != "waiting" else logging.DEBUG,
-                "reconciled %s (%s): %s",
-                resource.id,
-                resource.state.value,
-                action,
-            )
+        self._each(done, self._settle_next)
+        self._each(done, self._retire_next)
         return done
 
     def start(self, interval: float) -> None:
@@ -85,54 +79,82 @@ class Reconciler:
                 log.exception("reconciler round failed")
             self._stop.wait(interval)
 
-    def _settle(self, resource: Resource, lease: Lease) -> str:
+    def _each(self, done: Counter[str], step: Callable[[Lease], tuple[str, Action] | None]) -> None:
+        """Run `step` under a new lease each time, until it finds no work, the batch is
+        done, or the reconciler is stopping."""
+        for _ in range(self._batch):
+            if self._stop.is_set():
+                return
+            outcome = step(Lease(uuid.uuid4().hex, self._lease_seconds))
+            if outcome is None:
+                return
+            resource_id, action = outcome
+            if action is None:
+                log.warning("%s changed while it was being reconciled; left as it is", resource_id)
+                continue
+            done[action] += 1
+            metrics.RECONCILER_ACTIONS.labels(action).inc()
+            level = logging.INFO if action != "deferred" else logging.WARNING
+            log.log(level, "reconciled %s: %s", resource_id, action)
+
+    def _settle_next(self, lease: Lease) -> tuple[str, Action] | None:
+        record = self._store.claim_stale(lease)
+        if record is None:
+            return None
         try:
-            if resource.state is State.PROVISIONING:
-                return self._settle_provisioning(resource, lease)
-            if resource.state is State.DELETING:
-                return self._settle_deleting(resource, lease)
-            return self._settle_rehydrating(resource, lease)
+            return record.id, self._settle(record, lease)
         except UpstreamError as exc:
-            log.warning("cannot settle %s yet: %s", resource.id, exc)
-            self._store.release(resource.id, lease.owner, resource.state)
-            return "deferred"
+            # Only look-ups get here: the SPRM could not say. Ask again next round.
+            log.warning("cannot settle %s yet: %s", record.id, exc)
+            released = self._store.release(lease.owner, self._retry_seconds)
+            return record.id, "deferred" if released else None
 
-    def _settle_provisioning(self, resource: Resource, lease: Lease) -> str:
-        if self._sprm.get_instance(resource.id) is None:
-            self._store.delete(resource.id, lease.owner)
-            if resource.replaces:
-                self._store.restore(resource.replaces)
-            return "provisioning_undone"
-        if resource.replaces:
-            retire_replaced(self._store, self._sprm, resource.replaces)
-        self._store.release(resource.id, lease.owner, State.READY)
-        return "provisioning_completed"
+    def _retire_next(self, lease: Lease) -> tuple[str, Action] | None:
+        resource_id = self._store.claim_retired(lease)
+        if resource_id is None:
+            return None
+        if retire(self._store, self._sprm, resource_id, lease.owner):
+            return resource_id, "retire_completed"
+        return resource_id, "deferred"
 
-    def _settle_deleting(self, resource: Resource, lease: Lease) -> str:
+    def _settle(self, record: Resource, lease: Lease) -> Action:
+        if record.state is State.PROVISIONING:
+            return self._settle_provisioning(record, lease)
+        if record.state is State.DELETING:
+            return self._settle_deleting(record, lease.owner)
+        # REHYDRATING without a recorded replacement (a crash in an earlier version).
+        return "rehydrate_undone" if self._store.restore(record.id, lease.owner) else None
+
+    def _settle_provisioning(self, record: Resource, lease: Lease) -> Action:
+        exists = self._sprm.get_instance(record.id) is not None
+        owner = lease.owner
+        replaced = self._store.get(record.replaces) if record.replaces else None
+        if replaced is None or replaced.state is not State.REHYDRATING:
+            if exists:
+                return (
+                    "provisioning_completed"
+                    if self._store.finish_create(record.id, owner)
+                    else None
+                )
+            return "provisioning_undone" if self._store.undo_create(record.id, owner) else None
+        if not exists:
+            undone = self._store.undo_rehydrate(record.id, replaced.id, owner)
+            return "rehydrate_undone" if undone else None
+        if not self._store.finish_rehydrate(record.id, replaced.id, lease):
+            return None
+        retire(self._store, self._sprm, replaced.id, owner)  # else retried as a pending deletion
+        return "rehydrate_completed"
+
+    def _settle_deleting(self, record: Resource, owner: str) -> Action:
         try:
-            self._sprm.delete_instance(resource.id)
+            self._sprm.delete_instance(record.id)
         except UpstreamError as exc:
             if exc.outcome_unknown:
-                raise
-            if exc.status != 404:
-                log.warning("SPRM refused to delete %s (%s); it stays", resource.id, exc)
-                self._store.release(resource.id, lease.owner, State.READY)
-                return "delete_refused"
-        self._store.delete(resource.id, lease.owner)
-        return "delete_completed"
-
-    def _settle_rehydrating(self, resource: Resource, lease: Lease) -> str:
-        replacement = self._store.replacement_of(resource.id)
-        if replacement is None:
-            self._store.release(resource.id, lease.owner, State.READY)
-            return "rehydrate_undone"
-        if replacement.state is State.READY:
-            retire_replaced(self._store, self._sprm, resource.id)
-            return "rehydrate_completed"
-        # The replacement is still being provisioned: it settles this record too.
-        self._store.release(resource.id, lease.owner, State.REHYDRATING)
-        return "waiting"
-
-
-def _order(resource: Resource) -> int:
-    return 0 if resource.replaces else 1
+                # The delete may still act: the lease stays, and it is tried again after.
+                log.warning("delete of %s left unknown; tried again later: %s", record.id, exc)
+                return "deferred"
+            # Refused; but an earlier delete of this record may have acted: ask.
+            if self._sprm.get_instance(record.id) is not None:
+                log.warning("SPRM refused to delete %s (%s); it stays", record.id, exc)
+                return "delete_refused" if self._store.undo_delete(record.id, owner) else None
+        return "delete_completed" if self._store.finish_delete(record.id, owner) else None

@@ -160,7 +160,6 @@ def test_duplicate_id_is_409_without_asking_the_policy_engine(
         (404, 404, "not-found"),
         (409, 409, "resource-conflict"),
         (422, 422, "provider-error"),
-        (500, 500, "internal-error"),
     ],
 )
 def test_failed_provisioning_maps_and_rolls_back(
@@ -168,12 +167,28 @@ def test_failed_provisioning_maps_and_rolls_back(
 ) -> None:
     upstreams.policy()
     upstreams.sprm_create(sprm_status)
-    upstreams.sprm_get("web-1", 404)
 
     assert_problem(create(client, "web-1"), status, kind)
     assert_problem(get_resource.sync_detailed("web-1", client=client), 404, "not-found")
-    assert len(upstreams.creates()) == (4 if sprm_status >= 500 else 1)
-    assert len(upstreams.gets()) == (1 if sprm_status >= 500 else 0)
+    assert len(upstreams.creates()) == 1
+    assert len(upstreams.gets()) == 0
+
+
+def test_a_5xx_from_the_sprm_leaves_the_outcome_to_be_settled(
+    client: Client, upstreams: Upstreams
+) -> None:
+    """A 5xx may follow an act: the record stays until the reconciler decides, once the
+    operation's lease has run out (the SPRM may still act until then)."""
+    upstreams.policy()
+    upstreams.sprm_create(500)
+    upstreams.sprm_get("web-1", 404)
+
+    response = create(client, "web-1")
+    assert_problem(response, 500, "internal-error")
+    assert "the SPRM did not confirm creating web-1 (HTTP 500)" in body(response)["detail"]
+    assert get_resource.sync_detailed("web-1", client=client).status_code == 200
+    assert len(upstreams.creates()) == 4
+    assert len(upstreams.gets()) == 1
 
 
 # --- get and list --------------------------------------------------------------------
@@ -347,11 +362,6 @@ def test_rehydrate_unknown_is_404_without_upstream_calls(
         (lambda u: u.policy_fails(406), 406, "policy-rejected"),
         (lambda u: u.policy(provider=""), 424, "policy-dependency"),
         (lambda u: (u.policy(), u.sprm_create(422)), 422, "provider-error"),
-        (
-            lambda u: (u.policy(), u.sprm_create(500), u.sprm_get("web-2", 404)),
-            500,
-            "internal-error",
-        ),
     ],
 )
 def test_failed_rehydrate_keeps_the_old_resource(

@@ -1,26 +1,25 @@
 """The reconciler settles what a crashed or failed operation left behind, by asking the
-SPRM (a real stand-in server); on PostgreSQL and SQLite."""
+SPRM (a real stand-in server, through the real client); on PostgreSQL and SQLite. (Its
+decisions, case by case and on a fake clock, are in test_service.py.)"""
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from placement.config import Database, RetryPolicy, Upstream
-from placement.model import Resource, State
+from placement.model import Placement, State
 from placement.reconciler import Reconciler
 from placement.standins import SprmStandIn
 from placement.store import Lease, ResourceStore, make_store
 from placement.upstream.sprm import SprmClient
 from tests.support import wait_for
 
-NOW = datetime.now(UTC)
-CRASHED = Lease("crashed-owner", NOW - timedelta(seconds=1))
-LIVE = Lease("live-owner", NOW + timedelta(hours=1))
+CRASHED = Lease("crashed-owner", -1)
+LIVE = Lease("live-owner", 3600)
 
 
 @pytest.fixture
@@ -47,18 +46,27 @@ def reconciler(store: ResourceStore, sprm: SprmClient) -> Reconciler:
     return Reconciler(store, sprm, lease_seconds=60)
 
 
-def record(rid: str, state: State, replaces: str | None = None) -> Resource:
-    return Resource(
-        id=rid,
-        catalog_item_instance_id="cat",
-        spec={"vcpu": 2},
-        provider_name="kubevirt",
-        approval_status="APPROVED",
-        create_time=NOW,
-        update_time=NOW,
-        state=state,
-        replaces=replaces,
-    )
+def placement(rid: str, replaces: str | None = None) -> Placement:
+    return Placement(rid, "cat", {"vcpu": 2}, "kubevirt", "APPROVED", replaces)
+
+
+def provisioning(store: ResourceStore, rid: str, lease: Lease = CRASHED) -> None:
+    store.begin_create(placement(rid), lease)
+
+
+def ready(store: ResourceStore, rid: str) -> None:
+    store.begin_create(placement(rid), LIVE)
+    store.finish_create(rid, LIVE.owner)
+
+
+def deleting(store: ResourceStore, rid: str) -> None:
+    ready(store, rid)
+    store.begin_delete(rid, CRASHED)
+
+
+def rehydrating(store: ResourceStore, old: str, new: str) -> None:
+    ready(store, old)
+    store.begin_rehydrate(placement(new, replaces=old), CRASHED)
 
 
 def state_of(store: ResourceStore, rid: str) -> State | None:
@@ -69,7 +77,7 @@ def state_of(store: ResourceStore, rid: str) -> State | None:
 def test_provisioning_whose_instance_exists_becomes_ready(
     store: ResourceStore, sprm: SprmClient, reconciler: Reconciler
 ) -> None:
-    store.insert(record("web-1", State.PROVISIONING), CRASHED)
+    provisioning(store, "web-1")
     sprm.create_instance("web-1", "kubevirt", {"vcpu": 2})
 
     assert reconciler.run_once() == Counter(provisioning_completed=1)
@@ -79,7 +87,7 @@ def test_provisioning_whose_instance_exists_becomes_ready(
 def test_provisioning_without_instance_is_undone(
     store: ResourceStore, reconciler: Reconciler
 ) -> None:
-    store.insert(record("web-1", State.PROVISIONING), CRASHED)
+    provisioning(store, "web-1")
 
     assert reconciler.run_once() == Counter(provisioning_undone=1)
     assert store.get("web-1") is None
@@ -88,31 +96,33 @@ def test_provisioning_without_instance_is_undone(
 def test_operations_still_in_flight_are_left_alone(
     store: ResourceStore, reconciler: Reconciler, sprm_standin: SprmStandIn
 ) -> None:
-    store.insert(record("web-1", State.PROVISIONING), LIVE)
-    store.insert(record("web-2", State.READY))
+    provisioning(store, "web-1", LIVE)
+    ready(store, "web-2")
 
     assert reconciler.run_once() == Counter()
     assert sprm_standin.requests == []
 
 
 def test_an_unreachable_sprm_defers_settling(
-    store: ResourceStore, reconciler: Reconciler, sprm_standin: SprmStandIn
+    store: ResourceStore, sprm: SprmClient, sprm_standin: SprmStandIn
 ) -> None:
-    store.insert(record("web-1", State.PROVISIONING), CRASHED)
+    provisioning(store, "web-1")
     sprm_standin.fail("get", 503)
 
+    reconciler = Reconciler(store, sprm, lease_seconds=60, retry_seconds=0.2)
     assert reconciler.run_once() == Counter(deferred=1)
     assert state_of(store, "web-1") is State.PROVISIONING
 
     sprm_standin.reset_faults()
-    assert reconciler.run_once() == Counter(provisioning_undone=1)
+    assert reconciler.run_once() == Counter()  # asked again after retry_seconds
+    wait_for(lambda: reconciler.run_once() == Counter(provisioning_undone=1), what="retry")
 
 
 def test_abandoned_delete_is_completed(
     store: ResourceStore, sprm: SprmClient, reconciler: Reconciler, sprm_standin: SprmStandIn
 ) -> None:
-    store.insert(record("web-1", State.DELETING), CRASHED)
-    store.insert(record("web-2", State.DELETING), CRASHED)
+    deleting(store, "web-1")
+    deleting(store, "web-2")
     sprm.create_instance("web-1", "kubevirt", {})
 
     assert reconciler.run_once() == Counter(delete_completed=2)
@@ -124,7 +134,7 @@ def test_abandoned_delete_is_completed(
 def test_delete_the_sprm_refuses_puts_the_resource_back(
     store: ResourceStore, sprm: SprmClient, reconciler: Reconciler, sprm_standin: SprmStandIn
 ) -> None:
-    store.insert(record("web-1", State.DELETING), CRASHED)
+    deleting(store, "web-1")
     sprm.create_instance("web-1", "kubevirt", {})
     sprm_standin.fail("delete", 422)
 
@@ -135,14 +145,11 @@ def test_delete_the_sprm_refuses_puts_the_resource_back(
 def test_rehydration_whose_replacement_exists_is_completed(
     store: ResourceStore, sprm: SprmClient, reconciler: Reconciler, sprm_standin: SprmStandIn
 ) -> None:
-    store.insert(record("old", State.REHYDRATING), CRASHED)
-    store.insert(record("new", State.PROVISIONING, replaces="old"), CRASHED)
+    rehydrating(store, "old", "new")
     sprm.create_instance("old", "kubevirt", {})
     sprm.create_instance("new", "openshift", {})
 
-    done = reconciler.run_once()
-
-    assert done["provisioning_completed"] == 1
+    assert reconciler.run_once() == Counter(rehydrate_completed=1)
     assert store.get("old") is None
     new = store.get("new")
     assert new is not None
@@ -155,12 +162,10 @@ def test_rehydration_whose_replacement_exists_is_completed(
 def test_rehydration_whose_replacement_failed_is_undone(
     store: ResourceStore, sprm: SprmClient, reconciler: Reconciler
 ) -> None:
-    store.insert(record("old", State.REHYDRATING), CRASHED)
-    store.insert(record("new", State.PROVISIONING, replaces="old"), CRASHED)
+    rehydrating(store, "old", "new")
     sprm.create_instance("old", "kubevirt", {})
 
-    reconciler.run_once()
-
+    assert reconciler.run_once() == Counter(rehydrate_undone=1)
     assert state_of(store, "old") is State.READY
     assert store.get("new") is None
 
@@ -168,7 +173,8 @@ def test_rehydration_whose_replacement_failed_is_undone(
 def test_rehydration_abandoned_before_its_replacement_was_recorded_is_undone(
     store: ResourceStore, reconciler: Reconciler
 ) -> None:
-    store.insert(record("old", State.REHYDRATING), CRASHED)
+    rehydrating(store, "old", "new")
+    store.undo_create("new", CRASHED.owner)  # (as an earlier version could leave it)
 
     assert reconciler.run_once() == Counter(rehydrate_undone=1)
     assert state_of(store, "old") is State.READY
@@ -178,14 +184,14 @@ def test_replicas_reconciling_at_once_settle_each_record_once(
     db: Database, store: ResourceStore, sprm: SprmClient, sprm_standin: SprmStandIn
 ) -> None:
     for n in range(30):
-        store.insert(record(f"r{n}", State.DELETING), CRASHED)
+        deleting(store, f"r{n}")
     stores = [make_store(db) for _ in range(3)]
     for replica in stores:
         replica.open()
     totals: list[Counter[str]] = []
     threads = [
         threading.Thread(
-            target=lambda s=replica: totals.append(Reconciler(s, sprm, 60, batch=7).run_once())
+            target=lambda s=replica: totals.append(Reconciler(s, sprm, 60, 1, batch=7).run_once())
         )
         for replica in stores
     ]
@@ -204,7 +210,7 @@ def test_replicas_reconciling_at_once_settle_each_record_once(
 
 
 def test_background_loop_runs_at_start_and_stops(store: ResourceStore, sprm: SprmClient) -> None:
-    store.insert(record("web-1", State.PROVISIONING), CRASHED)
+    provisioning(store, "web-1")
     reconciler = Reconciler(store, sprm, 60)
 
     reconciler.start(interval=3600)
@@ -212,3 +218,23 @@ def test_background_loop_runs_at_start_and_stops(store: ResourceStore, sprm: Spr
         wait_for(lambda: store.get("web-1") is None, what="first round")
     finally:
         reconciler.stop()
+
+
+def test_a_pending_deletion_is_retried_until_the_sprm_takes_it(
+    store: ResourceStore, sprm: SprmClient, sprm_standin: SprmStandIn
+) -> None:
+    ready(store, "old")
+    store.begin_rehydrate(placement("new", replaces="old"), LIVE)
+    store.finish_rehydrate("new", "old", Lease(LIVE.owner, -1))  # its delete never happened
+    sprm.create_instance("old", "kubevirt", {})
+    sprm.create_instance("new", "kubevirt", {})
+    sprm_standin.fail("delete", 503, times=2)  # both tries of the first round fail
+    reconciler = Reconciler(store, sprm, lease_seconds=0.3)
+
+    assert reconciler.run_once() == Counter(deferred=1)
+    assert set(sprm_standin.instances) == {"old", "new"}
+    assert reconciler.run_once() == Counter()  # under that round's lease still
+    wait_for(lambda: reconciler.run_once() == Counter(retire_completed=1), what="retry")
+    assert set(sprm_standin.instances) == {"new"}
+    [(old, _)] = [(r.path, r.query) for r in sprm_standin.requests if r.method == "DELETE"][-1:]
+    assert old.endswith("/old")

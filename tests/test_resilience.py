@@ -84,16 +84,30 @@ def test_create_with_unknowable_outcome_keeps_the_record_for_the_reconciler(
     assert_problem(create(client, "web-1"), 409, "resource-conflict")
 
 
-def test_delete_with_unknown_outcome_keeps_the_record_and_can_be_retried(
+def test_delete_with_unknown_outcome_keeps_the_record_under_its_lease(
     client: Client, upstreams: Upstreams
 ) -> None:
     given_resource(client, upstreams)
     upstreams.sprm_delete("web-1", 503)
+    upstreams.sprm_get("web-1", 200)  # still there: it may yet be deleted
 
     assert_problem(delete_resource.sync_detailed("web-1", client=client), 500, "internal-error")
     assert resource_ids(client) == ["web-1"]
 
     upstreams.mock.replace(responses.DELETE, f"{INSTANCES}/web-1", status=204)
+    busy = delete_resource.sync_detailed("web-1", client=client)
+    assert_problem(busy, 409, "resource-conflict")
+    assert upstreams.deletes()[-1].url.endswith("/web-1")
+    assert len(upstreams.deletes()) == 4  # the retry did not call the SPRM
+
+
+def test_delete_with_unknown_outcome_whose_instance_is_gone_succeeds(
+    client: Client, upstreams: Upstreams
+) -> None:
+    given_resource(client, upstreams)
+    upstreams.sprm_delete("web-1", 503)
+    upstreams.sprm_get("web-1", 404)  # the delete acted before the 503
+
     assert delete_resource.sync_detailed("web-1", client=client).status_code == 204
     assert resource_ids(client) == []
 
@@ -103,6 +117,7 @@ def test_delete_refused_by_the_sprm_leaves_the_resource_usable(
 ) -> None:
     given_resource(client, upstreams)
     upstreams.sprm_delete("web-1", 422)
+    upstreams.sprm_get("web-1", 200)
     assert_problem(delete_resource.sync_detailed("web-1", client=client), 422, "provider-error")
 
     upstreams.mock.replace(responses.DELETE, f"{INSTANCES}/web-1", status=204)

@@ -398,11 +398,14 @@ def test_deferred_delete_succeeds_or_queues_a_failure(sprm: Client) -> None:
     assert sprm.delete(f"{INSTANCES}/{gone}", params={"deferred": "true"}).status_code == 204
     assert gone not in sprm.standin.instances
 
-    sprm.standin.fail("delete", 500)
-    sprm.problem(sprm.delete(f"{INSTANCES}/{stuck}"), 500)
+    sprm.standin.fail("delete", 422)
+    sprm.problem(sprm.delete(f"{INSTANCES}/{stuck}"), 422)
     assert sprm.delete(f"{INSTANCES}/{stuck}", params={"deferred": "true"}).status_code == 204
     assert sprm.standin.instances[stuck]["deletion_status"] == "FAILED"
     assert sprm.get(f"{INSTANCES}/{stuck}").json()["deletion_status"] == "FAILED"
+
+    sprm.standin.fail("delete", 503)  # the request never reached the queue
+    sprm.problem(sprm.delete(f"{INSTANCES}/{gone}x", params={"deferred": "true"}), 503)
 
 
 # Faults, from Python and over the admin endpoints.

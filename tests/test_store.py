@@ -1,72 +1,287 @@
-"""The store API, the same cases on a real PostgreSQL and a real SQLite file."""
+"""The store contract: the same cases on a real PostgreSQL, a real SQLite file and the
+in-memory fake the domain tests use. Leases are given in seconds of the database's clock:
+a negative one has already run out (an owner that crashed)."""
 
 from __future__ import annotations
 
-import sqlite3
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+import time
+from collections.abc import Iterator
 
-import psycopg
 import pytest
 
 from placement.config import Database
-from placement.model import Resource, State
-from placement.store import DuplicateId, Lease, ResourceStore, StoreUnavailable, make_store
-from tests.processes import free_port
+from placement.model import Placement, Resource, State
+from placement.store import DuplicateId, Lease, ResourceStore, make_store
+from tests.fakes import FakeClock, MemoryStore
 
-T0 = datetime(2026, 3, 30, 9, 15, 1, 123456, tzinfo=UTC)
-HOUR = timedelta(hours=1)
-LEASE = Lease("owner-1", T0 + HOUR)
+LIVE = Lease("owner-1", 3600)
+CRASHED = Lease("crashed", -1)
+SPEC = {"vm": {"cpu": 2, "name": "é-ü", "tags": ["a", None, 1.5]}}
 
 
-def resource(
-    rid: str, at: datetime = T0, provider: str = "kubevirt", **changes: object
-) -> Resource:
-    base = Resource(
-        id=rid,
-        catalog_item_instance_id=f"cat-{rid}",
-        spec={"vm": {"cpu": 2, "name": "é-ü", "tags": ["a", None, 1.5]}},
-        provider_name=provider,
-        approval_status="APPROVED",
-        create_time=at,
-        update_time=at,
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]
+@pytest.fixture(params=["memory", "pgsql", "sqlite"])
+def store(request: pytest.FixtureRequest) -> Iterator[ResourceStore]:
+    """Each contract test runs on the fake and on both databases."""
+    if request.param == "memory":
+        yield MemoryStore(FakeClock(tick=0.000001))
+        return
+    db: Database = request.getfixturevalue("pg_db" if request.param == "pgsql" else "sqlite_db")
+    store = make_store(db)
+    store.open()
+    yield store
+    store.close()
+
+
+def placement(rid: str, provider: str = "kubevirt", replaces: str | None = None) -> Placement:
+    return Placement(rid, f"cat-{rid}", SPEC, provider, "APPROVED", replaces)
+
+
+def ready(store: ResourceStore, rid: str, provider: str = "kubevirt") -> Resource:
+    """A READY record, made the way the service makes one."""
+    lease = Lease(f"make-{rid}", 60)
+    made = store.begin_create(placement(rid, provider), lease)
+    assert store.finish_create(rid, lease.owner)
+    return made
 
 
 def ids(resources: list[Resource]) -> list[str]:
     return [r.id for r in resources]
 
 
-def test_insert_then_get_returns_the_same_record(store: ResourceStore) -> None:
-    original = resource("web-1")
-    store.insert(original)
-    assert store.get("web-1") == original
+def state_of(store: ResourceStore, rid: str) -> State | None:
+    found = store.get(rid)
+    return None if found is None else found.state
+
+
+# --- creating ---------------------------------------------------------------------
+
+
+def test_begin_create_records_provisioning_stamped_by_the_store(store: ResourceStore) -> None:
+    made = store.begin_create(placement("web-1"), LIVE)
+    assert (made.id, made.state, made.spec, made.replaces) == (
+        "web-1",
+        State.PROVISIONING,
+        SPEC,
+        None,
+    )
+    assert made.create_time == made.update_time
+    assert made.create_time.tzinfo is not None
+    assert store.get("web-1") == made
+
+
+def test_an_id_in_use_is_refused(store: ResourceStore) -> None:
+    ready(store, "web-1")
+    with pytest.raises(DuplicateId):
+        store.begin_create(placement("web-1", provider="other"), LIVE)
+    assert store.get("web-1").provider_name == "kubevirt"  # type: ignore[union-attr]
+
+
+def test_finish_and_undo_create_need_the_owner(store: ResourceStore) -> None:
+    store.begin_create(placement("a"), LIVE)
+    store.begin_create(placement("b"), LIVE)
+    assert store.finish_create("a", "someone-else") is False
+    assert store.undo_create("b", "someone-else") is False
+    assert store.finish_create("a", LIVE.owner) is True
+    assert store.undo_create("b", LIVE.owner) is True
+    assert state_of(store, "a") is State.READY
+    assert store.get("b") is None
+    assert store.finish_create("a", LIVE.owner) is False  # READY now: nothing to finish
+    assert store.undo_create("a", LIVE.owner) is False
+
+
+def test_a_ready_record_has_no_lease(store: ResourceStore) -> None:
+    ready(store, "web-1")
+    assert store.begin_delete("web-1", LIVE) is not None
+
+
+# --- deleting ---------------------------------------------------------------------
+
+
+def test_begin_delete_takes_a_ready_record_once(store: ResourceStore) -> None:
+    ready(store, "web-1")
+    taken = store.begin_delete("web-1", LIVE)
+    assert taken is not None
+    assert taken.state is State.DELETING
+    assert store.begin_delete("web-1", Lease("other", 60)) is None
+    assert store.begin_delete("absent", LIVE) is None
+
+
+def test_begin_delete_takes_over_a_delete_whose_lease_ran_out(store: ResourceStore) -> None:
+    ready(store, "web-1")
+    assert store.begin_delete("web-1", CRASHED) is not None
+    assert store.begin_delete("web-1", LIVE) is not None
+    assert store.finish_delete("web-1", CRASHED.owner) is False
+    assert store.finish_delete("web-1", LIVE.owner) is True
+    assert store.get("web-1") is None
+
+
+def test_begin_delete_leaves_other_operations_alone(store: ResourceStore) -> None:
+    store.begin_create(placement("web-1"), CRASHED)
+    assert store.begin_delete("web-1", LIVE) is None  # PROVISIONING: the reconciler's
+    assert state_of(store, "web-1") is State.PROVISIONING
+
+
+def test_undo_delete_puts_the_record_back(store: ResourceStore) -> None:
+    ready(store, "web-1")
+    store.begin_delete("web-1", LIVE)
+    assert store.undo_delete("web-1", "someone-else") is False
+    assert store.undo_delete("web-1", LIVE.owner) is True
+    assert state_of(store, "web-1") is State.READY
+    assert store.begin_delete("web-1", Lease("next", 60)) is not None
+
+
+# --- rehydrating ------------------------------------------------------------------
+
+
+def test_begin_rehydrate_takes_the_old_record_and_records_the_new(store: ResourceStore) -> None:
+    ready(store, "old")
+    new = store.begin_rehydrate(placement("new", replaces="old"), LIVE)
+    assert new is not None
+    assert (new.state, new.replaces) == (State.PROVISIONING, "old")
+    assert state_of(store, "old") is State.REHYDRATING
+    assert store.replacement_of("old") == new
+
+
+def test_begin_rehydrate_of_a_busy_or_absent_record_changes_nothing(store: ResourceStore) -> None:
+    ready(store, "old")
+    store.begin_delete("old", LIVE)
+    assert store.begin_rehydrate(placement("new", replaces="old"), LIVE) is None
+    assert store.begin_rehydrate(placement("new", replaces="absent"), LIVE) is None
+    assert store.get("new") is None
+    assert state_of(store, "old") is State.DELETING
+
+
+def test_begin_rehydrate_to_an_id_in_use_changes_nothing(store: ResourceStore) -> None:
+    ready(store, "old")
+    ready(store, "taken")
+    with pytest.raises(DuplicateId):
+        store.begin_rehydrate(placement("taken", replaces="old"), LIVE)
+    assert state_of(store, "old") is State.READY
+    assert store.begin_delete("old", Lease("next", 60)) is not None  # no lease was left
+
+
+def test_finish_rehydrate_retires_the_old_record(store: ResourceStore) -> None:
+    ready(store, "old")
+    store.begin_rehydrate(placement("new", replaces="old"), LIVE)
+    assert store.finish_rehydrate("new", "old", LIVE) is True
+    new = store.get("new")
+    assert new is not None
+    assert (new.state, new.replaces) == (State.READY, None)
+    assert store.get("old") is None
+    assert "old" not in ids(store.list_page(None, 10, None)[0])
+    with pytest.raises(DuplicateId):  # its instance is still to be deleted
+        store.begin_create(placement("old"), LIVE)
+    assert store.claim_retired(Lease("reconciler", 60)) is None  # under the lease still
+    assert store.finish_retire("old", "someone-else") is False
+    assert store.finish_retire("old", LIVE.owner) is True
+    assert store.begin_create(placement("old"), LIVE).id == "old"
+
+
+def test_finish_rehydrate_is_all_or_nothing(store: ResourceStore) -> None:
+    ready(store, "old")
+    store.begin_rehydrate(placement("new", replaces="old"), CRASHED)
+    reconciler = Lease("reconciler", 60)
+    assert store.claim_stale(reconciler) is not None  # takes "new", and "old" with it
+    assert store.finish_rehydrate("new", "old", CRASHED) is False
+    assert (state_of(store, "new"), state_of(store, "old")) == (
+        State.PROVISIONING,
+        State.REHYDRATING,
+    )
+    assert store.finish_rehydrate("new", "old", reconciler) is True
+
+
+def test_undo_rehydrate_puts_the_old_record_back(store: ResourceStore) -> None:
+    ready(store, "old")
+    store.begin_rehydrate(placement("new", replaces="old"), LIVE)
+    assert store.undo_rehydrate("new", "old", "someone-else") is False
+    assert store.undo_rehydrate("new", "old", LIVE.owner) is True
+    assert store.get("new") is None
+    assert state_of(store, "old") is State.READY
+    assert store.begin_delete("old", Lease("next", 60)) is not None
+
+
+# --- the reconciler's claims ------------------------------------------------------
+
+
+def test_claim_stale_takes_only_operations_whose_lease_ran_out(store: ResourceStore) -> None:
+    store.begin_create(placement("live"), LIVE)
+    store.begin_create(placement("crashed"), CRASHED)
+    ready(store, "ready")
+    reconciler = Lease("reconciler", 60)
+    claimed = store.claim_stale(reconciler)
+    assert claimed is not None
+    assert claimed.id == "crashed"
+    assert store.claim_stale(Lease("again", 60)) is None
+    assert store.finish_create("crashed", reconciler.owner) is True
+
+
+def test_claim_stale_takes_one_record_at_a_time(store: ResourceStore) -> None:
+    for n in range(3):
+        store.begin_create(placement(f"r{n}"), CRASHED)
+    claims = [store.claim_stale(Lease(f"c{n}", 60)) for n in range(4)]
+    assert sorted(c.id for c in claims if c) == ["r0", "r1", "r2"]
+    assert claims[3] is None
+
+
+def test_claim_stale_leaves_a_record_being_replaced_to_its_replacement(
+    store: ResourceStore,
+) -> None:
+    ready(store, "old")
+    store.begin_rehydrate(placement("new", replaces="old"), CRASHED)
+    claimed = store.claim_stale(Lease("reconciler", 60))
+    assert claimed is not None
+    assert claimed.id == "new"
+    assert store.claim_stale(Lease("again", 60)) is None  # "old" came with "new"
+
+
+def test_release_hands_a_claim_back_after_a_wait(store: ResourceStore) -> None:
+    store.begin_create(placement("web-1"), CRASHED)
+    reconciler = Lease("reconciler", 60)
+    store.claim_stale(reconciler)
+    assert store.release("someone-else", 60) is False
+    assert store.release(reconciler.owner, 60) is True
+    assert store.claim_stale(Lease("same-round", 60)) is None
+    assert store.finish_create("web-1", reconciler.owner) is False
+
+
+def test_released_records_come_back_once_the_wait_ran_out(store: ResourceStore) -> None:
+    store.begin_create(placement("web-1"), CRASHED)
+    store.claim_stale(Lease("reconciler", 60))
+    store.release("reconciler", -1)
+    claimed = store.claim_stale(Lease("next", 60))
+    assert claimed is not None
+    assert claimed.id == "web-1"
+
+
+def test_restore_needs_a_rehydration_without_replacement(store: ResourceStore) -> None:
+    ready(store, "old")
+    store.begin_rehydrate(placement("new", replaces="old"), LIVE)
+    assert store.restore("old", LIVE.owner) is False  # its replacement is recorded
+    assert store.undo_rehydrate("new", "old", LIVE.owner) is True
+    assert store.restore("old", LIVE.owner) is False  # READY: nothing to restore
+
+
+def test_claim_retired_takes_pending_deletions_whose_lease_ran_out(store: ResourceStore) -> None:
+    ready(store, "old")
+    store.begin_rehydrate(placement("new", replaces="old"), LIVE)
+    store.finish_rehydrate("new", "old", Lease(LIVE.owner, -1))
+    reconciler = Lease("reconciler", 60)
+    assert store.claim_retired(reconciler) == "old"
+    assert store.claim_retired(Lease("again", 60)) is None
+    assert store.finish_retire("old", reconciler.owner) is True
+    assert store.claim_retired(Lease("again", 60)) is None
+
+
+# --- reading ----------------------------------------------------------------------
 
 
 def test_get_unknown_id_is_none(store: ResourceStore) -> None:
     assert store.get("nope") is None
 
 
-def test_duplicate_id_is_refused(store: ResourceStore) -> None:
-    store.insert(resource("web-1"))
-    with pytest.raises(DuplicateId):
-        store.insert(resource("web-1", provider="other"))
-    assert store.get("web-1") == resource("web-1")
-
-
-def test_delete_needs_the_lease_owner_and_removes_once(store: ResourceStore) -> None:
-    store.insert(resource("web-1", state=State.PROVISIONING), LEASE)
-    assert store.delete("web-1", "someone-else") is False
-    assert store.delete("web-1", LEASE.owner) is True
-    assert store.get("web-1") is None
-    assert store.delete("web-1", LEASE.owner) is False
-
-
-def test_list_orders_by_create_time_then_id(store: ResourceStore) -> None:
-    store.insert(resource("b", T0))
-    store.insert(resource("c", T0 - timedelta(seconds=1)))
-    store.insert(resource("a", T0))
+def test_list_orders_by_create_time(store: ResourceStore) -> None:
+    for rid in ("c", "a", "b"):
+        ready(store, rid)
     page, cursor = store.list_page(None, 10, None)
     assert ids(page) == ["c", "a", "b"]
     assert cursor is None
@@ -74,20 +289,19 @@ def test_list_orders_by_create_time_then_id(store: ResourceStore) -> None:
 
 def test_list_pages_follow_cursors_without_skips_or_repeats(store: ResourceStore) -> None:
     for n in range(7):
-        store.insert(resource(f"r{n}", T0 + timedelta(microseconds=n % 3)))
+        ready(store, f"r{n}")
     seen: list[str] = []
     page, cursor = store.list_page(None, 3, None)
     seen += ids(page)
     while cursor is not None:
         page, cursor = store.list_page(None, 3, cursor)
         seen += ids(page)
-    expected = sorted((f"r{n}" for n in range(7)), key=lambda i: (int(i[1:]) % 3, i))
-    assert seen == expected
+    assert seen == [f"r{n}" for n in range(7)]
 
 
 def test_list_exact_page_has_no_cursor(store: ResourceStore) -> None:
     for n in range(3):
-        store.insert(resource(f"r{n}", T0 + timedelta(seconds=n)))
+        ready(store, f"r{n}")
     page, cursor = store.list_page(None, 3, None)
     assert ids(page) == ["r0", "r1", "r2"]
     assert cursor is None
@@ -95,7 +309,7 @@ def test_list_exact_page_has_no_cursor(store: ResourceStore) -> None:
 
 def test_list_filters_by_provider(store: ResourceStore) -> None:
     for n in range(5):
-        store.insert(resource(f"r{n}", T0 + timedelta(seconds=n), provider="p" + str(n % 2)))
+        ready(store, f"r{n}", provider="p" + str(n % 2))
     page, cursor = store.list_page("p1", 1, None)
     assert ids(page) == ["r1"]
     assert cursor is not None
@@ -106,224 +320,34 @@ def test_list_filters_by_provider(store: ResourceStore) -> None:
 
 def test_changes_between_pages_do_not_skip_remaining_records(store: ResourceStore) -> None:
     for n in range(6):
-        store.insert(resource(f"r{n}", T0 + timedelta(seconds=n)), LEASE)
+        ready(store, f"r{n}")
     page, cursor = store.list_page(None, 2, None)
     assert ids(page) == ["r0", "r1"]
-    store.delete("r0", LEASE.owner)
-    store.delete("r1", LEASE.owner)
-    store.insert(resource("new", T0 + timedelta(seconds=10)))
+    for gone in ("r0", "r1"):
+        store.begin_delete(gone, LIVE)
+        store.finish_delete(gone, LIVE.owner)
+    ready(store, "new")
     page, cursor = store.list_page(None, 2, cursor)
     assert ids(page) == ["r2", "r3"]
     page, cursor = store.list_page(None, 10, cursor)
     assert ids(page) == ["r4", "r5", "new"]
 
 
-def test_open_is_idempotent_and_keeps_data(db: Database, store: ResourceStore) -> None:
-    store.insert(resource("web-1"))
-    again = make_store(db)
-    again.open()
-    try:
-        assert again.get("web-1") == resource("web-1")
-    finally:
-        again.close()
+def test_settings_are_created_once(store: ResourceStore) -> None:
+    assert store.setting("key", lambda: "one") == "one"
+    assert store.setting("key", lambda: "two") == "one"
 
 
 def test_ping_answers(store: ResourceStore) -> None:
     store.ping()
 
 
-def test_unreachable_postgres_fails_open_within_the_timeout(pg_db: Database) -> None:
-    unreachable = replace(pg_db, host="127.0.0.1", port=free_port(), connect_timeout=1.0)
-    store = make_store(unreachable)
-    with pytest.raises(StoreUnavailable, match=r"cannot reach postgresql://127\.0\.0\.1:\d+/.* 1s"):
-        store.open()
-
-
-def test_sqlite_in_a_missing_directory_is_unavailable(sqlite_db: Database) -> None:
-    store = make_store(replace(sqlite_db, name="/nonexistent-dir/x.db"))
-    with pytest.raises(StoreUnavailable, match="does not exist"):
-        store.open()
-
-
-GO_SQLITE_TABLE = """
-CREATE TABLE resources (
-    id varchar(63) PRIMARY KEY, catalog_item_instance_id text NOT NULL,
-    original_spec jsonb NOT NULL, provider_name text, approval_status text,
-    path text NOT NULL, create_time datetime, update_time datetime)
-"""
-
-
-def test_sqlite_serves_a_table_the_go_service_wrote(sqlite_db: Database) -> None:
-    with sqlite3.connect(sqlite_db.name) as conn:
-        conn.execute(GO_SQLITE_TABLE)
-        conn.executemany(
-            "INSERT INTO resources VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    "go-1",
-                    "cat",
-                    '{"a":1}',
-                    "p",
-                    "APPROVED",
-                    "resources/go-1",
-                    "2026-03-30 09:15:01.123456789+00:00",
-                    "2026-03-30 09:15:01.123456789+00:00",
-                ),
-                (
-                    "go-2",
-                    "cat",
-                    '{"b":2}',
-                    "p",
-                    "MODIFIED",
-                    "resources/go-2",
-                    "2026-03-30 09:15:01.1234575+00:00",
-                    "2026-03-30 09:15:02+00:00",
-                ),
-            ],
-        )
-    store = make_store(sqlite_db)
-    store.open()
-    try:
-        got = store.get("go-1")
-        assert got is not None
-        assert got.spec == {"a": 1}
-        assert got.create_time == T0
-        assert got.state is State.READY
-        store.insert(resource("ours", T0 + timedelta(microseconds=1)))
-        page, cursor = store.list_page(None, 1, None)
-        rest, _ = store.list_page(None, 5, cursor)
-        assert ids(page + rest) == ["go-1", "ours", "go-2"]
-    finally:
-        store.close()
-
-
-GO_PG_TABLE = """
-CREATE TABLE resources (
-    id varchar(63) PRIMARY KEY, catalog_item_instance_id text NOT NULL,
-    original_spec jsonb NOT NULL, provider_name text, approval_status text,
-    path text NOT NULL, create_time timestamptz, update_time timestamptz)
-"""
-
-
-def test_postgres_serves_a_table_the_go_service_wrote(pg_db: Database) -> None:
-    conninfo = f"host={pg_db.host} port={pg_db.port} dbname={pg_db.name} user={pg_db.user}"
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(GO_PG_TABLE)
-        conn.execute(
-            "INSERT INTO resources VALUES ('go-1', 'cat', '{\"a\": 1}', 'p', 'APPROVED',"
-            " 'resources/go-1', '2026-03-30 09:15:01.123456+00', '2026-03-30 09:15:01.123456+00')"
-        )
-    store = make_store(pg_db)
-    store.open()
-    try:
-        got = store.get("go-1")
-        assert got is not None
-        assert got.spec == {"a": 1}
-        assert got.create_time == T0
-        assert got.state is State.READY
-        store.insert(resource("ours", T0 + timedelta(seconds=1)))
-        with psycopg.connect(conninfo, autocommit=True) as conn:  # the Go service, after us
-            conn.execute(
-                "INSERT INTO resources (id, catalog_item_instance_id, original_spec,"
-                " provider_name, approval_status, path, create_time, update_time) VALUES"
-                " ('go-2', 'cat', '{}', 'p', 'APPROVED', 'resources/go-2', now(), now())"
-            )
-        assert ids(store.list_page(None, 10, None)[0]) == ["go-1", "ours", "go-2"]
-        assert store.get("go-2").state is State.READY  # type: ignore[union-attr]
-    finally:
-        store.close()
-
-
-# --- lifecycle: leases, claims, the reconciler's view -----------------------------
-
-
-def test_claim_moves_a_ready_record_once(store: ResourceStore) -> None:
-    store.insert(resource("web-1"))
-
-    claimed = store.claim("web-1", State.READY, State.DELETING, LEASE, T0)
-
-    assert claimed is not None
-    assert claimed.state is State.DELETING
-    other = Lease("owner-2", T0 + HOUR)
-    assert store.claim("web-1", State.READY, State.DELETING, other, T0) is None
-    assert store.claim("absent", State.READY, State.DELETING, other, T0) is None
-
-
-def test_claim_respects_a_valid_lease_and_takes_an_expired_one(store: ResourceStore) -> None:
-    store.insert(resource("web-1", state=State.DELETING), LEASE)
-    other = Lease("owner-2", T0 + 2 * HOUR)
-
-    assert store.claim("web-1", State.DELETING, State.DELETING, other, T0) is None
-    after_expiry = T0 + HOUR + timedelta(seconds=1)
-    assert store.claim("web-1", State.DELETING, State.DELETING, other, after_expiry) is not None
-    assert store.delete("web-1", LEASE.owner) is False
-    assert store.delete("web-1", other.owner) is True
-
-
-def test_release_to_ready_ends_the_lease_and_clears_replaces(store: ResourceStore) -> None:
-    store.insert(resource("new", state=State.PROVISIONING, replaces="old"), LEASE)
-
-    assert store.release("new", "someone-else", State.READY) is False
-    assert store.release("new", LEASE.owner, State.READY) is True
-
-    got = store.get("new")
-    assert got is not None
-    assert (got.state, got.replaces) == (State.READY, None)
-    assert store.claim("new", State.READY, State.DELETING, Lease("o2", T0 + HOUR), T0)
-
-
-def test_claim_stale_takes_abandoned_operations_only(store: ResourceStore) -> None:
-    store.insert(resource("ready"))
-    store.insert(resource("busy", state=State.PROVISIONING), LEASE)
-    store.insert(resource("expired", state=State.DELETING), Lease("gone", T0 - HOUR))
-    store.insert(resource("released", state=State.PROVISIONING), LEASE)
-    store.release("released", LEASE.owner, State.PROVISIONING)
-    reconciler = Lease("reconciler", T0 + HOUR)
-
-    stale = store.claim_stale(reconciler, T0, 10)
-
-    assert sorted(ids(stale)) == ["expired", "released"]
-    assert store.claim_stale(Lease("again", T0 + HOUR), T0, 10) == []
-    assert store.delete("expired", reconciler.owner) is True
-
-
-def test_claim_stale_honours_the_batch_size(store: ResourceStore) -> None:
-    for n in range(5):
-        store.insert(resource(f"r{n}", state=State.PROVISIONING), Lease("gone", T0 - HOUR))
-    first = store.claim_stale(Lease("a", T0 + HOUR), T0, 3)
-    second = store.claim_stale(Lease("b", T0 + HOUR), T0, 3)
-    assert len(first) == 3
-    assert len(second) == 2
-    assert not set(ids(first)) & set(ids(second))
-
-
-def test_rehydration_links(store: ResourceStore) -> None:
-    store.insert(resource("old"))
-    store.claim("old", State.READY, State.REHYDRATING, LEASE, T0)
-    store.insert(resource("new", state=State.PROVISIONING, replaces="old"), LEASE)
-
-    replacement = store.replacement_of("old")
-    assert replacement is not None
-    assert replacement.id == "new"
-    assert store.restore("old") is True
-    assert store.get("old").state is State.READY  # type: ignore[union-attr]
-    assert store.retire("old") is False  # only a record being rehydrated is retired
-    store.claim("old", State.READY, State.REHYDRATING, LEASE, T0)
-    assert store.retire("old") is True
-    assert store.get("old") is None
-
-
-def test_settings_are_created_once(store: ResourceStore) -> None:
-    first = store.setting("key", lambda: "one")
-    assert first == "one"
-    assert store.setting("key", lambda: "two") == "one"
-
-
-def test_migrations_apply_once(db: Database, store: ResourceStore) -> None:
-    store.insert(resource("web-1", state=State.PROVISIONING, replaces="x"), LEASE)
-    again = make_store(db)
-    again.open()
-    try:
-        assert again.get("web-1") == resource("web-1", state=State.PROVISIONING, replaces="x")
-    finally:
-        again.close()
+def test_a_lease_lasts_its_seconds_on_the_database_clock(store: ResourceStore) -> None:
+    """(The fake's clock is moved by the test; the databases' clocks move by themselves.)"""
+    store.begin_create(placement("web-1"), Lease("owner", 0.3))
+    assert store.claim_stale(Lease("early", 60)) is None
+    if isinstance(store, MemoryStore):
+        store.clock.advance(1)  # type: ignore[attr-defined]
+    else:
+        time.sleep(0.5)
+    assert store.claim_stale(Lease("late", 60)) is not None

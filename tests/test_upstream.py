@@ -73,8 +73,8 @@ def test_create_instance_sends_provider_evaluated_spec_and_id(http: responses.Re
 def test_delete_instance_plain_and_deferred(http: responses.RequestsMock) -> None:
     http.add(responses.DELETE, f"{INSTANCES}/web-1", status=204)
 
-    sprm().delete_instance("web-1")
-    sprm().delete_instance("web-1", deferred=True)
+    assert sprm().delete_instance("web-1") is True
+    assert sprm().delete_instance("web-1", deferred=True) is True
 
     assert [c.request.url for c in http.calls] == [
         f"{INSTANCES}/web-1",
@@ -92,6 +92,45 @@ def test_get_instance_answers_none_when_unknown(http: responses.RequestsMock) ->
 
     assert sprm().get_instance("gone") is None
     assert sprm().get_instance("web-1") == {"id": "web-1", "provider_name": "p", "spec": {"a": 1}}
+
+
+def test_delete_of_an_instance_the_sprm_does_not_have_is_already_gone(
+    http: responses.RequestsMock,
+) -> None:
+    http.add(responses.DELETE, f"{INSTANCES}/gone", status=404, json=problem(404))
+
+    assert sprm().delete_instance("gone") is False
+    assert len(http.calls) == 1
+
+
+@pytest.mark.parametrize(
+    "body", ["<html>502 from a proxy</html>", '{"provider_name": "p", "sp', ""]
+)
+def test_a_garbled_success_keeps_its_status_as_an_unknown_outcome(
+    http: responses.RequestsMock, body: str
+) -> None:
+    """Case 2: the SPRM answered 201 but the body does not parse (a proxy's page, a
+    truncated answer): it may have acted, so the outcome is unknown, never "no answer"."""
+    http.add(responses.POST, INSTANCES, status=201, body=body)
+
+    with pytest.raises(UpstreamError) as raised:
+        sprm().create_instance("web-1", "kubevirt", {"vcpu": 4})
+
+    failure = raised.value
+    assert (failure.status, failure.garbled, failure.outcome_unknown) == (201, True, True)
+    assert failure.transient is False
+    assert failure.summary == "HTTP 201 with a body that does not match its API"
+    assert "no answer" not in str(failure)
+    assert len(http.calls) == 1
+
+
+def test_a_garbled_look_up_cannot_say(http: responses.RequestsMock) -> None:
+    http.add(responses.GET, f"{INSTANCES}/web-1", status=200, body="<html></html>")
+
+    with pytest.raises(UpstreamError) as raised:
+        sprm().get_instance("web-1")
+
+    assert raised.value.status == 200
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 408, 429])

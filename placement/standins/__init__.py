@@ -9,7 +9,7 @@ admin endpoints under /_standin/. Run one in the foreground with
 `PolicyStandIn().serve()` / `BackgroundServer(app)`.
 """
 
-from placement.standins.faults import HANG
+from placement.standins.faults import GARBLE, HANG
 from placement.standins.policy import PolicyStandIn
 from placement.standins.recording import RecordedRequest
 from placement.standins.rules import Rules, RulesError, load_rules, parse_rules
@@ -17,6 +17,7 @@ from placement.standins.server import BackgroundServer, ServerError
 from placement.standins.sprm import SprmStandIn
 
 __all__ = [
+    "GARBLE",
     "HANG",
     "BackgroundServer",
     "PolicyStandIn",

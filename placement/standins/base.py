@@ -9,7 +9,8 @@ Admin endpoints (for curl demos, and for tests whose service runs in another pro
                                 {"action": "delay", "operation": ..., "seconds": 0.5}
                                 {"action": "hold" | "release", "operation": ...}
                                 {"action": "wait_held", "operation": ..., "timeout": 5}
-                                {"action": "after_acting", "operation": ..., "status": 500 | "hang"}
+                                {"action": "after_acting", "operation": ...,
+                                 "status": 500 | "hang" | "garble"}
     DELETE /_standin/faults     remove every fault, release every held call
 """
 
@@ -26,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from placement.standins.faults import Failure, Faults, Outcome
+from placement.standins.faults import GARBLE, Failure, Faults, Outcome
 from placement.standins.problems import (
     Problem,
     as_problem,
@@ -133,6 +134,9 @@ class StandIn:
         if isinstance(outcome, int):
             detail = f"fault injected after acting: {operation} answers {outcome}"
             return self._injected(Failure(outcome, detail))
+        if outcome == GARBLE:
+            page = b"<html><body>502 Bad Gateway (a proxy's page)</body></html>"
+            return Response(page, status_code=response.status_code, media_type="text/html")
         if outcome is not None:
             await self._faults.hang(operation, _disconnected(request))
         return response

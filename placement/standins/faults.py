@@ -15,7 +15,9 @@ from typing import Any, Generic, Literal, TypeVar
 from placement.standins.waiting import Condition
 
 HANG: Literal["hang"] = "hang"
-Outcome = int | Literal["hang"]
+# Act, then answer the success status with a body that is not the API's (a proxy's page).
+GARBLE: Literal["garble"] = "garble"
+Outcome = int | Literal["hang", "garble"]
 T = TypeVar("T")
 
 
@@ -100,9 +102,10 @@ class Faults:
         return await self._state.wait_for_async(lambda: plan.held >= count, _seconds(timeout))
 
     def after_acting(self, operation: str, status: Outcome, times: int | None = None) -> None:
-        """Act, then answer `status` (or "hang" until release or the client leaves) for the
-        next `times` calls that act (None: until reset)."""
-        outcome: Outcome = HANG if status == HANG else _status(status)
+        """Act, then answer `status` (or "hang" until release or the client leaves, or
+        "garble": the success status with an HTML body) for the next `times` calls that
+        act (None: until reset)."""
+        outcome: Outcome = status if status in (HANG, GARBLE) else _status(status)
         with self._state:
             self._plan(operation).after = _Countdown(outcome, _times(times))
 

@@ -6,9 +6,10 @@ serves `api/upstream/sprm.yaml` (errors: application/problem+json):
              201 the instance (no id: a UUID); 400 malformed; 409 the id exists
     GET    /api/v1alpha1/service-type-instances/<id>     200 the instance; 404
     DELETE /api/v1alpha1/service-type-instances/<id>?deferred=true|false
-             204; 404 unknown. With deferred=true, a delete that fails (an injected
-             `fail` fault) is queued instead: the instance stays, marked
-             deletion_status FAILED, and the answer is 204.
+             204; 404 unknown. With deferred=true, a delete that fails on the provider
+             (an injected 4xx `fail` fault) is queued instead: the instance stays,
+             marked deletion_status FAILED, and the answer is 204; a 5xx fault is
+             answered as it is (the request never reached the queue).
 
 An instance: id, path ("service-type-instances/<id>"), provider_name, spec,
 status ("PROVISIONED"), create_time, update_time (RFC 3339), deletion_status if any.
@@ -123,8 +124,9 @@ class SprmStandIn(StandIn):
         return Response(status_code=204)
 
     def _failed(self, operation: str, request: Request, failure: Failure) -> Response:
-        """A deferred delete of a known instance that fails is queued, not reported."""
-        if operation == "delete" and _deferred_or_false(request):
+        """A deferred delete of a known instance that fails on the provider (a 4xx fault)
+        is queued, not reported; a 5xx means the request never reached the queue."""
+        if operation == "delete" and failure.status < 500 and _deferred_or_false(request):
             instance_id = request.path_params["instance_id"]
             with self._lock:
                 instance = self._instances.get(instance_id)

@@ -1,13 +1,18 @@
-"""What every store provides, and the errors it raises."""
+"""What every store provides, and the errors it raises.
+
+The store is the one seam through which time reaches the lifecycle: leases are taken
+and compared with the database's clock (so replicas never compare clocks with each
+other), and new records are stamped with it. Each lifecycle method is one transition
+of `placement.lifecycle`, checked in the same statement (or transaction) that makes it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol
 
-from placement.model import Resource, State
+from placement.model import Placement, Resource
 
 
 class StoreError(Exception):
@@ -19,29 +24,31 @@ class StoreUnavailable(StoreError):
 
 
 class DuplicateId(StoreError):
-    """A record with this id already exists."""
+    """A record (or a pending deletion) with this id already exists."""
 
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """Where a page ended: the last row's sort key, as the store itself compares it."""
+    """Where a page ended: the last row's sort key as the store itself compares it
+    (None: a row without create_time, which sorts first), and its id."""
 
-    create_key: str
+    create_key: str | None
     id: str
 
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """A claim on a record by one operation (`owner`), valid until `until`: other
-    operations and the reconciler leave the record alone while it is valid."""
+    """A claim on a record by one operation (`owner`) for `seconds` of the database's
+    clock from the moment the store takes it: other operations and the reconciler leave
+    the record alone until it runs out."""
 
     owner: str
-    until: datetime
+    seconds: float
 
 
 class ResourceStore(Protocol):
     """Records of placed resources, in the Go service's `resources` table (plus the
-    lifecycle columns our migrations add)."""
+    lifecycle columns our migrations add), and pending deletions of replaced ones."""
 
     def open(self) -> None:
         """Wait (bounded) for the database; create or migrate the schema."""
@@ -57,39 +64,62 @@ class ResourceStore(Protocol):
     def setting(self, name: str, default: Callable[[], str]) -> str:
         """A service-wide value, created from `default()` by whoever asks first."""
 
-    def insert(self, resource: Resource, lease: Lease | None = None) -> None:
-        """Raise DuplicateId if the id is taken."""
+    # Reads.
 
     def get(self, resource_id: str) -> Resource | None: ...
 
     def list_page(
         self, provider: str | None, limit: int, after: Cursor | None
     ) -> tuple[list[Resource], Cursor | None]:
-        """Up to `limit` records after `after` in (create_time, id) order, and the
-        cursor of the last one when more may follow."""
+        """Up to `limit` records after `after` in (create_time, id) order, rows without a
+        create_time first; and the cursor of the last one when more may follow."""
 
     def replacement_of(self, resource_id: str) -> Resource | None:
         """The record whose `replaces` is `resource_id` (a rehydration in flight)."""
 
-    def claim(
-        self, resource_id: str, expected: State, state: State, lease: Lease, now: datetime
-    ) -> Resource | None:
-        """Move a record from `expected` to `state` under `lease`, unless another
-        operation holds a valid lease on it; None if not moved (absent or busy)."""
+    # Lifecycle transitions (placement.lifecycle): True, or the record, when made.
 
-    def claim_stale(self, lease: Lease, now: datetime, limit: int) -> list[Resource]:
-        """Take over up to `limit` records whose operation's lease expired; safe
+    def begin_create(self, placement: Placement, lease: Lease) -> Resource:
+        """Insert PROVISIONING under `lease`; DuplicateId if the id is in use."""
+
+    def finish_create(self, resource_id: str, owner: str) -> bool: ...
+
+    def undo_create(self, resource_id: str, owner: str) -> bool: ...
+
+    def begin_delete(self, resource_id: str, lease: Lease) -> Resource | None:
+        """READY (or DELETING whose lease ran out) -> DELETING; None if absent or busy."""
+
+    def finish_delete(self, resource_id: str, owner: str) -> bool: ...
+
+    def undo_delete(self, resource_id: str, owner: str) -> bool: ...
+
+    def begin_rehydrate(self, placement: Placement, lease: Lease) -> Resource | None:
+        """Take `placement.replaces` (READY -> REHYDRATING) and insert its replacement,
+        both under `lease`, in one transaction. None (nothing changed) if the old record
+        is absent or busy; DuplicateId if the new id is in use."""
+
+    def finish_rehydrate(self, resource_id: str, replaced_id: str, lease: Lease) -> bool:
+        """The replacement READY, the old record a pending deletion under a fresh
+        `lease` (same owner); one transaction, only if `lease.owner` holds both."""
+
+    def undo_rehydrate(self, resource_id: str, replaced_id: str, owner: str) -> bool:
+        """Remove the replacement and put the old record back to READY; one transaction."""
+
+    def restore(self, resource_id: str, owner: str) -> bool:
+        """REHYDRATING -> READY for a record whose replacement was never recorded."""
+
+    def finish_retire(self, resource_id: str, owner: str) -> bool:
+        """Forget a pending deletion: the SPRM no longer has the instance."""
+
+    def claim_stale(self, lease: Lease) -> Resource | None:
+        """Take one record whose operation's lease ran out (no lease first, then the
+        oldest); a replacement comes with the record it replaces (same lease). Safe
         against several replicas claiming at once."""
 
-    def release(self, resource_id: str, owner: str, state: State) -> bool:
-        """End `owner`'s lease and set `state` (READY also clears `replaces`); a state
-        other than READY is left for the reconciler. False if not the owner."""
+    def claim_retired(self, lease: Lease) -> str | None:
+        """Take one pending deletion whose lease ran out; its id."""
 
-    def delete(self, resource_id: str, owner: str) -> bool:
-        """Remove the record if `owner` holds its lease."""
-
-    def retire(self, resource_id: str) -> bool:
-        """Remove a record being rehydrated once its replacement is provisioned."""
-
-    def restore(self, resource_id: str) -> bool:
-        """Put a record being rehydrated back to READY: its replacement failed."""
+    def release(self, owner: str, seconds: float) -> bool:
+        """Give up the lease `owner` holds (on a record, or on a replacement and the record
+        it replaces), states unchanged: the record waits `seconds`, then any reconciler
+        round may claim it (the round that gave it up does not take it again)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, ClassVar
@@ -53,24 +53,45 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE IF NOT EXISTS placement_settings"
         " (name text PRIMARY KEY, value text NOT NULL)",
     ),
+    (
+        # Replaced resources whose instance the SPRM has still to delete: a table the Go
+        # service and earlier versions never read, so neither meets a state it does not know.
+        "CREATE TABLE IF NOT EXISTS placement_retired (id varchar(63) PRIMARY KEY,"
+        " retire_time timestamptz NOT NULL, lease_owner text, lease_until timestamptz)",
+        # Leases end on the database's clock, whichever replica takes them.
+        "CREATE OR REPLACE FUNCTION placement_lease_end(seconds double precision)"
+        " RETURNS timestamptz LANGUAGE sql STABLE"
+        " AS $$ SELECT now() + seconds * interval '1 second' $$",
+    ),
 )
 # Serialises migrations between replicas starting together.
 _MIGRATION_LOCK = 0x706C6163  # "plac"
+
+# Replicas claiming at once skip the rows another one is claiming.
+_LOCKED_CLAIMS: dict[str, str] = {
+    "claim_stale:record": "UPDATE resources SET lease_owner = ?,"
+    " lease_until = placement_lease_end(?) WHERE id = (SELECT r.id FROM resources AS r"
+    " WHERE r.state IN ('PROVISIONING', 'DELETING', 'REHYDRATING')"
+    " AND (r.lease_until IS NULL OR r.lease_until < now())"
+    " AND NOT (r.state = 'REHYDRATING'"
+    " AND EXISTS (SELECT 1 FROM resources AS n WHERE n.replaces = r.id))"
+    " ORDER BY r.lease_until NULLS FIRST, r.id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+    " AND (lease_until IS NULL OR lease_until < now())"
+    " RETURNING id, catalog_item_instance_id, original_spec, provider_name,"
+    " approval_status, create_time, update_time, state, replaces",
+    "claim_retired": "UPDATE placement_retired SET lease_owner = ?,"
+    " lease_until = placement_lease_end(?) WHERE id = (SELECT r.id FROM placement_retired AS r"
+    " WHERE r.lease_until IS NULL OR r.lease_until < now()"
+    " ORDER BY r.lease_until NULLS FIRST, r.id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+    " AND (lease_until IS NULL OR lease_until < now()) RETURNING id",
+}
 
 
 class PostgresStore(SqlStore):
     """Records in PostgreSQL; connection failures surface as StoreUnavailable."""
 
     placeholder = "%s"
-    # Replicas claiming stale records at once skip the rows another one is claiming.
-    dialect: ClassVar[dict[str, str]] = {
-        "claim_stale": "UPDATE resources SET lease_owner = ?, lease_until = ? WHERE id IN"
-        " (SELECT id FROM resources WHERE state <> 'READY'"
-        " AND (lease_until IS NULL OR lease_until < ?) ORDER BY lease_until LIMIT ?"
-        " FOR UPDATE SKIP LOCKED)"
-        " RETURNING id, catalog_item_instance_id, original_spec, provider_name,"
-        " approval_status, create_time, update_time, state, replaces",
-    }
+    dialect: ClassVar[dict[str, str]] = _LOCKED_CLAIMS
 
     def __init__(self, db: Database) -> None:
         super().__init__()
@@ -124,20 +145,8 @@ class PostgresStore(SqlStore):
     def ping(self) -> None:
         self._rows("SELECT 1", ())
 
-    def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        with self._connection() as conn:
-            cursor = conn.execute(statement, params)
-            return cursor.fetchall() if cursor.description else []
-
-    def _count(self, statement: str, params: Sequence[Any]) -> int:
-        with self._connection() as conn:
-            return conn.execute(statement, params).rowcount
-
     def _spec_value(self, spec: JSONObject) -> Any:
         return Jsonb(spec)
-
-    def _time_value(self, moment: datetime) -> Any:
-        return moment
 
     def _decode_spec(self, value: Any) -> JSONObject:
         spec: JSONObject = value
@@ -155,19 +164,13 @@ class PostgresStore(SqlStore):
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        try:
-            with self._pool.connection() as conn:
-                yield conn
-        except PoolTimeout as exc:
-            raise StoreUnavailable(
-                f"no database connection within the pool timeout: {exc}"
-            ) from exc
-        except psycopg.errors.UniqueViolation as exc:
-            raise DuplicateId(str(exc)) from exc
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailable(f"database connection failed: {exc}") from exc
-        except psycopg.Error as exc:
-            raise StoreError(f"database error: {exc}") from exc
+        with _translated(), self._pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        with _translated(), self._pool.connection() as conn, conn.transaction():
+            yield conn
 
     def _wait_until_reachable(self) -> None:
         """Retry connecting until DB_CONNECT_TIMEOUT, then fail with the last reason."""
@@ -187,3 +190,18 @@ class PostgresStore(SqlStore):
                 log.warning("database not reachable yet, retrying: %s", reason)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """psycopg's errors as the store's."""
+    try:
+        yield
+    except PoolTimeout as exc:
+        raise StoreUnavailable(f"no database connection within the pool timeout: {exc}") from exc
+    except psycopg.errors.UniqueViolation as exc:
+        raise DuplicateId(str(exc)) from exc
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailable(f"database connection failed: {exc}") from exc
+    except psycopg.Error as exc:
+        raise StoreError(f"database error: {exc}") from exc

@@ -1,60 +1,147 @@
 """The SQL both stores run, and the store methods built on it. The database modules
-supply connections, error translation, value encodings and dialect details."""
+supply connections, transactions, error translation, value encodings and the few
+dialect details (PostgreSQL's row locks).
+
+Time comes from the database: `now()` (PostgreSQL's own; registered on each SQLite
+connection) and `placement_lease_end(seconds)` (a function the PostgreSQL migration
+creates; registered in SQLite), so that leases are taken and compared on one clock.
+"""
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, ClassVar
 
-from placement.model import JSONObject, Resource, State
-from placement.store.base import Cursor, Lease
+from placement.model import EPOCH, JSONObject, Placement, Resource, State
+from placement.store.base import Cursor, DuplicateId, Lease
 
 # Every statement is written out whole (no SQL is assembled from pieces), with "?"
-# placeholders that `SqlStore` rewrites for drivers using "%s". `_SQL_LIST` is indexed
-# by (filtered by provider, after a cursor).
+# placeholders that `SqlStore` rewrites for drivers using "%s". Lifecycle statements are
+# named after their transition in `placement.lifecycle` (`<transition>:<row>` when a
+# transition changes several rows); `tests/test_lifecycle_sql.py` checks them against it.
 _SQL = {
     "get": "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
     " approval_status, create_time, update_time, state, replaces FROM resources WHERE id = ?",
-    "insert": "INSERT INTO resources (id, catalog_item_instance_id, original_spec,"
-    " provider_name, approval_status, path, create_time, update_time, state, replaces,"
-    " lease_owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "replacement_of": "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
     " approval_status, create_time, update_time, state, replaces FROM resources"
     " WHERE replaces = ?",
-    "retire": "DELETE FROM resources WHERE id = ? AND state = 'REHYDRATING'",
+    "begin_create": "INSERT INTO resources (id, catalog_item_instance_id, original_spec,"
+    " provider_name, approval_status, path, create_time, update_time, state, replaces,"
+    " lease_owner, lease_until) SELECT ?, ?, ?, ?, ?, ?, clock.stamp, clock.stamp,"
+    " 'PROVISIONING', CAST(? AS varchar(63)), ?, placement_lease_end(?)"
+    " FROM (SELECT now() AS stamp) AS clock"
+    " WHERE NOT EXISTS (SELECT 1 FROM placement_retired WHERE id = ?)"
+    " RETURNING id, catalog_item_instance_id, original_spec, provider_name,"
+    " approval_status, create_time, update_time, state, replaces",
+    "finish_create": "UPDATE resources SET state = 'READY', replaces = NULL,"
+    " lease_owner = NULL, lease_until = NULL"
+    " WHERE id = ? AND state = 'PROVISIONING' AND lease_owner = ?",
+    "undo_create": "DELETE FROM resources"
+    " WHERE id = ? AND state = 'PROVISIONING' AND lease_owner = ?",
+    "begin_delete": "UPDATE resources SET state = 'DELETING', lease_owner = ?,"
+    " lease_until = placement_lease_end(?)"
+    " WHERE id = ? AND state IN ('READY', 'DELETING')"
+    " AND (lease_until IS NULL OR lease_until < now())"
+    " RETURNING id, catalog_item_instance_id, original_spec, provider_name,"
+    " approval_status, create_time, update_time, state, replaces",
+    "finish_delete": "DELETE FROM resources"
+    " WHERE id = ? AND state = 'DELETING' AND lease_owner = ?",
+    "undo_delete": "UPDATE resources SET state = 'READY', lease_owner = NULL, lease_until = NULL"
+    " WHERE id = ? AND state = 'DELETING' AND lease_owner = ?",
+    "begin_rehydrate:replaced": "UPDATE resources SET state = 'REHYDRATING', lease_owner = ?,"
+    " lease_until = placement_lease_end(?)"
+    " WHERE id = ? AND state = 'READY' AND (lease_until IS NULL OR lease_until < now())",
+    "begin_rehydrate:record": "INSERT INTO resources (id, catalog_item_instance_id,"
+    " original_spec, provider_name, approval_status, path, create_time, update_time, state,"
+    " replaces, lease_owner, lease_until) SELECT ?, ?, ?, ?, ?, ?, clock.stamp, clock.stamp,"
+    " 'PROVISIONING', CAST(? AS varchar(63)), ?, placement_lease_end(?)"
+    " FROM (SELECT now() AS stamp) AS clock"
+    " WHERE NOT EXISTS (SELECT 1 FROM placement_retired WHERE id = ?)"
+    " RETURNING id, catalog_item_instance_id, original_spec, provider_name,"
+    " approval_status, create_time, update_time, state, replaces",
+    "finish_rehydrate:record": "UPDATE resources SET state = 'READY', replaces = NULL,"
+    " lease_owner = NULL, lease_until = NULL"
+    " WHERE id = ? AND state = 'PROVISIONING' AND replaces = ? AND lease_owner = ?",
+    "finish_rehydrate:replaced": "DELETE FROM resources"
+    " WHERE id = ? AND state = 'REHYDRATING' AND lease_owner = ?",
+    "finish_rehydrate:retired": "INSERT INTO placement_retired"
+    " (id, retire_time, lease_owner, lease_until)"
+    " SELECT ?, now(), ?, placement_lease_end(?)"
+    " WHERE NOT EXISTS (SELECT 1 FROM resources WHERE id = ?)",
+    "undo_rehydrate:record": "DELETE FROM resources"
+    " WHERE id = ? AND state = 'PROVISIONING' AND replaces = ? AND lease_owner = ?",
+    "undo_rehydrate:replaced": "UPDATE resources SET state = 'READY', lease_owner = NULL,"
+    " lease_until = NULL WHERE id = ? AND state = 'REHYDRATING' AND lease_owner = ?",
     "restore": "UPDATE resources SET state = 'READY', lease_owner = NULL, lease_until = NULL"
-    " WHERE id = ? AND state = 'REHYDRATING'",
-    "delete": "DELETE FROM resources WHERE id = ? AND lease_owner = ?",
-    "claim": "UPDATE resources SET state = ?, lease_owner = ?, lease_until = ?"
-    " WHERE id = ? AND state = ? AND (lease_until IS NULL OR lease_until < ?)"
+    " WHERE id = ? AND state = 'REHYDRATING' AND lease_owner = ?"
+    " AND NOT EXISTS (SELECT 1 FROM resources AS n WHERE n.replaces = ?)",
+    "finish_retire": "DELETE FROM placement_retired WHERE id = ? AND lease_owner = ?",
+    "claim_stale:record": "UPDATE resources SET lease_owner = ?,"
+    " lease_until = placement_lease_end(?) WHERE id = (SELECT r.id FROM resources AS r"
+    " WHERE r.state IN ('PROVISIONING', 'DELETING', 'REHYDRATING')"
+    " AND (r.lease_until IS NULL OR r.lease_until < now())"
+    " AND NOT (r.state = 'REHYDRATING'"
+    " AND EXISTS (SELECT 1 FROM resources AS n WHERE n.replaces = r.id))"
+    " ORDER BY r.lease_until NULLS FIRST, r.id LIMIT 1)"
+    " AND (lease_until IS NULL OR lease_until < now())"
     " RETURNING id, catalog_item_instance_id, original_spec, provider_name,"
     " approval_status, create_time, update_time, state, replaces",
-    "claim_stale": "UPDATE resources SET lease_owner = ?, lease_until = ? WHERE id IN"
-    " (SELECT id FROM resources WHERE state <> 'READY'"
-    " AND (lease_until IS NULL OR lease_until < ?) ORDER BY lease_until LIMIT ?)"
-    " RETURNING id, catalog_item_instance_id, original_spec, provider_name,"
-    " approval_status, create_time, update_time, state, replaces",
-    "release_ready": "UPDATE resources SET state = 'READY', lease_owner = NULL,"
-    " lease_until = NULL, replaces = NULL WHERE id = ? AND lease_owner = ?",
-    "release": "UPDATE resources SET state = ?, lease_owner = NULL, lease_until = NULL"
-    " WHERE id = ? AND lease_owner = ?",
+    "claim_stale:replaced": "UPDATE resources SET lease_owner = ?,"
+    " lease_until = placement_lease_end(?) WHERE id = ? AND state = 'REHYDRATING'"
+    " AND (lease_until IS NULL OR lease_until < now())",
+    "claim_retired": "UPDATE placement_retired SET lease_owner = ?,"
+    " lease_until = placement_lease_end(?) WHERE id = (SELECT r.id FROM placement_retired AS r"
+    " WHERE r.lease_until IS NULL OR r.lease_until < now()"
+    " ORDER BY r.lease_until NULLS FIRST, r.id LIMIT 1)"
+    " AND (lease_until IS NULL OR lease_until < now()) RETURNING id",
+    "release": "UPDATE resources SET lease_owner = NULL, lease_until = placement_lease_end(?)"
+    " WHERE state IN ('PROVISIONING', 'DELETING', 'REHYDRATING') AND lease_owner = ?",
     "setting_insert": "INSERT INTO placement_settings (name, value) VALUES (?, ?)"
     " ON CONFLICT (name) DO NOTHING",
     "setting_get": "SELECT value FROM placement_settings WHERE name = ?",
 }
+
+# List pages, by (filtered by provider, where the previous page ended: None, among rows
+# without create_time ("unstamped", which sort first), or among the others). Rows without
+# create_time are read in a branch of their own, so that both branches use the
+# (create_time, id) indexes (the Go table allows NULL there).
 _SQL_LIST = {
-    (False, False): "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
-    " approval_status, create_time, update_time, state, replaces FROM resources"
-    " ORDER BY create_time, id LIMIT ?",
-    (True, False): "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
-    " approval_status, create_time, update_time, state, replaces FROM resources"
-    " WHERE provider_name = ? ORDER BY create_time, id LIMIT ?",
-    (False, True): "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
+    (False, None): "SELECT * FROM (SELECT id, catalog_item_instance_id, original_spec,"
+    " provider_name, approval_status, create_time, update_time, state, replaces"
+    " FROM resources WHERE create_time IS NULL ORDER BY id LIMIT ?) AS unstamped"
+    " UNION ALL SELECT * FROM (SELECT id, catalog_item_instance_id, original_spec,"
+    " provider_name, approval_status, create_time, update_time, state, replaces"
+    " FROM resources WHERE create_time IS NOT NULL ORDER BY create_time, id LIMIT ?) AS stamped"
+    " ORDER BY create_time NULLS FIRST, id LIMIT ?",
+    (True, None): "SELECT * FROM (SELECT id, catalog_item_instance_id, original_spec,"
+    " provider_name, approval_status, create_time, update_time, state, replaces"
+    " FROM resources WHERE provider_name = ? AND create_time IS NULL ORDER BY id LIMIT ?)"
+    " AS unstamped UNION ALL SELECT * FROM (SELECT id, catalog_item_instance_id,"
+    " original_spec, provider_name, approval_status, create_time, update_time, state,"
+    " replaces FROM resources WHERE provider_name = ? AND create_time IS NOT NULL"
+    " ORDER BY create_time, id LIMIT ?) AS stamped ORDER BY create_time NULLS FIRST, id LIMIT ?",
+    (False, "unstamped"): "SELECT * FROM (SELECT id, catalog_item_instance_id, original_spec,"
+    " provider_name, approval_status, create_time, update_time, state, replaces"
+    " FROM resources WHERE create_time IS NULL AND id > ? ORDER BY id LIMIT ?) AS unstamped"
+    " UNION ALL SELECT * FROM (SELECT id, catalog_item_instance_id, original_spec,"
+    " provider_name, approval_status, create_time, update_time, state, replaces"
+    " FROM resources WHERE create_time IS NOT NULL ORDER BY create_time, id LIMIT ?) AS stamped"
+    " ORDER BY create_time NULLS FIRST, id LIMIT ?",
+    (True, "unstamped"): "SELECT * FROM (SELECT id, catalog_item_instance_id, original_spec,"
+    " provider_name, approval_status, create_time, update_time, state, replaces"
+    " FROM resources WHERE provider_name = ? AND create_time IS NULL AND id > ?"
+    " ORDER BY id LIMIT ?) AS unstamped UNION ALL SELECT * FROM (SELECT id,"
+    " catalog_item_instance_id, original_spec, provider_name, approval_status, create_time,"
+    " update_time, state, replaces FROM resources WHERE provider_name = ?"
+    " AND create_time IS NOT NULL ORDER BY create_time, id LIMIT ?) AS stamped"
+    " ORDER BY create_time NULLS FIRST, id LIMIT ?",
+    (False, "stamped"): "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
     " approval_status, create_time, update_time, state, replaces FROM resources"
     " WHERE (create_time, id) > (?, ?) ORDER BY create_time, id LIMIT ?",
-    (True, True): "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
+    (True, "stamped"): "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
     " approval_status, create_time, update_time, state, replaces FROM resources"
     " WHERE provider_name = ? AND (create_time, id) > (?, ?) ORDER BY create_time, id LIMIT ?",
 }
@@ -76,18 +163,16 @@ class SqlStore(abc.ABC):
         return statement.replace("?", self.placeholder)
 
     @abc.abstractmethod
-    def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """Run a statement; its rows (none for statements without a result)."""
+    def _connection(self) -> AbstractContextManager[Any]:
+        """A connection in autocommit mode; driver errors translated."""
 
     @abc.abstractmethod
-    def _count(self, statement: str, params: Sequence[Any]) -> int:
-        """Run a statement; the number of rows it changed."""
+    def _transaction(self) -> AbstractContextManager[Any]:
+        """A connection inside a transaction (committed on exit, rolled back on an
+        exception); driver errors translated."""
 
     @abc.abstractmethod
     def _spec_value(self, spec: JSONObject) -> Any: ...
-
-    @abc.abstractmethod
-    def _time_value(self, moment: datetime) -> Any: ...
 
     @abc.abstractmethod
     def _decode_spec(self, value: Any) -> JSONObject: ...
@@ -97,7 +182,7 @@ class SqlStore(abc.ABC):
 
     @abc.abstractmethod
     def _sort_key(self, value: Any) -> str:
-        """A row's create_time as a cursor key that `_after_value` turns back."""
+        """A row's (non-NULL) create_time as a cursor key that `_after_value` turns back."""
 
     @abc.abstractmethod
     def _after_value(self, key: str) -> Any: ...
@@ -110,24 +195,7 @@ class SqlStore(abc.ABC):
         [(value,)] = self._rows(self._sql["setting_get"], (name,))
         return str(value)
 
-    def insert(self, resource: Resource, lease: Lease | None = None) -> None:
-        self._count(
-            self._sql["insert"],
-            (
-                resource.id,
-                resource.catalog_item_instance_id,
-                self._spec_value(resource.spec),
-                resource.provider_name,
-                resource.approval_status,
-                resource.path,
-                self._time_value(resource.create_time),
-                self._time_value(resource.update_time),
-                resource.state.value,
-                resource.replaces,
-                lease.owner if lease else None,
-                self._time_value(lease.until) if lease else None,
-            ),
-        )
+    # Reads.
 
     def get(self, resource_id: str) -> Resource | None:
         rows = self._rows(self._sql["get"], (resource_id,))
@@ -136,51 +204,142 @@ class SqlStore(abc.ABC):
     def list_page(
         self, provider: str | None, limit: int, after: Cursor | None
     ) -> tuple[list[Resource], Cursor | None]:
-        params: list[Any] = [] if provider is None else [provider]
-        if after is not None:
-            params += [self._after_value(after.create_key), after.id]
-        statement = self._list[provider is not None, after is not None]
-        rows = self._rows(statement, [*params, limit + 1])
+        params: list[Any] = []
+        if after is None:
+            where, params = None, [limit + 1, limit + 1, limit + 1]
+        elif after.create_key is None:
+            where, params = "unstamped", [after.id, limit + 1, limit + 1, limit + 1]
+        else:
+            where, params = "stamped", [self._after_value(after.create_key), after.id, limit + 1]
+        if provider is not None:
+            params = _with_provider(where, provider, params)
+        rows = self._rows(self._list[provider is not None, where], params)
         resources = [self._resource(row) for row in rows[:limit]]
         if len(rows) <= limit:
             return resources, None
-        return resources, Cursor(self._sort_key(rows[limit - 1][5]), rows[limit - 1][0])
+        last = rows[limit - 1]
+        key = None if last[5] is None else self._sort_key(last[5])
+        return resources, Cursor(key, last[0])
 
     def replacement_of(self, resource_id: str) -> Resource | None:
         rows = self._rows(self._sql["replacement_of"], (resource_id,))
         return self._resource(rows[0]) if rows else None
 
-    def claim(
-        self, resource_id: str, expected: State, state: State, lease: Lease, now: datetime
-    ) -> Resource | None:
-        params = (
-            state.value,
-            lease.owner,
-            self._time_value(lease.until),
-            resource_id,
-            expected.value,
-            self._time_value(now),
-        )
-        rows = self._rows(self._sql["claim"], params)
+    # Lifecycle transitions (placement.lifecycle).
+
+    def begin_create(self, placement: Placement, lease: Lease) -> Resource:
+        rows = self._rows(self._sql["begin_create"], self._insert_params(placement, lease))
+        if not rows:
+            raise DuplicateId(f"{placement.id} is a pending deletion")
+        return self._resource(rows[0])
+
+    def finish_create(self, resource_id: str, owner: str) -> bool:
+        return self._count(self._sql["finish_create"], (resource_id, owner)) == 1
+
+    def undo_create(self, resource_id: str, owner: str) -> bool:
+        return self._count(self._sql["undo_create"], (resource_id, owner)) == 1
+
+    def begin_delete(self, resource_id: str, lease: Lease) -> Resource | None:
+        params = (lease.owner, lease.seconds, resource_id)
+        rows = self._rows(self._sql["begin_delete"], params)
         return self._resource(rows[0]) if rows else None
 
-    def claim_stale(self, lease: Lease, now: datetime, limit: int) -> list[Resource]:
-        params = (lease.owner, self._time_value(lease.until), self._time_value(now), limit)
-        return [self._resource(row) for row in self._rows(self._sql["claim_stale"], params)]
+    def finish_delete(self, resource_id: str, owner: str) -> bool:
+        return self._count(self._sql["finish_delete"], (resource_id, owner)) == 1
 
-    def release(self, resource_id: str, owner: str, state: State) -> bool:
-        if state is State.READY:
-            return self._count(self._sql["release_ready"], (resource_id, owner)) > 0
-        return self._count(self._sql["release"], (state.value, resource_id, owner)) > 0
+    def undo_delete(self, resource_id: str, owner: str) -> bool:
+        return self._count(self._sql["undo_delete"], (resource_id, owner)) == 1
 
-    def delete(self, resource_id: str, owner: str) -> bool:
-        return self._count(self._sql["delete"], (resource_id, owner)) > 0
+    def begin_rehydrate(self, placement: Placement, lease: Lease) -> Resource | None:
+        replaced = placement.replaces
+        with self._transaction() as conn:
+            taken = conn.execute(
+                self._sql["begin_rehydrate:replaced"], (lease.owner, lease.seconds, replaced)
+            ).rowcount
+            if taken != 1:
+                return None  # nothing changed: the transaction ends without a write
+            params = self._insert_params(placement, lease)
+            rows = conn.execute(self._sql["begin_rehydrate:record"], params).fetchall()
+            if not rows:
+                raise DuplicateId(f"{placement.id} is a pending deletion")
+            return self._resource(rows[0])
 
-    def retire(self, resource_id: str) -> bool:
-        return self._count(self._sql["retire"], (resource_id,)) > 0
+    def finish_rehydrate(self, resource_id: str, replaced_id: str, lease: Lease) -> bool:
+        owner = lease.owner
+        return self._all_or_nothing(
+            ("finish_rehydrate:record", (resource_id, replaced_id, owner)),
+            ("finish_rehydrate:replaced", (replaced_id, owner)),
+            ("finish_rehydrate:retired", (replaced_id, owner, lease.seconds, replaced_id)),
+        )
 
-    def restore(self, resource_id: str) -> bool:
-        return self._count(self._sql["restore"], (resource_id,)) > 0
+    def undo_rehydrate(self, resource_id: str, replaced_id: str, owner: str) -> bool:
+        return self._all_or_nothing(
+            ("undo_rehydrate:record", (resource_id, replaced_id, owner)),
+            ("undo_rehydrate:replaced", (replaced_id, owner)),
+        )
+
+    def restore(self, resource_id: str, owner: str) -> bool:
+        return self._count(self._sql["restore"], (resource_id, owner, resource_id)) == 1
+
+    def finish_retire(self, resource_id: str, owner: str) -> bool:
+        return self._count(self._sql["finish_retire"], (resource_id, owner)) == 1
+
+    def claim_stale(self, lease: Lease) -> Resource | None:
+        with self._transaction() as conn:
+            rows = conn.execute(
+                self._sql["claim_stale:record"], (lease.owner, lease.seconds)
+            ).fetchall()
+            if not rows:
+                return None
+            claimed = self._resource(rows[0])
+            if claimed.replaces is not None:
+                # The record it replaces, when it can be had: the pair moves need both.
+                params = (lease.owner, lease.seconds, claimed.replaces)
+                conn.execute(self._sql["claim_stale:replaced"], params)
+            return claimed
+
+    def claim_retired(self, lease: Lease) -> str | None:
+        rows = self._rows(self._sql["claim_retired"], (lease.owner, lease.seconds))
+        return str(rows[0][0]) if rows else None
+
+    def release(self, owner: str, seconds: float) -> bool:
+        return self._count(self._sql["release"], (seconds, owner)) >= 1
+
+    # Helpers.
+
+    def _all_or_nothing(self, *steps: tuple[str, Sequence[Any]]) -> bool:
+        """Run the statements in one transaction; commit only if each changed one row."""
+        try:
+            with self._transaction() as conn:
+                for name, params in steps:
+                    if conn.execute(self._sql[name], params).rowcount != 1:
+                        raise _Busy
+        except _Busy:
+            return False
+        return True
+
+    def _insert_params(self, placement: Placement, lease: Lease) -> tuple[Any, ...]:
+        return (
+            placement.id,
+            placement.catalog_item_instance_id,
+            self._spec_value(placement.spec),
+            placement.provider_name,
+            placement.approval_status,
+            f"resources/{placement.id}",
+            placement.replaces,
+            lease.owner,
+            lease.seconds,
+            placement.id,
+        )
+
+    def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self._connection() as conn:
+            cursor = conn.execute(statement, params)
+            return list(cursor.fetchall()) if cursor.description else []
+
+    def _count(self, statement: str, params: Sequence[Any]) -> int:
+        with self._connection() as conn:
+            return int(conn.execute(statement, params).rowcount)
 
     def _resource(self, row: Sequence[Any]) -> Resource:
         rid, catalog_id, spec, provider, approval, created, updated, state, replaces = row
@@ -190,8 +349,23 @@ class SqlStore(abc.ABC):
             spec=self._decode_spec(spec),
             provider_name=provider or "",
             approval_status=approval or "",
-            create_time=self._decode_time(created),
-            update_time=self._decode_time(updated),
-            state=State(state),
+            create_time=EPOCH if created is None else self._decode_time(created),
+            update_time=EPOCH if updated is None else self._decode_time(updated),
+            state=State.parse(state),
             replaces=replaces,
         )
+
+
+class _Busy(Exception):
+    """Rolls back a transaction whose rows were not all where the transition needs them."""
+
+
+def _with_provider(where: str | None, provider: str, params: list[Any]) -> list[Any]:
+    """The parameters of the provider-filtered statement: the filter before each branch."""
+    if where == "stamped":
+        return [provider, *params]
+    if where is None:
+        first, second, limit = params
+        return [provider, first, provider, second, limit]
+    after, first, second, limit = params
+    return [provider, after, first, provider, second, limit]

@@ -2,7 +2,9 @@
 
 Times are stored as text the way the Go service's driver wrote them
 (`2026-03-30 09:15:01.123456+00:00`, UTC, no trailing zeros in the fraction), which
-sorts as text in time order; the spec is stored as JSON text.
+sorts as text in time order; the spec is stored as JSON text. The database's clock is
+this process's (SQLite runs in it): each connection gets `now()` and
+`placement_lease_end(seconds)` from `clock`, which tests replace.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from placement.model import JSONObject
+from placement.model import JSONObject, utcnow
 from placement.store.base import DuplicateId, StoreError, StoreUnavailable
 from placement.store.sql import SqlStore
 
@@ -54,6 +56,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE IF NOT EXISTS placement_settings"
         " (name text PRIMARY KEY, value text NOT NULL)",
     ),
+    (
+        "CREATE TABLE IF NOT EXISTS placement_retired (id varchar(63) PRIMARY KEY,"
+        " retire_time datetime NOT NULL, lease_owner text, lease_until datetime)",
+    ),
 )
 
 # OperationalErrors that mean "cannot use the database now", not "this statement failed".
@@ -63,10 +69,13 @@ _UNAVAILABLE = ("locked", "unable to open", "disk I/O", "busy", "readonly databa
 class SqliteStore(SqlStore):
     """Records in one SQLite file (DB_NAME)."""
 
-    def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self, path: Path, busy_timeout: float = 5.0, clock: Callable[[], datetime] = utcnow
+    ) -> None:
         super().__init__()
         self._path = path
         self._busy_timeout = busy_timeout
+        self._clock = clock
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
@@ -111,27 +120,14 @@ class SqliteStore(SqlStore):
             )
             log.info("database schema migrated to version %d", version + 1)
 
-    def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        with self._connection() as conn:
-            return conn.execute(statement, params).fetchall()
-
-    def _count(self, statement: str, params: Sequence[Any]) -> int:
-        with self._connection() as conn:
-            return conn.execute(statement, params).rowcount
-
     def _spec_value(self, spec: JSONObject) -> Any:
         return json.dumps(spec, separators=(",", ":"))
-
-    def _time_value(self, moment: datetime) -> Any:
-        return _time_text(moment)
 
     def _decode_spec(self, value: Any) -> JSONObject:
         spec: JSONObject = json.loads(value)
         return spec
 
     def _decode_time(self, value: Any) -> datetime:
-        if value is None:
-            return datetime.fromtimestamp(0, UTC)
         return datetime.fromisoformat(value).astimezone(UTC)
 
     def _sort_key(self, value: Any) -> str:
@@ -142,8 +138,26 @@ class SqliteStore(SqlStore):
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        try:
+        with self._translated():
             yield self._thread_connection()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._translated():
+            conn = self._thread_connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """sqlite3's errors as the store's."""
+        try:
+            yield
         except sqlite3.IntegrityError as exc:
             if "UNIQUE" not in str(exc):
                 raise StoreError(f"sqlite database {self._path}: {exc}") from exc
@@ -164,10 +178,18 @@ class SqliteStore(SqlStore):
                 isolation_level=None,
                 check_same_thread=False,
             )
+            conn.create_function("now", 0, self._now)
+            conn.create_function("placement_lease_end", 1, self._lease_end)
             with self._lock:
                 self._connections.append(conn)
             self._local.conn = conn
         return conn
+
+    def _now(self) -> str:
+        return _time_text(self._clock())
+
+    def _lease_end(self, seconds: float) -> str:
+        return _time_text(self._clock() + timedelta(seconds=seconds))
 
 
 def _time_text(moment: datetime) -> str:

@@ -10,8 +10,9 @@ class UpstreamError(Exception):
     """A call to the Policy Engine or the SPRM did not succeed.
 
     `status` is the HTTP status, or None when no answer arrived (network error,
-    timeout). `reason` is what the upstream said (its problem `detail`), for logs and,
-    on 4xx answers, for the client.
+    timeout). A success status means the answer's body did not match the upstream's API
+    (a proxy's page, a truncated answer). `reason` is what the upstream said (its problem
+    `detail`), for logs and, on 4xx answers, for the client.
     """
 
     def __init__(
@@ -32,6 +33,23 @@ class UpstreamError(Exception):
         self.transient = transient
 
     @property
+    def garbled(self) -> bool:
+        """A success answer whose body does not match the API."""
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
     def outcome_unknown(self) -> bool:
-        """Whether the upstream may have acted although the call failed."""
-        return (self.status is None and self.transient) or (self.status or 0) >= 500
+        """Whether the upstream may have acted although the call failed: no answer, a
+        5xx (it may have acted first), or a success that cannot be read."""
+        if self.status is None:
+            return self.transient
+        return self.status >= 500 or self.garbled
+
+    @property
+    def summary(self) -> str:
+        """How the call ended, in a few words safe to show a client."""
+        if self.status is None:
+            return "no answer" if self.transient else "an answer that does not match its API"
+        if self.garbled:
+            return f"HTTP {self.status} with a body that does not match its API"
+        return f"HTTP {self.status}"

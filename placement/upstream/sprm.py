@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from placement.config import RetryPolicy, Upstream
 from placement.model import JSONObject
@@ -45,13 +44,15 @@ class SprmClient:
         def attempt() -> None:
             nonlocal may_have_acted
             try:
-                self._expect(
+                answer = send(
+                    NAME,
                     "create",
-                    201,
                     lambda: create_instance.sync_detailed(
                         client=self._call_client(), body=body, id=instance_id
                     ),
                 )
+                if answer.status_code != 201 or not isinstance(answer.parsed, ServiceTypeInstance):
+                    raise failure(NAME, "create", answer)
             except UpstreamError as exc:
                 if exc.status == 409 and may_have_acted:
                     log.info("retried create of %s met 409: the earlier try acted", instance_id)
@@ -78,24 +79,23 @@ class SprmClient:
 
         return self._retry(attempt)
 
-    def delete_instance(self, instance_id: str, deferred: bool = False) -> None:
-        """Delete the instance (204 is success; a 404 is raised for the caller to judge)."""
-        self._retry(
-            lambda: self._expect(
+    def delete_instance(self, instance_id: str, deferred: bool = False) -> bool:
+        """Delete the instance: True on 204, False when the SPRM has none by this id (404:
+        already gone)."""
+
+        def attempt() -> bool:
+            answer = send(
+                NAME,
                 "delete",
-                204,
                 lambda: delete_instance.sync_detailed(
-                    instance_id,
-                    client=self._call_client(),
-                    deferred=True if deferred else UNSET,
+                    instance_id, client=self._call_client(), deferred=True if deferred else UNSET
                 ),
             )
-        )
+            if answer.status_code in (204, 404):
+                return answer.status_code == 204
+            raise failure(NAME, "delete", answer)
+
+        return self._retry(attempt)
 
     def _call_client(self) -> Client:
         return self._client.with_headers(call_headers(self._forward_auth))
-
-    def _expect(self, operation: str, status: int, call: Any) -> None:
-        answer = send(NAME, operation, call)
-        if answer.status_code != status:
-            raise failure(NAME, operation, answer)

@@ -112,8 +112,14 @@ def _observe(
 
 
 def failure(upstream: str, operation: str, answer: Answer) -> UpstreamError:
-    """An UpstreamError for an answer that is not the expected success."""
-    return UpstreamError(upstream, operation, int(answer.status_code), _reason(answer))
+    """An UpstreamError for an answer that is not the expected success: another status,
+    or the expected one with a body that does not match the API (its status kept: an
+    unreadable success may still have acted)."""
+    status = int(answer.status_code)
+    if 200 <= status < 300:
+        reason = f"answer does not match its API: {_reason(answer)}"
+        return UpstreamError(upstream, operation, status, reason, transient=False)
+    return UpstreamError(upstream, operation, status, _reason(answer))
 
 
 def _reason(answer: Answer) -> str:

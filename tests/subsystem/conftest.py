@@ -38,13 +38,14 @@ class Backend:
     env: dict[str, str]
 
     def empty(self) -> None:
-        """DELETE every resource record, directly in the database."""
+        """DELETE every resource record and pending deletion, directly in the database."""
         env = self.env
         if self.kind == "sqlite":
             lite = sqlite3.connect(env["DB_NAME"], timeout=10)
             try:
                 with lite:  # commits
                     lite.execute("DELETE FROM resources")
+                    lite.execute("DELETE FROM placement_retired")
             finally:
                 lite.close()
             return
@@ -57,6 +58,32 @@ class Backend:
             autocommit=True,
         ) as conn:
             conn.execute("DELETE FROM resources")
+            conn.execute("DELETE FROM placement_retired")
+
+    def in_flight(self) -> int:
+        """Records an operation or the reconciler has yet to settle, and pending deletions
+        of replaced resources (read directly in the database)."""
+        query = (
+            "SELECT (SELECT count(*) FROM resources WHERE state <> 'READY')"
+            " + (SELECT count(*) FROM placement_retired)"
+        )
+        env = self.env
+        if self.kind == "sqlite":
+            lite = sqlite3.connect(env["DB_NAME"], timeout=10)
+            try:
+                return int(lite.execute(query).fetchone()[0])
+            finally:
+                lite.close()
+        with psycopg.connect(
+            host=env["DB_HOST"],
+            port=env["DB_PORT"],
+            dbname=env["DB_NAME"],
+            user=env["DB_USER"],
+            password=env.get("DB_PASSWORD"),
+            autocommit=True,
+        ) as conn:
+            row = conn.execute(query).fetchone()
+            return int(row[0]) if row else 0
 
 
 @dataclass(frozen=True)

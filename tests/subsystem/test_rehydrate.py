@@ -90,9 +90,24 @@ def test_a_policy_refusal_keeps_the_old_resource(
     assert all_ids(client) == [web_1]
 
 
-@pytest.mark.parametrize(
-    ("sprm_status", "kind"), [(500, "internal-error"), (422, "provider-error")]
-)
+def test_an_unknown_provisioning_leaves_both_records_until_the_outcome_is_known(
+    client: Client, upstreams: Upstreams, web_1: str
+) -> None:
+    """A 5xx may follow an act: the rehydration stays under its lease, and the
+    reconciler completes or undoes it as a whole once the lease has run out."""
+    old = resource(get(client, web_1), 200)
+    upstreams.sprm.fail("create", 500)
+
+    failed = problem(rehydrate(client, web_1, "web-2"), 500, "internal-error")
+    assert "did not confirm creating web-2" in str(failed.detail)
+    assert resource(get(client, web_1), 200) == old
+    assert resource(get(client, "web-2"), 200).id == "web-2"
+    busy = problem(rehydrate(client, web_1, "web-3"), 409, "resource-conflict")
+    assert busy.detail == f"resource {web_1} is busy (being rehydrated); retry later"
+    assert upstreams.sprm_calls("delete") == []  # the old instance is left alone
+
+
+@pytest.mark.parametrize(("sprm_status", "kind"), [(422, "provider-error")])
 def test_a_failed_provisioning_keeps_the_old_resource_and_removes_the_new(
     client: Client, upstreams: Upstreams, web_1: str, sprm_status: int, kind: str
 ) -> None:
@@ -115,8 +130,8 @@ def test_a_failed_provisioning_keeps_the_old_resource_and_removes_the_new(
 def test_a_failed_deferred_delete_of_the_old_instance_is_not_an_error(
     client: Client, upstreams: Upstreams, web_1: str
 ) -> None:
-    # The old instance is unknown to the SPRM and its deletes fail: the deferred delete
-    # of it gets an error answer, which is logged, not returned.
+    # The old instance's deferred delete gets an error answer, which is logged and kept
+    # as a pending deletion for the reconciler (test_unknown_outcomes.py), not returned.
     upstreams.remove_instance(web_1)
     upstreams.sprm.clear()
     upstreams.sprm.fail("delete", 500)

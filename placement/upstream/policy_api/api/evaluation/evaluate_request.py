@@ -80,10 +80,9 @@ def _build_response(
     try:
         parsed = _parse_response(client=client, response=response)
     except (ValueError, KeyError, TypeError):
-        # An error answer whose body is not the documented JSON (an HTML page from a
-        # proxy, say) keeps its status and raw content; only success bodies must parse.
-        if response.status_code < 400:
-            raise
+        # An answer whose body is not the documented JSON (an HTML page from a proxy, a
+        # truncated answer) keeps its status and raw content, with nothing parsed: the
+        # caller decides what it means (an unreadable success may still have acted).
         parsed = None
     return Response(
         status_code=HTTPStatus(response.status_code),
