@@ -4,7 +4,7 @@ rows without create_time, states a newer version wrote, query plans, start-up fa
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -59,14 +59,6 @@ def go_row(db: Database, rid: str, time: str | None, spec: str = '{"a": 1}') -> 
     sql(db, GO_INSERT, (rid, spec, f"resources/{rid}", time, time))
 
 
-@pytest.fixture
-def opened(db: Database) -> Iterator[ResourceStore]:
-    store = make_store(db)
-    store.open()
-    yield store
-    store.close()
-
-
 def ids(resources: list[Resource]) -> list[str]:
     return [r.id for r in resources]
 
@@ -82,9 +74,9 @@ def every_page(store: ResourceStore, size: int, provider: str | None = None) -> 
         assert len(seen) < 1000, "pagination does not end"
 
 
-def test_open_is_idempotent_and_keeps_data(db: Database, opened: ResourceStore) -> None:
+def test_open_is_idempotent_and_keeps_data(db: Database, store: ResourceStore) -> None:
     lease = Lease("o", 60)
-    made = opened.begin_create(Placement("web-1", "cat", {"a": 1}, "p", "APPROVED"), lease)
+    made = store.begin_create(Placement("web-1", "cat", {"a": 1}, "p", "APPROVED"), lease)
     again = make_store(db)
     again.open()
     try:
@@ -128,35 +120,35 @@ def test_a_table_the_go_service_wrote_is_served_and_extended(db: Database) -> No
 
 
 def test_rows_without_create_time_are_served_from_the_epoch(
-    db: Database, opened: ResourceStore
+    db: Database, store: ResourceStore
 ) -> None:
     """The Go table allows NULL times: such rows are served with 1970-01-01T00:00:00Z,
     sort first, and page through one by one without a skip or a repeat."""
     go_row(db, "late", "2026-03-30 09:15:01+00:00")
     for rid in ("n3", "n1", "n2"):
         go_row(db, rid, None)
-    opened.begin_create(Placement("ours", "cat", {"a": 1}, "q", "APPROVED"), Lease("o", 60))
-    got = opened.get("n1")
+    store.begin_create(Placement("ours", "cat", {"a": 1}, "q", "APPROVED"), Lease("o", 60))
+    got = store.get("n1")
     assert got is not None
     assert (got.create_time, got.update_time) == (EPOCH, EPOCH)
-    assert every_page(opened, 1) == ["n1", "n2", "n3", "late", "ours"]
-    assert every_page(opened, 2) == ["n1", "n2", "n3", "late", "ours"]
-    assert every_page(opened, 100) == ["n1", "n2", "n3", "late", "ours"]
-    assert every_page(opened, 1, provider="p") == ["n1", "n2", "n3", "late"]
+    assert every_page(store, 1) == ["n1", "n2", "n3", "late", "ours"]
+    assert every_page(store, 2) == ["n1", "n2", "n3", "late", "ours"]
+    assert every_page(store, 100) == ["n1", "n2", "n3", "late", "ours"]
+    assert every_page(store, 1, provider="p") == ["n1", "n2", "n3", "late"]
 
 
-def test_a_state_a_newer_version_wrote_is_busy(db: Database, opened: ResourceStore) -> None:
+def test_a_state_a_newer_version_wrote_is_busy(db: Database, store: ResourceStore) -> None:
     go_row(db, "future", "2026-03-30 09:15:01+00:00")
     sql(db, "UPDATE resources SET state = 'FROZEN', lease_owner = NULL WHERE id = 'future'")
-    got = opened.get("future")
+    got = store.get("future")
     assert got is not None
     assert got.state is State.UNKNOWN
-    assert ids(opened.list_page(None, 10, None)[0]) == ["future"]
-    assert opened.begin_delete("future", Lease("o", 60)) is None
-    assert opened.claim_stale(Lease("reconciler", 60)) is None
+    assert ids(store.list_page(None, 10, None)[0]) == ["future"]
+    assert store.begin_delete("future", Lease("o", 60)) is None
+    assert store.claim_stale(Lease("reconciler", 60)) is None
 
 
-def test_list_pages_use_the_indexes(db: Database, opened: ResourceStore) -> None:
+def test_list_pages_use_the_indexes(db: Database, store: ResourceStore) -> None:
     """EXPLAIN of every list statement over 100,000 rows: an index, never a full scan."""
     if db.type == "pgsql":
         sql(

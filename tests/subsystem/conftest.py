@@ -39,51 +39,41 @@ class Backend:
 
     def empty(self) -> None:
         """DELETE every resource record and pending deletion, directly in the database."""
-        env = self.env
-        if self.kind == "sqlite":
-            lite = sqlite3.connect(env["DB_NAME"], timeout=10)
-            try:
-                with lite:  # commits
-                    lite.execute("DELETE FROM resources")
-                    lite.execute("DELETE FROM placement_retired")
-            finally:
-                lite.close()
-            return
-        with psycopg.connect(
-            host=env["DB_HOST"],
-            port=env["DB_PORT"],
-            dbname=env["DB_NAME"],
-            user=env["DB_USER"],
-            password=env.get("DB_PASSWORD"),
-            autocommit=True,
-        ) as conn:
-            conn.execute("DELETE FROM resources")
-            conn.execute("DELETE FROM placement_retired")
+        self._run("DELETE FROM resources", "DELETE FROM placement_retired")
 
     def in_flight(self) -> int:
         """Records an operation or the reconciler has yet to settle, and pending deletions
         of replaced resources (read directly in the database)."""
-        query = (
+        return self._run(
             "SELECT (SELECT count(*) FROM resources WHERE state <> 'READY')"
             " + (SELECT count(*) FROM placement_retired)"
         )
+
+    def _run(self, *statements: str) -> int:
+        """Run the statements in one transaction; the first column of the last one's row
+        (0 without one)."""
         env = self.env
+        row = None
         if self.kind == "sqlite":
             lite = sqlite3.connect(env["DB_NAME"], timeout=10)
             try:
-                return int(lite.execute(query).fetchone()[0])
+                with lite:  # commits
+                    for statement in statements:
+                        row = lite.execute(statement).fetchone()
             finally:
                 lite.close()
-        with psycopg.connect(
-            host=env["DB_HOST"],
-            port=env["DB_PORT"],
-            dbname=env["DB_NAME"],
-            user=env["DB_USER"],
-            password=env.get("DB_PASSWORD"),
-            autocommit=True,
-        ) as conn:
-            row = conn.execute(query).fetchone()
-            return int(row[0]) if row else 0
+        else:
+            with psycopg.connect(
+                host=env["DB_HOST"],
+                port=env["DB_PORT"],
+                dbname=env["DB_NAME"],
+                user=env["DB_USER"],
+                password=env.get("DB_PASSWORD"),
+            ) as conn:  # commits
+                for statement in statements:
+                    cursor = conn.execute(statement)
+                    row = cursor.fetchone() if cursor.description else None
+        return int(row[0]) if row else 0
 
 
 @dataclass(frozen=True)
@@ -129,10 +119,14 @@ def backend(
 
 @pytest.fixture(scope="module")
 def service(
-    backend: Backend, upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    backend: Backend,
+    upstreams: Upstreams,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Service]:
-    """`placement-manager serve` in its own process, until the module's tests are done."""
-    env = SERVICE_ENV | backend.env
+    """`placement-manager serve` in its own process, until the module's tests are done;
+    a module may give settings of its own in `SERVICE_ENV`."""
+    env = getattr(request.module, "SERVICE_ENV", SERVICE_ENV) | backend.env
     env |= {
         "POLICY_MANAGER_EVALUATION_URL": upstreams.policy_server.url,
         "SP_RESOURCE_MANAGER_URL": upstreams.sprm_server.url,

@@ -8,13 +8,10 @@ operation's lease is 3 s."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from placement_manager_client import Client
 
-from tests.processes import ServeProcess
-from tests.subsystem.conftest import Backend, Service
+from tests.subsystem.conftest import Service
 from tests.subsystem.support import (
     Upstreams,
     all_ids,
@@ -27,7 +24,7 @@ from tests.subsystem.support import (
 )
 from tests.support import wait_for
 
-LIFECYCLE_ENV = {
+SERVICE_ENV = {
     "UPSTREAM_RETRY_MAX_TRIES": "1",
     "RECONCILE_INTERVAL": "1s",
     "RECONCILE_GRACE": "1s",
@@ -37,20 +34,6 @@ LIFECYCLE_ENV = {
     "LOG_FORMAT": "text",
 }
 AGREEMENT = 30.0  # seconds within which the records and the SPRM must agree
-
-
-@pytest.fixture(scope="module")
-def service(
-    backend: Backend, upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Service]:
-    env = LIFECYCLE_ENV | backend.env
-    env |= {
-        "POLICY_MANAGER_EVALUATION_URL": upstreams.policy_server.url,
-        "SP_RESOURCE_MANAGER_URL": upstreams.sprm_server.url,
-    }
-    with ServeProcess(env, tmp_path_factory.mktemp("serve") / "serve.log") as process:
-        process.wait_healthy()
-        yield Service(process, backend)
 
 
 def instances(upstreams: Upstreams) -> set[str]:
