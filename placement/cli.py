@@ -22,6 +22,10 @@ from placement.store import StoreUnavailable, make_store
 
 log = logging.getLogger("placement")
 
+# Seconds SIGTERM leaves requests in flight to finish: well under the 10 s that `podman
+# stop`, compose and systemd wait before SIGKILL (Kubernetes waits 30 s).
+SHUTDOWN_GRACE = 5
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="placement-manager", description="DCM placement service.")
@@ -65,7 +69,7 @@ def serve() -> int:
             workers=config.workers,
             log_config=None,
             access_log=False,
-            timeout_graceful_shutdown=30,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE,
         )
     return 0
 
