@@ -198,12 +198,12 @@ class _Reader:
             shown = "***" if secret and raw else repr(raw)
             raise ConfigError(f"{source}={shown}: {exc}") from None
 
-    def _given(
-        self, name: str, alias: str | None, secret: bool
-    ) -> list[tuple[str, str | None]]:
+    def _given(self, name: str, alias: str | None, secret: bool) -> list[tuple[str, str | None]]:
         """(variable, value) for each name of the setting that is set."""
         names = [name] if alias is None else [name, alias]
-        given = [(n, self._env[n]) for n in names if self._env.get(n) is not None]
+        given: list[tuple[str, str | None]] = [
+            (n, self._env[n]) for n in names if self._env.get(n) is not None
+        ]
         if secret:
             file_name = f"{name}_FILE"
             path = self._env.get(file_name)

@@ -75,9 +75,7 @@ def _tree(podman: images.Podman, image: str, where: Path) -> Tree:
 
 
 @pytest.fixture(scope="session")
-def tree(
-    podman: images.Podman, built: Built, tmp_path_factory: pytest.TempPathFactory
-) -> Tree:
+def tree(podman: images.Podman, built: Built, tmp_path_factory: pytest.TempPathFactory) -> Tree:
     exported = _tree(podman, built.service, tmp_path_factory.mktemp("image") / "rootfs")
     REPORT.append(podman.steps[-1])
     REPORT.append(f"ran {built.service} as: {images.how_it_runs(exported.config)}")
@@ -85,9 +83,7 @@ def tree(
 
 
 @pytest.fixture(scope="session")
-def dev_tree(
-    podman: images.Podman, built: Built, tmp_path_factory: pytest.TempPathFactory
-) -> Tree:
+def dev_tree(podman: images.Podman, built: Built, tmp_path_factory: pytest.TempPathFactory) -> Tree:
     return _tree(podman, built.dev, tmp_path_factory.mktemp("dev-image") / "rootfs")
 
 

@@ -204,7 +204,8 @@ def base_image(podman: Podman) -> str:
     rootfs_key = key_of(DEBIAN, _mmdebstrap_version())
     bundle = CA_BUNDLE.read_bytes()
     containerfile = HERE / "base.Containerfile"
-    tag = f"localhost/placement-test-base:{key_of(rootfs_key, containerfile.read_text(), bundle.hex())}"
+    key = key_of(rootfs_key, containerfile.read_text(), bundle.hex())
+    tag = f"localhost/placement-test-base:{key}"
     if podman.exists(tag):
         podman.steps.append(f"base image {tag}: cached")
         return tag
@@ -217,7 +218,11 @@ def base_image(podman: Podman) -> str:
         shutil.copy(containerfile, Path(context) / "Containerfile")
         (Path(context) / "ca-certificates.crt").write_bytes(bundle)
         podman.build(
-            Path(context) / "Containerfile", Path(context), tag, "--build-arg", f"ROOTFS={rootfs_image}"
+            Path(context) / "Containerfile",
+            Path(context),
+            tag,
+            "--build-arg",
+            f"ROOTFS={rootfs_image}",
         )
     return tag
 
@@ -299,7 +304,12 @@ def in_tree(
     ]
     mode = "ro" if read_only else "rw"
     enter = ["/bin/sh", "-c", _ENTER, "enter", str(tree), mode, str(pidfile or ""), *command]
-    unshare = [shutil.which("unshare", path=SBIN_PATH) or "unshare", "--mount", "--propagation", "private"]
+    unshare = [
+        shutil.which("unshare", path=SBIN_PATH) or "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+    ]
     if rootless():
         return ["podman", "unshare", *unshare, *enter]
     return [*unshare, *enter]

@@ -88,9 +88,7 @@ class Container:
 
     def wait_healthy(self) -> None:
         try:
-            wait_for(
-                lambda: self.process.poll() is not None or self.healthy(), 60, "the container"
-            )
+            wait_for(lambda: self.process.poll() is not None or self.healthy(), 60, "the container")
         except AssertionError as timed_out:
             raise AssertionError(f"{timed_out}; its log:\n{self.log()}") from None
         assert self.process.poll() is None, f"it exited; its log:\n{self.log()}"
@@ -141,7 +139,8 @@ def test_the_image_bakes_no_setting_and_runs_as_a_non_root_user(tree: Tree) -> N
     config = tree.config
     assert not set(config.env) & variables(), config.env  # a deployment's settings win
     uid = config.user.split(":")[0]
-    assert uid.isdigit() and int(uid) != 0  # numeric: runAsNonRoot can verify it
+    assert uid.isdigit()  # numeric: runAsNonRoot can verify it
+    assert int(uid) != 0
     assert config.entrypoint == ["placement-manager"]
     assert config.cmd == ["serve"]
 
@@ -218,7 +217,8 @@ def test_a_missing_database_stops_it_at_once(
     assert running.process.returncode == 1
     [line] = running.log().splitlines()
     assert line.startswith("placement-manager: database unavailable: ")
-    assert "postgres" in line and "/missing-db refuses the connection (SQLSTATE 3D000" in line
+    assert "postgresql://postgres:" in line
+    assert "/missing-db refuses the connection (SQLSTATE 3D000" in line
     assert took < 2.0, f"{took:.2f} s"
 
 
