@@ -22,8 +22,9 @@ from placement.store import StoreUnavailable, make_store
 
 log = logging.getLogger("placement")
 
-# Seconds SIGTERM leaves requests in flight to finish: well under the 10 s that `podman
-# stop`, compose and systemd wait before SIGKILL (Kubernetes waits 30 s).
+# Seconds SIGTERM leaves requests in flight to finish. With app.STOP_DRAIN after it, a
+# stop ends within 8 s: before the SIGKILL of `podman stop` and compose (10 s), systemd
+# (TimeoutStopSec) and Kubernetes (30 s).
 SHUTDOWN_GRACE = 5
 
 
