@@ -22,11 +22,13 @@ from dataclasses import dataclass
 from psycopg import pq
 
 # SQLSTATEs (or classes) that no amount of waiting fixes.
-PERMANENT = {
-    "28": "credentials refused",  # invalid_authorization_specification: password, role, hba
-    "3D000": "no such database",  # invalid_catalog_name
-    "42501": "not allowed to connect",  # insufficient_privilege (no CONNECT right)
-}
+PERMANENT = frozenset(
+    {
+        "28",  # invalid_authorization_specification: password, role, pg_hba.conf refused
+        "3D000",  # invalid_catalog_name: no such database
+        "42501",  # insufficient_privilege: no CONNECT right on the database
+    }
+)
 # An ErrorResponse in libpq's trace (PostgreSQL 14+ format): `... ErrorResponse\t S "FATAL"
 # V "FATAL" C "3D000" M "..."`.
 _ERROR_CODE = re.compile(rb'\tErrorResponse\t.*? C "([0-9A-Z]{5})"')
@@ -34,7 +36,7 @@ _ERROR_CODE = re.compile(rb'\tErrorResponse\t.*? C "([0-9A-Z]{5})"')
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """Why an attempt failed: libpq's message (last line), the server's SQLSTATE if it
+    """Why an attempt failed: libpq's message (on one line), the server's SQLSTATE if it
     answered with an error, and whether waiting can help."""
 
     reason: str
