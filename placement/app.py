@@ -7,8 +7,10 @@ operationId is bound to the `Handlers` method of the same name in snake case.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -38,10 +40,18 @@ from placement.upstream.sprm import SprmClient
 from placement.validation import VALIDATORS
 
 SPEC = Path(__file__).with_name("openapi.yaml")
+# Seconds the process's shutdown may wait, after uvicorn's graceful period, for handler
+# threads and the reconciler still waiting on an upstream (with retries, up to minutes).
+# Their records hold leases, so the reconciler settles them later: `serve` leaves without
+# them, so that a stop ends before the platform's SIGKILL (cli.SHUTDOWN_GRACE + this).
+STOP_DRAIN = 3.0
+log = logging.getLogger("placement")
 
 
-def create_app(config: Config) -> connexion.AsyncApp:
-    """Build the whole service: store, upstream clients, flows, HTTP app."""
+def create_app(config: Config, *, stop_drain: float | None = None) -> connexion.AsyncApp:
+    """Build the whole service: store, upstream clients, flows, HTTP app. With
+    `stop_drain` (seconds), the process exits at most that long after shutdown begins,
+    even if a request or the reconciler is still waiting on an upstream."""
     store = make_store(config.database)
     policy = PolicyClient(config.policy, config.retry, config.threads, config.forward_auth)
     sprm = SprmClient(config.sprm, config.retry, config.threads, config.forward_auth)
@@ -61,6 +71,8 @@ def create_app(config: Config) -> connexion.AsyncApp:
         try:
             yield
         finally:
+            if stop_drain is not None:
+                _exit_after(stop_drain)
             await loop.run_in_executor(threads, reconciler.stop)
             threads.shutdown(wait=True)
             store.close()
@@ -120,7 +132,25 @@ def resolver(handlers: Handlers) -> Resolver:
 
 
 def app_from_env() -> connexion.AsyncApp:
-    """Factory for uvicorn workers: configuration from the environment."""
+    """Factory for uvicorn workers (`serve`): configuration from the environment."""
     config = Config.from_env(os.environ)
     logs.configure(config.log_level, config.log_format)
-    return create_app(config)
+    return create_app(config, stop_drain=STOP_DRAIN)
+
+
+def _exit_after(seconds: float) -> None:
+    """End this process in `seconds` unless it has ended by then (a daemon timer: it
+    never delays a normal exit). Python would otherwise wait for every thread."""
+
+    def leave() -> None:
+        log.warning(
+            "still waiting on an upstream %gs into the shutdown: leaving now "
+            "(unfinished operations hold leases; the reconciler settles them)",
+            seconds,
+        )
+        logging.shutdown()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, leave)
+    timer.daemon = True
+    timer.start()

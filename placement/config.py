@@ -2,6 +2,12 @@
 
 Names and defaults are the Go service's, so a deployment can swap one for the other.
 Every invalid value stops start-up with a `ConfigError` naming the variable.
+
+A setting may have other names: an alias (`BIND_ADDRESS` for `SVC_ADDRESS`, as DCM's
+deployments spell it) and, for secrets, a `*_FILE` variant naming a file that holds the
+value (as container platforms mount secrets). No name outranks another: every name that
+is set must give the same value, else start-up stops naming them (a deployment's setting
+can never be silently overridden by another name, e.g. one baked into an image).
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -109,7 +116,7 @@ class Config:
                 port=read("DB_PORT", "5432", _int_between(1, 65535)),
                 name=read("DB_NAME", "placement-manager", _non_empty),
                 user=read("DB_USER", "", str),
-                password=read("DB_PASSWORD", "", str, alias="DB_PASS"),
+                password=read("DB_PASSWORD", "", str, alias="DB_PASS", secret=True),
                 connect_timeout=read("DB_CONNECT_TIMEOUT", "30s", parse_duration),
                 pool_size=read("DB_POOL_SIZE", "10", _int_between(1, 1000)),
                 pool_timeout=read("DB_POOL_TIMEOUT", "2s", _positive_duration),
@@ -150,22 +157,80 @@ def _auth(read: _Reader) -> Auth:
     )
 
 
+def variables() -> frozenset[str]:
+    """Every environment variable the configuration reads (names, aliases, `*_FILE`
+    variants): what a deployment file may set."""
+    env = _Recorder(
+        {"AUTH_DISABLED": "false", "AUTH_ISSUER_URL": "https://idp", "AUTH_JWT_AUDIENCE": "a"}
+    )
+    Config.from_env(env)
+    return frozenset(env.asked)
+
+
 class _Reader:
-    """Reads one variable (or its alias), parses it, and names it in any error."""
+    """Reads one setting under each of its names, parses it, and names it in any error."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
 
     def __call__(
-        self, name: str, default: str, parse: Callable[[str], T], alias: str | None = None
+        self,
+        name: str,
+        default: str,
+        parse: Callable[[str], T],
+        alias: str | None = None,
+        *,
+        secret: bool = False,
     ) -> T:
-        source, raw = name, self._env.get(name)
-        if raw is None and alias is not None and alias in self._env:
-            source, raw = alias, self._env[alias]
+        given = self._given(name, alias, secret)
+        (source, raw), *others = given or [(name, None)]
+        for other, value in others:
+            if value != raw:
+                shown = "" if secret else f"={raw!r}"
+                other_shown = "" if secret else f"={value!r}"
+                raise ConfigError(
+                    f"{source}{shown} and {other}{other_shown} disagree: "
+                    "set one of them (or both to the same value)"
+                )
         try:
             return parse(default if raw is None else raw)
         except ValueError as exc:
-            raise ConfigError(f"{source}={raw!r}: {exc}") from None
+            shown = "***" if secret and raw else repr(raw)
+            raise ConfigError(f"{source}={shown}: {exc}") from None
+
+    def _given(self, name: str, alias: str | None, secret: bool) -> list[tuple[str, str | None]]:
+        """(variable, value) for each name of the setting that is set."""
+        names = [name] if alias is None else [name, alias]
+        given: list[tuple[str, str | None]] = [
+            (n, self._env[n]) for n in names if self._env.get(n) is not None
+        ]
+        if secret:
+            file_name = f"{name}_FILE"
+            path = self._env.get(file_name)
+            if path is not None:
+                given.append((file_name, _read_secret_file(file_name, path)))
+        return given
+
+
+def _read_secret_file(variable: str, path: str) -> str:
+    """A secret mounted as a file; the line break editors and `echo` add is not part of it."""
+    try:
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{variable}={path!r}: cannot read it: {reason}") from None
+
+
+class _Recorder(dict[str, str]):
+    """An environment that notes every variable asked for."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        self.asked.add(key)
+        return super().get(key, default)
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")

@@ -251,7 +251,8 @@ def _dev_environment(
     address = f"[{host}]" if ":" in host else host
     return {
         "LOG_FORMAT": "text",
-        **env,
+        # The stack sets the address itself: an alias left in the shell must not contradict it.
+        **{name: value for name, value in env.items() if name != "BIND_ADDRESS"},
         "DB_TYPE": "sqlite",
         "DB_NAME": str(stack.database),
         "SVC_ADDRESS": f"{address}:{service.getsockname()[1]}",

@@ -43,6 +43,16 @@ postgresql_proc = factories.postgresql_proc(
     postgres_options="-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
 )
 
+# A server that checks passwords (the one above trusts every local connection), for the
+# tests of credentials; its superuser's password is PG_PASSWORD.
+PG_PASSWORD = "placement-test-password"
+postgresql_password_proc = factories.postgresql_proc(
+    executable=_pg_ctl(),
+    port=None,
+    password=PG_PASSWORD,
+    postgres_options="-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+)
+
 
 @pytest.fixture
 def base_config() -> Config:

@@ -5,19 +5,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from pytest_postgresql.executors import PostgreSQLExecutor
 
-from tests.processes import ENTRY, free_port
+from tests.conftest import PG_PASSWORD
+from tests.processes import CONFIG_PREFIXES, ENTRY, ServeProcess, free_port
 
 
 def run(
     args: list[str], env: dict[str, str], timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
-    clean = {
-        k: v for k, v in os.environ.items() if not k.startswith(("DB_", "SVC_", "POLICY_", "SP_"))
-    }
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(CONFIG_PREFIXES)}
     return subprocess.run(
         args, env=clean | env, capture_output=True, text=True, timeout=timeout, check=False
     )
@@ -61,6 +62,72 @@ def test_unreachable_database_is_retried_then_fails_clearly() -> None:
     )
     assert "within 1s" in last
     assert "Traceback" not in result.stderr
+
+
+def _pg_env(proc: PostgreSQLExecutor, **settings: str) -> dict[str, str]:
+    return {
+        "DB_HOST": proc.host,
+        "DB_PORT": str(proc.port),
+        "DB_USER": proc.user,
+        "DB_NAME": "postgres",
+        "DB_CONNECT_TIMEOUT": "60s",  # what waiting would cost: the refusals below must not
+        **settings,
+    }
+
+
+def _refused_at_once(env: dict[str, str]) -> str:
+    """Run `serve`; it must stop with status 1 in under 2 s (not wait DB_CONNECT_TIMEOUT);
+    its one-line error."""
+    started = time.monotonic()
+    result = run([str(ENTRY), "serve"], env, timeout=60)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "retrying" not in result.stderr
+    assert elapsed < 2.0, f"took {elapsed:.2f}s: {result.stderr}"
+    [line] = result.stderr.splitlines()
+    return line
+
+
+def test_a_missing_database_stops_serve_at_once(postgresql_proc: PostgreSQLExecutor) -> None:
+    line = _refused_at_once(_pg_env(postgresql_proc, DB_NAME="no-such-db"))
+    assert line.startswith(
+        "placement-manager: database unavailable: "
+        f"postgresql://{postgresql_proc.host}:{postgresql_proc.port}/no-such-db refuses the "
+        "connection (SQLSTATE 3D000; not retried): "
+    )
+    assert 'database "no-such-db" does not exist' in line
+
+
+def test_an_unknown_role_stops_serve_at_once(postgresql_proc: PostgreSQLExecutor) -> None:
+    line = _refused_at_once(_pg_env(postgresql_proc, DB_USER="nobody"))
+    assert "(SQLSTATE 28000; not retried)" in line
+
+
+def test_a_wrong_password_stops_serve_at_once(
+    postgresql_password_proc: PostgreSQLExecutor,
+) -> None:
+    line = _refused_at_once(_pg_env(postgresql_password_proc, DB_PASS="wrong"))
+    assert "(SQLSTATE 28P01; not retried)" in line
+    assert "wrong" not in line.replace("wrong-", "")
+
+
+def test_a_missing_password_stops_serve_at_once(
+    postgresql_password_proc: PostgreSQLExecutor,
+) -> None:
+    line = _refused_at_once(_pg_env(postgresql_password_proc))
+    assert "refuses the connection (no password set; not retried)" in line
+
+
+def test_the_right_password_from_a_file_is_accepted(
+    postgresql_password_proc: PostgreSQLExecutor, tmp_path: Path
+) -> None:
+    secret = tmp_path / "password"
+    secret.write_text(PG_PASSWORD + "\n")
+    env = _pg_env(postgresql_password_proc, DB_PASSWORD_FILE=str(secret))
+    with ServeProcess(env, tmp_path / "serve.log") as server:
+        server.wait_healthy()
+        assert server.stop() == 0
 
 
 def test_sqlite_file_in_a_missing_directory_fails_clearly(tmp_path: Path) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
-from placement.config import Config, ConfigError, parse_duration
+from placement.config import Config, ConfigError, parse_duration, variables
 
 
 def test_defaults_match_the_go_service() -> None:
@@ -49,13 +52,82 @@ def test_values_are_read() -> None:
     assert config.sprm.timeout == 0.25
 
 
-def test_compose_aliases_are_accepted_and_primary_names_win() -> None:
-    config = Config.from_env({"BIND_ADDRESS": "[::1]:8000", "DB_PASS": "secret"})
-    assert (config.host, config.port, config.database.password) == ("::1", 8000, "secret")
+def test_aliases_are_accepted() -> None:
     config = Config.from_env(
-        {"BIND_ADDRESS": ":1", "SVC_ADDRESS": ":2", "DB_PASS": "a", "DB_PASSWORD": "b"}
+        {"BIND_ADDRESS": "[::1]:8000", "DB_PASS": "secret", "WEB_CONCURRENCY": "3"}
     )
-    assert (config.port, config.database.password) == (2, "b")
+    assert (config.host, config.port, config.database.password) == ("::1", 8000, "secret")
+    assert config.workers == 3
+
+
+def test_a_name_and_its_alias_may_both_be_set_to_the_same_value() -> None:
+    # DCM sets DB_PASS and DB_PASSWORD alike.
+    config = Config.from_env(
+        {"DB_PASS": "s3cret", "DB_PASSWORD": "s3cret", "SVC_ADDRESS": ":9", "BIND_ADDRESS": ":9"}
+    )
+    assert (config.port, config.database.password) == (9, "s3cret")
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"BIND_ADDRESS": ":1", "SVC_ADDRESS": ":2"}, ("SVC_ADDRESS=':2'", "BIND_ADDRESS=':1'")),
+        ({"SVC_WORKERS": "1", "WEB_CONCURRENCY": "2"}, ("SVC_WORKERS='1'", "WEB_CONCURRENCY='2'")),
+        ({"DB_PASS": "a", "DB_PASSWORD": "b"}, ("DB_PASSWORD", "DB_PASS")),
+    ],
+)
+def test_a_name_and_its_alias_set_to_different_values_stop_start_up(
+    env: dict[str, str], names: tuple[str, str]
+) -> None:
+    # Neither wins: a value baked into an image must never silently beat a deployment's.
+    with pytest.raises(ConfigError) as raised:
+        Config.from_env(env)
+    message = str(raised.value)
+    assert message.startswith(f"{names[0]} and {names[1]} disagree")
+    assert "\n" not in message
+
+
+def test_a_secret_in_conflict_is_not_shown() -> None:
+    with pytest.raises(ConfigError) as raised:
+        Config.from_env({"DB_PASS": "first-secret", "DB_PASSWORD": "second-secret"})
+    assert "secret" not in str(raised.value).replace("DB_PASS", "")
+
+
+def test_the_database_password_can_come_from_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "db-password"
+    secret.write_text("from-a-file\n")  # mounted secrets often end with a line break
+    config = Config.from_env({"DB_PASSWORD_FILE": str(secret)})
+    assert config.database.password == "from-a-file"
+    # The file and a variable may both be given when they agree, not otherwise.
+    config = Config.from_env({"DB_PASSWORD_FILE": str(secret), "DB_PASS": "from-a-file"})
+    assert config.database.password == "from-a-file"
+    with pytest.raises(ConfigError, match=r"^DB_PASSWORD and DB_PASSWORD_FILE disagree"):
+        Config.from_env({"DB_PASSWORD_FILE": str(secret), "DB_PASSWORD": "other"})
+
+
+def test_an_unreadable_secret_file_names_the_variable(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(ConfigError) as raised:
+        Config.from_env({"DB_PASSWORD_FILE": str(missing)})
+    assert str(raised.value) == (
+        f"DB_PASSWORD_FILE={str(missing)!r}: cannot read it: No such file or directory"
+    )
+
+
+def test_variables_lists_every_name_the_configuration_reads() -> None:
+    names = variables()
+    assert {"SVC_ADDRESS", "BIND_ADDRESS", "DB_PASSWORD", "DB_PASS", "DB_PASSWORD_FILE"} <= names
+    assert {"WEB_CONCURRENCY", "AUTH_ISSUER_URL", "AUTH_JWT_AUDIENCE", "DB_TYPE"} <= names
+    assert "PGSSLMODE" not in names  # libpq's own, not ours
+
+
+def test_the_readme_configuration_table_lists_every_variable() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    first_cells = [row.split("|")[1] for row in rows]
+    listed = {name for cell in first_cells for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", cell)}
+    assert listed == variables()
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,9 @@ Policy Engine and SPRM stand-ins as its upstreams."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +19,8 @@ from placement_manager_client.api.resource import (
 )
 from placement_manager_client.models import Resource, ResourceSpec
 
+from placement.app import STOP_DRAIN
+from placement.cli import SHUTDOWN_GRACE
 from placement.config import Database
 from placement.standins import PolicyStandIn, SprmStandIn
 from tests.processes import ServeProcess
@@ -101,3 +106,29 @@ def test_several_workers_serve_and_merge_their_metrics(
         [sample] = [row for row in page.splitlines() if row.startswith(line)]
         assert float(sample.rsplit(" ", 1)[1]) == 20
         assert server.stop() == 0
+
+
+def test_a_request_stuck_on_an_upstream_does_not_hold_the_stop(
+    server: ServeProcess, upstreams: tuple[str, str, SprmStandIn]
+) -> None:
+    # `podman stop` and compose send SIGKILL 10 s after SIGTERM.
+    assert SHUTDOWN_GRACE + STOP_DRAIN < 10
+    sprm = upstreams[2]
+    sprm.hold("create")  # the SPRM never answers (until the test ends)
+    body = {"catalog_item_instance_id": "cat-1", "spec": {"service_type": "vm"}}
+
+    def create() -> None:
+        with contextlib.suppress(requests.RequestException):  # the stop is under test
+            requests.post(f"{server.api}/resources?id=stuck-1", json=body, timeout=60)
+
+    creating = threading.Thread(target=create, daemon=True)
+    creating.start()
+    sprm.wait_held("create", timeout=10)
+
+    started = time.monotonic()
+    status = server.stop(timeout=30)
+    took = time.monotonic() - started
+
+    assert status == 0, server.log()
+    assert took < 10, f"took {took:.1f} s"
+    assert "still waiting on an upstream" in server.log()

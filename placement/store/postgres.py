@@ -16,6 +16,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from placement.config import Database
 from placement.model import JSONObject
+from placement.store import pg_probe
 from placement.store.base import DuplicateId, StoreError, StoreUnavailable
 from placement.store.sql import SqlStore
 
@@ -173,23 +174,30 @@ class PostgresStore(SqlStore):
             yield conn
 
     def _wait_until_reachable(self) -> None:
-        """Retry connecting until DB_CONNECT_TIMEOUT, then fail with the last reason."""
+        """Retry connecting until DB_CONNECT_TIMEOUT, then fail with the last reason; fail
+        at once when the server refuses for good (no such database, credentials refused)."""
         deadline = time.monotonic() + self._db.connect_timeout
         delay = 0.25
         while True:
-            try:
-                psycopg.connect(self._conninfo).close()
+            # Each try within libpq's connect_timeout (1-10 s), as the pool's connections.
+            left = deadline - time.monotonic()
+            refusal = pg_probe.attempt(self._conninfo, min(max(left, 1.0), 10.0))
+            if refusal is None:
                 return
-            except psycopg.OperationalError as exc:
-                reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
-                if time.monotonic() + delay > deadline:
-                    raise StoreUnavailable(
-                        f"cannot reach {self._db.describe()} within "
-                        f"{self._db.connect_timeout:g}s: {reason}"
-                    ) from None
-                log.warning("database not reachable yet, retrying: %s", reason)
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+            if refusal.permanent:
+                code = f"SQLSTATE {refusal.sqlstate}" if refusal.sqlstate else "no password set"
+                raise StoreUnavailable(
+                    f"{self._db.describe()} refuses the connection ({code}; not retried): "
+                    f"{refusal.reason}"
+                )
+            if time.monotonic() + delay > deadline:
+                raise StoreUnavailable(
+                    f"cannot reach {self._db.describe()} within "
+                    f"{self._db.connect_timeout:g}s: {refusal.reason}"
+                )
+            log.warning("database not reachable yet, retrying: %s", refusal.reason)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 @contextmanager
