@@ -54,6 +54,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE IF NOT EXISTS placement_settings"
         " (name text PRIMARY KEY, value text NOT NULL)",
     ),
+    # The in-service drift audit (placement/auditor.py): its lease, so that one replica
+    # at a time runs it, and the counts of the last run, which every replica publishes.
+    (
+        """
+        CREATE TABLE IF NOT EXISTS placement_audit (
+            name text PRIMARY KEY,
+            owner text NOT NULL,
+            lease_until datetime NOT NULL,
+            finish_time datetime,
+            orphaned_instances integer,
+            missing_instances integer,
+            stuck_operations integer
+        )
+        """,
+    ),
 )
 
 # OperationalErrors that mean "cannot use the database now", not "this statement failed".
