@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 
 from placement import context, metrics
-from placement.audit import AuditError, Instances, scan
+from placement.audit import PAGE_SIZE, AuditError, Instances, scan
 from placement.store import ResourceStore, StoreError
 from placement.store.drift import DriftStore
 from placement.upstream.errors import UpstreamError
@@ -38,6 +38,7 @@ class Auditor:
         interval: float,
         lease_seconds: float,
         clock: Callable[[], float] = time.monotonic,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         self._drift = DriftStore(store)
         self._sprm = sprm
@@ -50,6 +51,7 @@ class Auditor:
         self._lease_seconds = 2 * interval + lease_seconds
         self._owner = f"auditor-{uuid.uuid4().hex}"
         self._clock = clock
+        self._page_size = page_size
         self._renewed = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -61,7 +63,9 @@ class Auditor:
         audited = self._drift.take_lease(self._owner, self._lease_seconds)
         if audited:
             self._renewed = self._clock()
-            findings = scan(self._drift, self._sprm, self._operation_lease, on_page=self._page)
+            findings = scan(
+                self._drift, self._sprm, self._operation_lease, self._page_size, self._page
+            )
             counts = findings.counts()
             self._drift.save_result(
                 counts["orphaned_instances"],
