@@ -58,10 +58,14 @@ def add_records(
     lease: Lease | None = None,
 ) -> None:
     for rid in ids:
-        store.insert(Resource(rid, "cat", {"n": 1}, "p", "APPROVED", created, created, state), lease)
+        store.insert(
+            Resource(rid, "cat", {"n": 1}, "p", "APPROVED", created, created, state), lease
+        )
 
 
-def add_instances(standin: SprmStandIn, *ids: str, created: datetime | None = OLD, **extra: str) -> None:
+def add_instances(
+    standin: SprmStandIn, *ids: str, created: datetime | None = OLD, **extra: str
+) -> None:
     when = None if created is None else created.isoformat()
     standin.put_instances([{"id": rid, "create_time": when, **extra} for rid in ids])
 
@@ -251,10 +255,12 @@ def test_repairs_leave_items_that_changed_since_the_scan(
     ]
     assert set(standin.instances) == {"now-recorded", "now-scheduled", "recreated", "came-back"}
     came_back = store.get("came-back")
-    assert came_back is not None and came_back.state is State.READY
+    assert came_back is not None
+    assert came_back.state is State.READY
     assert store.claim("came-back", State.READY, State.DELETING, live, datetime.now(UTC))
     busy = store.get("now-busy")
-    assert busy is not None and busy.state is State.DELETING
+    assert busy is not None
+    assert busy.state is State.DELETING
 
 
 def test_deletes_are_capped_and_only_resource_ids_are_deleted(
@@ -321,9 +327,11 @@ def test_one_auditor_audits_and_every_one_publishes(
     assert sample("placement_drift", kind="missing_instances") == 1
     assert sample("placement_drift", kind="stuck_operations") == 1
     age = sample("placement_oldest_operation_age_seconds")
-    assert age is not None and age >= GRACE
+    assert age is not None
+    assert age >= GRACE
     finished = sample("placement_drift_audit_finish_time_seconds")
-    assert finished is not None and abs(finished - time.time()) < 600
+    assert finished is not None
+    assert abs(finished - time.time()) < 600
     assert first.run_once()  # the holder keeps its lease from one round to the next
 
 

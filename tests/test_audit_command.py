@@ -9,15 +9,19 @@ import os
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 
+from placement import audit_command
 from placement.config import Database
 from placement.model import Resource
 from placement.standins import SprmStandIn
 from placement.store import ResourceStore
 from tests.processes import CONFIG_PREFIXES, ENTRY, free_port
 
+ROOT = Path(__file__).resolve().parent.parent
 OLD = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
 IN_STEP = [f"ok-{n:03d}" for n in range(130)]
 ORPHANS = ["orphan-2", "orphan-1", "orphan-3"]
@@ -48,7 +52,8 @@ def audit(
     clean = {k: v for k, v in os.environ.items() if not k.startswith(CONFIG_PREFIXES)}
     return subprocess.run(
         [ENTRY, "audit", *args],
-        env=clean | {"UPSTREAM_RETRY_INITIAL_INTERVAL": "0", "UPSTREAM_RETRY_MAX_INTERVAL": "0"}
+        env=clean
+        | {"UPSTREAM_RETRY_INITIAL_INTERVAL": "0", "UPSTREAM_RETRY_MAX_INTERVAL": "0"}
         | env,
         capture_output=True,
         text=True,
@@ -186,3 +191,17 @@ def test_bad_configuration_and_an_unreachable_database_are_one_line(tmp_path: ob
     one_line_error(audit({"DB_TYPE": "mysql"}), "invalid configuration", "DB_TYPE='mysql'")
     closed = {"DB_HOST": "127.0.0.1", "DB_PORT": str(free_port()), "DB_CONNECT_TIMEOUT": "1s"}
     one_line_error(audit(closed), "cannot reach postgresql://127.0.0.1:")
+
+
+def test_the_kubernetes_cronjob_runs_the_audit_dry() -> None:
+    manifest = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "audit-cronjob.yaml").read_text())
+    assert (manifest["apiVersion"], manifest["kind"]) == ("batch/v1", "CronJob")
+    pod = manifest["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    args = container["args"]
+    assert args[0] == "audit"
+    parsed = audit_command.parser().parse_args(args[1:])
+    assert not parsed.delete_orphans
+    assert not parsed.forget_missing
+    assert pod["restartPolicy"] == "Never"
+    assert manifest["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 0

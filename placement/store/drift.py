@@ -20,25 +20,28 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from placement.store.base import ResourceStore
-from placement.store.sql import SqlStore
+from placement.store.postgres import PostgresStore
+from placement.store.sqlite import SqliteStore
 
-TABLE = "placement_audit_instances"
 LEASE_NAME = "drift"
 
 _SQL = {
-    "drop_table": f"DROP TABLE IF EXISTS {TABLE}",
-    "create_table": f"CREATE TEMPORARY TABLE {TABLE}"
+    "drop_table": "DROP TABLE IF EXISTS placement_audit_instances",
+    "create_table": "CREATE TEMPORARY TABLE placement_audit_instances"
     " (id text PRIMARY KEY, page integer NOT NULL, candidate boolean NOT NULL)",
-    "create_index": f"CREATE INDEX {TABLE}_page_idx ON {TABLE} (page)",
-    "add": f"INSERT INTO {TABLE} (id, page, candidate) VALUES (?, ?, ?)"
+    "create_index": "CREATE INDEX placement_audit_instances_page_idx"
+    " ON placement_audit_instances (page)",
+    "add": "INSERT INTO placement_audit_instances (id, page, candidate) VALUES (?, ?, ?)"
     " ON CONFLICT (id) DO NOTHING",
-    "unknown_on_page": f"SELECT a.id FROM {TABLE} a WHERE a.page = ? AND a.candidate"
+    "unknown_on_page": "SELECT a.id FROM placement_audit_instances a"
+    " WHERE a.page = ? AND a.candidate"
     " AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.id = a.id) ORDER BY a.id",
     "missing": "SELECT r.id FROM resources r WHERE r.state = 'READY'"
     " AND (r.create_time IS NULL OR r.create_time < ?)"
-    f" AND NOT EXISTS (SELECT 1 FROM {TABLE} a WHERE a.id = r.id) ORDER BY r.id",
-    "listed": f"SELECT count(*) FROM {TABLE}",
-    "analyze": f"ANALYZE {TABLE}",
+    " AND NOT EXISTS (SELECT 1 FROM placement_audit_instances a WHERE a.id = r.id)"
+    " ORDER BY r.id",
+    "listed": "SELECT count(*) FROM placement_audit_instances",
+    "analyze": "ANALYZE placement_audit_instances",
     "records": "SELECT count(*) FROM resources",
     "has_record": "SELECT 1 FROM resources WHERE id = ?",
     "clock": "SELECT now()",
@@ -47,8 +50,8 @@ _SQL = {
     "oldest": "SELECT now(), min(lease_until),"
     " min(CASE WHEN lease_until IS NULL THEN create_time END)"
     " FROM resources WHERE state <> 'READY'",
-    # A lease on a READY record keeps every operation off it (their claims wait for
-    # expired leases); its state is left alone.
+    # A lease on a READY record keeps every operation off it (their claims wait for an
+    # expired lease); its state is left alone.
     "claim_ready": "UPDATE resources SET lease_owner = ?,"
     " lease_until = now() + make_interval(secs => ?)"
     " WHERE id = ? AND state = 'READY' AND (lease_until IS NULL OR lease_until < now())"
@@ -58,41 +61,43 @@ _SQL = {
     " WHERE id = ? AND lease_owner = ?",
     "take_lease": "INSERT INTO placement_audit (name, owner, lease_until)"
     " VALUES (?, ?, now() + make_interval(secs => ?))"
-    " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
-    " lease_until = excluded.lease_until"
+    " ON CONFLICT (name) DO UPDATE"
+    " SET owner = excluded.owner, lease_until = excluded.lease_until"
     " WHERE placement_audit.owner = excluded.owner OR placement_audit.lease_until < now()"
     " RETURNING owner",
-    "save_result": "UPDATE placement_audit SET finish_time = now(), orphaned_instances = ?,"
-    " missing_instances = ?, stuck_operations = ? WHERE name = ?",
+    "save_result": "UPDATE placement_audit SET finish_time = now(),"
+    " orphaned_instances = ?, missing_instances = ?, stuck_operations = ? WHERE name = ?",
     "last_result": "SELECT finish_time, orphaned_instances, missing_instances,"
     " stuck_operations FROM placement_audit WHERE name = ? AND finish_time IS NOT NULL",
 }
 # SQLite: times are text in the store's format ("2026-03-30 09:15:01.123456+00:00"),
-# which sorts in time order; its clock is strftime('now'). Durations come as
-# strftime modifiers ("+30.0 seconds"). Temporary tables go to a file, not to memory.
-_NOW = "strftime('%Y-%m-%d %H:%M:%f+00:00', 'now')"
+# which sorts in time order; its clock is strftime('now') in that format. Durations come
+# as strftime modifiers ("+30.000 seconds"). Temporary tables go to a file, not memory.
 _SQLITE = {
-    "drop_table": f"DROP TABLE IF EXISTS temp.{TABLE}",
+    "drop_table": "DROP TABLE IF EXISTS temp.placement_audit_instances",
     "temp_store": "PRAGMA temp_store = FILE",
-    "analyze": f"ANALYZE temp.{TABLE}",
-    "clock": f"SELECT {_NOW}",
-    "stuck": "SELECT id FROM resources WHERE state <> 'READY'"
-    f" AND (lease_until IS NULL OR lease_until < {_NOW}) ORDER BY id",
-    "oldest": f"SELECT {_NOW}, min(lease_until),"
+    "analyze": "ANALYZE temp.placement_audit_instances",
+    "clock": "SELECT strftime('%Y-%m-%d %H:%M:%f+00:00', 'now')",
+    "stuck": "SELECT id FROM resources WHERE state <> 'READY' AND (lease_until IS NULL"
+    " OR lease_until < strftime('%Y-%m-%d %H:%M:%f+00:00', 'now')) ORDER BY id",
+    "oldest": "SELECT strftime('%Y-%m-%d %H:%M:%f+00:00', 'now'), min(lease_until),"
     " min(CASE WHEN lease_until IS NULL THEN create_time END)"
     " FROM resources WHERE state <> 'READY'",
     "claim_ready": "UPDATE resources SET lease_owner = ?,"
     " lease_until = strftime('%Y-%m-%d %H:%M:%f+00:00', 'now', ?)"
-    f" WHERE id = ? AND state = 'READY' AND (lease_until IS NULL OR lease_until < {_NOW})"
+    " WHERE id = ? AND state = 'READY' AND (lease_until IS NULL"
+    " OR lease_until < strftime('%Y-%m-%d %H:%M:%f+00:00', 'now'))"
     " AND (create_time IS NULL OR create_time < ?)",
     "take_lease": "INSERT INTO placement_audit (name, owner, lease_until)"
     " VALUES (?, ?, strftime('%Y-%m-%d %H:%M:%f+00:00', 'now', ?))"
-    " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
-    " lease_until = excluded.lease_until"
-    f" WHERE placement_audit.owner = excluded.owner OR placement_audit.lease_until < {_NOW}"
+    " ON CONFLICT (name) DO UPDATE"
+    " SET owner = excluded.owner, lease_until = excluded.lease_until"
+    " WHERE placement_audit.owner = excluded.owner"
+    " OR placement_audit.lease_until < strftime('%Y-%m-%d %H:%M:%f+00:00', 'now')"
     " RETURNING owner",
-    "save_result": f"UPDATE placement_audit SET finish_time = {_NOW}, orphaned_instances = ?,"
-    " missing_instances = ?, stuck_operations = ? WHERE name = ?",
+    "save_result": "UPDATE placement_audit"
+    " SET finish_time = strftime('%Y-%m-%d %H:%M:%f+00:00', 'now'),"
+    " orphaned_instances = ?, missing_instances = ?, stuck_operations = ? WHERE name = ?",
 }
 
 
@@ -137,10 +142,10 @@ class DriftStore:
     """The audit's statements on `store`'s database (PostgreSQL or SQLite)."""
 
     def __init__(self, store: ResourceStore) -> None:
-        if not isinstance(store, SqlStore):
+        if not isinstance(store, PostgresStore | SqliteStore):
             raise TypeError(f"the drift audit needs an SQL store, not {type(store).__name__}")
-        self._store = store
-        sqlite = store.placeholder == "?"
+        self._store: PostgresStore | SqliteStore = store
+        sqlite = isinstance(store, SqliteStore)
         statements = _SQL | _SQLITE if sqlite else _SQL
         self.sql = {name: text.replace("?", store.placeholder) for name, text in statements.items()}
         self._sqlite = sqlite
@@ -148,10 +153,11 @@ class DriftStore:
     def time_value(self, moment: datetime) -> Any:
         return self._store._time_value(moment)
 
-    def _time(self, value: Any) -> datetime | None:
-        if value is None:
-            return None
+    def _time(self, value: Any) -> datetime:
         return self._store._decode_time(value).astimezone(UTC)
+
+    def _maybe_time(self, value: Any) -> datetime | None:
+        return None if value is None else self._time(value)
 
     def _duration(self, seconds: float) -> Any:
         return f"+{seconds:.3f} seconds" if self._sqlite else seconds
@@ -196,9 +202,7 @@ class DriftStore:
     def clock(self) -> datetime:
         """The database's time now."""
         [(now,)] = self._rows("clock")
-        moment = self._time(now)
-        assert moment is not None
-        return moment
+        return self._time(now)
 
     def stuck_operations(self) -> list[str]:
         """Records in flight (any state but READY) whose lease has run out, or that have
@@ -217,14 +221,12 @@ class DriftStore:
         lease's end less one lease (`lease_seconds`), or the creation of a record in flight
         without a lease; None when nothing is in flight."""
         [(now, lease_until, unleased)] = self._rows("oldest")
-        clock = self._time(now)
-        assert clock is not None
-        starts = [self._time(unleased)]
-        until = self._time(lease_until)
+        starts = [self._maybe_time(unleased)]
+        until = self._maybe_time(lease_until)
         if until is not None:
             starts.append(until - timedelta(seconds=lease_seconds))
         known = [each for each in starts if each is not None]
-        return clock, min(known) if known else None
+        return self._time(now), min(known) if known else None
 
     # Repairs: one record at a time, under a lease.
 
@@ -255,6 +257,4 @@ class DriftStore:
         if not rows:
             return None
         finished, orphaned, missing, stuck = rows[0]
-        finish_time = self._time(finished)
-        assert finish_time is not None
-        return AuditResult(finish_time, int(orphaned), int(missing), int(stuck))
+        return AuditResult(self._time(finished), int(orphaned), int(missing), int(stuck))

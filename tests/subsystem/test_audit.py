@@ -32,7 +32,9 @@ from tests.support import wait_for
 RESOURCES = 105  # more than one page of the SPRM's list (100)
 
 
-def run_audit(service: Service, upstreams: Upstreams, *args: str) -> subprocess.CompletedProcess[str]:
+def run_audit(
+    service: Service, upstreams: Upstreams, *args: str
+) -> subprocess.CompletedProcess[str]:
     assert ENTRY is not None
     clean = {k: v for k, v in os.environ.items() if not k.startswith(CONFIG_PREFIXES)}
     env = clean | SERVICE_ENV | service.backend.env
