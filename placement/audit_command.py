@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 from placement import context, logs
@@ -78,6 +79,9 @@ def main(argv: list[str]) -> int:
         return _error(f"invalid configuration: {exc}")
     # Findings and actions are the output; the service's log lines only on demand.
     logs.configure(config.log_level if config.log_level == "DEBUG" else "ERROR", config.log_format)
+    db = config.database
+    if db.type == "sqlite" and not Path(db.name).is_file():  # a typo must not look like drift
+        return _error(f"no database at {db.describe()}")
     grace = config.operation_lease() if args.grace is None else args.grace
     store = make_store(config.database)
     sprm = SprmClient(config.sprm, config.retry, pool_size=2)

@@ -146,7 +146,7 @@ def test_a_grace_period_hides_young_drift(drifted: dict[str, str], standin: Sprm
     assert "orphan-1" not in audit(drifted, "--json", "--grace", "2h").stdout
 
 
-def test_no_drift_exits_0(db: Database, standin: SprmStandIn) -> None:
+def test_no_drift_exits_0(db: Database, store: ResourceStore, standin: SprmStandIn) -> None:
     env = db_env(db) | {"SP_RESOURCE_MANAGER_URL": standin.url}  # type: ignore[attr-defined]
     result = audit(env, "--json")
     assert (result.returncode, result.stderr) == (0, "")
@@ -162,7 +162,7 @@ def one_line_error(result: subprocess.CompletedProcess[str], *parts: str) -> Non
         assert part in line
 
 
-def test_an_unreachable_sprm_is_one_line_and_exit_2(db: Database) -> None:
+def test_an_unreachable_sprm_is_one_line_and_exit_2(db: Database, store: ResourceStore) -> None:
     env = db_env(db) | {"SP_RESOURCE_MANAGER_URL": f"http://127.0.0.1:{free_port()}"}
     one_line_error(audit(env, "--json"), "sprm list", "no answer")
 
@@ -187,8 +187,13 @@ def test_bad_flags_are_one_line_and_exit_2(args: list[str], message: str) -> Non
     one_line_error(audit({}, *args), message)
 
 
-def test_bad_configuration_and_an_unreachable_database_are_one_line(tmp_path: object) -> None:
+def test_bad_configuration_and_an_unreachable_database_are_one_line(tmp_path: Path) -> None:
     one_line_error(audit({"DB_TYPE": "mysql"}), "invalid configuration", "DB_TYPE='mysql'")
+    nowhere = str(tmp_path / "typo.db")
+    one_line_error(
+        audit({"DB_TYPE": "sqlite", "DB_NAME": nowhere}), f"no database at sqlite:{nowhere}"
+    )
+    assert not Path(nowhere).exists()
     closed = {"DB_HOST": "127.0.0.1", "DB_PORT": str(free_port()), "DB_CONNECT_TIMEOUT": "1s"}
     one_line_error(audit(closed), "cannot reach postgresql://127.0.0.1:")
 

@@ -151,6 +151,7 @@ def test_malformed_list_pages_are_permanent_errors(
     assert not raised.value.transient
     assert len(http.calls) == 1
 
+
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 408, 429])
 def test_transient_statuses_are_retried_until_success(
     http: responses.RequestsMock, status: int
