@@ -13,6 +13,7 @@ import contextlib
 import importlib.util
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from bench import audit as audit_bench
 from bench import report
 from bench.load import Load, find_wrk, run_wrk, wrk_version
 from bench.pg import PrivatePostgres, default_pg_user, find_bindir
@@ -104,7 +106,19 @@ def _parser() -> argparse.ArgumentParser:
     add(
         "--smoke",
         action="store_true",
-        help="tiny CI run: 2000 rows, 1 s a scenario, no warm-up, 16/64 connections",
+        help="tiny CI run: 2000 rows, 1 s a scenario, no warm-up, 16/64 connections"
+        " (with --audit: sizes 1000,3000)",
+    )
+    add(
+        "--audit",
+        action="store_true",
+        help="instead of the scenarios: the drift audit's peak RSS at --audit-sizes"
+        " records and instances, on PostgreSQL and SQLite (bench/audit.py)",
+    )
+    add(
+        "--audit-sizes",
+        default=",".join(str(each) for each in audit_bench.SIZES),
+        help="comma-separated numbers of records (and instances) for --audit (10000,200000)",
     )
     return parser
 
@@ -113,7 +127,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.smoke:
-        given = set(argv if argv is not None else sys.argv[1:])
+        given = set(given_args(argv))
         preset = {
             "--rows": ("rows", 2000),
             "--duration": ("duration", 1),
@@ -124,6 +138,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         for flag, (name, value) in preset.items():
             if not any(each == flag or each.startswith(flag + "=") for each in given):
                 setattr(args, name, value)
+    if args.smoke and not any(each.startswith("--audit-sizes") for each in given_args(argv)):
+        args.audit_sizes = ",".join(str(each) for each in audit_bench.SMOKE_SIZES)
+    try:
+        args.sizes = audit_bench.sizes(args.audit_sizes)
+    except ValueError as exc:
+        parser.error(str(exc))
     try:
         args.selected = select(args.scenarios)
     except ValueError as exc:
@@ -145,6 +165,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         overrides[name] = value
     args.overrides = overrides
     return args
+
+
+def given_args(argv: list[str] | None) -> list[str]:
+    return argv if argv is not None else sys.argv[1:]
 
 
 @dataclass
@@ -426,13 +450,25 @@ def _no_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _audit(run: Run, started_at: datetime, argv: list[str] | None) -> int:
+    """The drift audit's memory at each size; status 2 on a MISS with --enforce-targets."""
+    args = run.args
+    _say(f"{PROG}: drift audit at {', '.join(f'{n:,}' for n in args.sizes)} records+instances")
+    results = audit_bench.measure(run.pg, run.standins, run.tmp, args.sizes)
+    words = given_args(argv)
+    command = "python -m bench" + ("" if not words else " " + shlex.join(words))
+    growth = audit_bench.write(args.out, results, started_at, command)
+    missed = any(each["verdict"] == "MISS" for each in growth.values())
+    return 2 if missed and args.enforce_targets else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started_at = datetime.now(UTC)
     clock = time.monotonic()
     try:
         _check_modules()
-        wrk = find_wrk(args.wrk)
+        wrk = "" if args.audit else find_wrk(args.wrk)
         bindir = find_bindir()
     except BenchError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -452,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             pg.start()
             run.standins.start()
+            if args.audit:
+                return _audit(run, started_at, argv)
             _say(f"{PROG}: PostgreSQL on 127.0.0.1:{pg.port}; seeding {args.rows} rows")
             run.timings.update(seed_template(pg, run.standins, tmp, args.rows, args.overrides))
             for repeat in range(args.repeat):

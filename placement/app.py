@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 
 from placement import logs, metrics, problems
 from placement.access import RequestObserver
+from placement.auditor import Auditor
 from placement.auth import TokenVerifier, bearer_handler
 from placement.config import Auth, Config
 from placement.connexion_speedups import middlewares, speed_up
@@ -59,6 +60,11 @@ def create_app(config: Config, *, stop_drain: float | None = None) -> connexion.
     reconciler = Reconciler(
         store, sprm, config.operation_lease(), retry_seconds=config.reconcile.interval
     )
+    auditor = (
+        Auditor(store, sprm, config.audit_interval, config.operation_lease())
+        if config.audit_interval > 0
+        else None
+    )
 
     # The handlers run here; the number of threads caps the requests served at once.
     threads = ThreadPoolExecutor(config.threads, thread_name_prefix="request")
@@ -68,12 +74,16 @@ def create_app(config: Config, *, stop_drain: float | None = None) -> connexion.
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(threads, store.open)
         reconciler.start(config.reconcile.interval)
+        if auditor is not None:
+            auditor.start()
         try:
             yield
         finally:
             if stop_drain is not None:
                 _exit_after(stop_drain)
             await loop.run_in_executor(threads, reconciler.stop)
+            if auditor is not None:
+                await loop.run_in_executor(threads, auditor.stop)
             threads.shutdown(wait=True)
             store.close()
             policy.close()

@@ -29,11 +29,17 @@ SHUTDOWN_GRACE = 5
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["audit"]:  # its own parser: bad flags are one line, exit status 2
+        from placement import audit_command
+
+        return audit_command.main(given[1:])
     parser = argparse.ArgumentParser(prog="placement-manager", description="DCM placement service.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="serve the API (configured by environment variables)")
     _add_dev_arguments(commands.add_parser("dev", help=_DEV_HELP, description=_DEV_DESCRIPTION))
-    args = parser.parse_args(argv)
+    commands.add_parser("audit", help="report (and repair) drift between records and the SPRM")
+    args = parser.parse_args(given)
     if args.command == "dev":
         from placement import devstack  # only `dev` needs the stand-ins: imported on demand
 

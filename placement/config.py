@@ -94,6 +94,7 @@ class Config:
     log_format: str = "json"
     forward_auth: bool = False
     auth: Auth = Auth()
+    audit_interval: float = 0.0  # the in-service drift audit; 0: off
 
     def operation_lease(self) -> float:
         """Seconds an operation holds a resource: its two longest possible SPRM calls
@@ -144,6 +145,7 @@ class Config:
             log_format=read("LOG_FORMAT", "json", _choice("json", "text")),
             forward_auth=read("UPSTREAM_FORWARD_AUTH", "false", _boolean),
             auth=_auth(read),
+            audit_interval=read("AUDIT_INTERVAL", "0", parse_duration),
         )
 
 

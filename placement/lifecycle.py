@@ -1,8 +1,9 @@
 """The lifecycle of a resource as one state machine: every move a record can make, who
-may make it, and on what condition. The service and the reconciler make these moves
-through the store (one store method per transition, one SQL statement per row it
-changes, named `<transition>` or `<transition>:<row>`); `tests/test_lifecycle_sql.py`
-checks every statement's states and conditions against this table.
+may make it, and on what condition. The service, the reconciler and the audit make these
+moves through the store (one method per transition, one SQL statement per row it changes,
+named `<transition>` or `<transition>:<row>`, in `store/sql.py` and `store/drift.py`);
+`tests/test_lifecycle_sql.py` checks every statement's states and conditions against
+this table.
 
 The rule that keeps the record and the SPRM in agreement: a call to the SPRM that can
 change an instance is made only by the holder of the record's lease, right after the
@@ -31,6 +32,7 @@ class Row(StrEnum):
 class Actor(StrEnum):
     REQUEST = "request"  # a client's operation, under the lease it took
     RECONCILER = "reconciler"  # a reconciler round, under the lease of its claim
+    AUDIT = "audit"  # a repair of `placement-manager audit`, under the lease of its claim
 
 
 class Guard(StrEnum):
@@ -71,6 +73,7 @@ class Transition:
 
 REQUEST = frozenset({Actor.REQUEST})
 RECONCILER = frozenset({Actor.RECONCILER})
+AUDIT = frozenset({Actor.AUDIT})
 BOTH = REQUEST | RECONCILER
 R, OLD, GONE = Row.RECORD, Row.REPLACED, Row.RETIRED
 P, READY, D, H, X = (
@@ -164,6 +167,25 @@ TRANSITIONS: tuple[Transition, ...] = (
         (Move(R, TRANSIENT, TRANSIENT, Guard.OWNER),),
         RECONCILER,
         "hand a record back unchanged after a look-up that could not answer",
+    ),
+    # The audit's repairs (placement/audit.py; statements in store/drift.py).
+    Transition(
+        "audit_claim",
+        (Move(R, READY, READY, Guard.LEASE_ENDED),),
+        AUDIT,
+        "hold a READY record (no operation may start) while its instance is checked",
+    ),
+    Transition(
+        "audit_forget",
+        (Move(R, READY, None, Guard.OWNER),),
+        AUDIT,
+        "--forget-missing: the instance of a READY record is gone",
+    ),
+    Transition(
+        "audit_release",
+        (Move(R, READY, READY, Guard.OWNER),),
+        AUDIT,
+        "the instance exists after all: the record is left as it was",
     ),
 )
 

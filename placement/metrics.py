@@ -61,6 +61,26 @@ RECONCILER_ACTIONS = Counter(
     ["action"],
 )
 
+# The in-service drift audit (auditor.py; AUDIT_INTERVAL). Every process publishes the
+# latest figures, so with several workers the most recent value is the right one.
+DRIFT = Gauge(
+    "placement_drift",
+    "Drift the last audit found (whichever replica ran it), by kind: orphaned_instances,"
+    " missing_instances, stuck_operations.",
+    ["kind"],
+    multiprocess_mode="mostrecent",
+)
+AUDIT_FINISHED = Gauge(
+    "placement_drift_audit_finish_time_seconds",
+    "When the last drift audit finished (Unix time).",
+    multiprocess_mode="mostrecent",
+)
+OLDEST_OPERATION = Gauge(
+    "placement_oldest_operation_age_seconds",
+    "Age of the oldest operation in flight (since its record was last claimed); 0 when none.",
+    multiprocess_mode="mostrecent",
+)
+
 
 def exposition() -> tuple[bytes, str]:
     """The metrics page and its content type, merged across processes when needed."""

@@ -26,6 +26,12 @@ def test_defaults_match_the_go_service() -> None:
     assert (config.policy.url, config.policy.timeout) == ("http://localhost:8081", 10.0)
     assert (config.sprm.url, config.sprm.timeout) == ("http://localhost:8082", 10.0)
     assert (config.retry.tries, config.retry.initial, config.retry.maximum) == (4, 1.0, 4.0)
+    assert config.audit_interval == 0.0  # the in-service drift audit is off
+
+
+def test_the_audit_interval_is_a_duration() -> None:
+    assert Config.from_env({"AUDIT_INTERVAL": "15m"}).audit_interval == 900.0
+    assert Config.from_env({"AUDIT_INTERVAL": "0"}).audit_interval == 0.0
 
 
 def test_values_are_read() -> None:
@@ -148,6 +154,7 @@ def test_the_readme_configuration_table_lists_every_variable() -> None:
         ("POLICY_MANAGER_EVALUATION_URL", "ftp://policy"),
         ("UPSTREAM_RETRY_MAX_TRIES", "0"),
         ("DB_NAME", ""),
+        ("AUDIT_INTERVAL", "hourly"),
     ],
 )
 def test_invalid_values_name_the_variable(name: str, value: str) -> None:

@@ -408,6 +408,127 @@ def test_deferred_delete_succeeds_or_queues_a_failure(sprm: Client) -> None:
     sprm.problem(sprm.delete(f"{INSTANCES}/{gone}x", params={"deferred": "true"}), 503)
 
 
+@pytest.fixture
+def fresh_sprm() -> Iterator[Client]:
+    """An SPRM stand-in of its own (the module's one keeps other tests' instances)."""
+    standin = SprmStandIn(max_deleted=3)
+    with standin.serve() as server:
+        yield Client(standin, server.url)
+
+
+def list_all(sprm: Client, size: int, **params: str) -> tuple[list[str], int]:
+    """Every id the list gives, following its page tokens, and the number of pages."""
+    listed: list[str] = []
+    token, pages = None, 0
+    while True:
+        query = {"max_page_size": str(size), **params} | ({"page_token": token} if token else {})
+        answer = sprm.get(INSTANCES, params=query)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        listed += [each["id"] for each in body["instances"]]
+        pages += 1
+        token = body.get("next_page_token")
+        if not token:
+            return listed, pages
+
+
+def test_list_pages_in_id_order_until_a_page_without_token(fresh_sprm: Client) -> None:
+    ids = [f"i-{n:02d}" for n in range(7)]
+    for instance_id in reversed(ids):
+        assert fresh_sprm.create(instance_id).status_code == 201
+
+    assert list_all(fresh_sprm, 3) == (ids, 3)
+    assert list_all(fresh_sprm, 7) == (ids, 1)
+    assert list_all(fresh_sprm, 100) == (ids, 1)
+    first = fresh_sprm.get(INSTANCES, params={"max_page_size": "3"}).json()
+    assert first["instances"][0] == fresh_sprm.get(f"{INSTANCES}/i-00").json()
+    empty = SprmStandIn()
+    with empty.serve() as server:
+        assert requests.get(server.url + INSTANCES, timeout=5).json() == {"instances": []}
+
+
+def test_deleted_instances_show_only_with_show_deleted(fresh_sprm: Client) -> None:
+    for instance_id in ("a", "b", "c"):
+        fresh_sprm.create(instance_id)
+    assert fresh_sprm.delete(f"{INSTANCES}/b").status_code == 204
+
+    assert list_all(fresh_sprm, 1) == (["a", "c"], 2)
+    assert list_all(fresh_sprm, 1, show_deleted="true") == (["a", "b", "c"], 3)
+    fresh_sprm.problem(fresh_sprm.get(f"{INSTANCES}/b"), 404)
+    deleted = fresh_sprm.get(f"{INSTANCES}/b", params={"show_deleted": "true"}).json()
+    assert deleted["delete_time"] == deleted["update_time"]
+    assert "b" not in fresh_sprm.standin.instances
+    fresh_sprm.problem(fresh_sprm.delete(f"{INSTANCES}/b"), 404)
+    assert fresh_sprm.create("b").status_code == 201  # the id can be used again
+    assert "delete_time" not in fresh_sprm.get(f"{INSTANCES}/b").json()
+
+
+def test_only_the_last_deleted_instances_are_kept(fresh_sprm: Client) -> None:
+    for n in range(5):
+        fresh_sprm.create(f"d-{n}")
+        fresh_sprm.delete(f"{INSTANCES}/d-{n}")
+    assert list_all(fresh_sprm, 100, show_deleted="true")[0] == ["d-2", "d-3", "d-4"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"max_page_size": "0"},
+        {"max_page_size": "101"},
+        {"max_page_size": "ten"},
+        {"show_deleted": "maybe"},
+        {"page_token": "not a token"},
+        {"page_token": "MTpi"},  # "1:b", issued for show_deleted=true
+    ],
+)
+def test_list_refuses_bad_parameters(fresh_sprm: Client, params: dict[str, str]) -> None:
+    fresh_sprm.problem(fresh_sprm.get(INSTANCES, params=params), 400)
+
+
+def test_list_takes_faults(fresh_sprm: Client) -> None:
+    fresh_sprm.standin.fail("list", 503, times=1, detail="try later")
+    fresh_sprm.problem(fresh_sprm.get(INSTANCES), 503, "try later")
+    assert fresh_sprm.get(INSTANCES).status_code == 200
+
+
+def test_instances_are_put_and_forgotten_behind_the_services_back(fresh_sprm: Client) -> None:
+    admin = "/_standin/instances"
+    put = [
+        {"id": "x-1", "create_time": "2025-01-01T00:00:00Z", "deletion_status": "SCHEDULED"},
+        {"id": "x-2", "create_time": None, "spec": {"cpu": 1}},
+    ]
+    assert fresh_sprm.post(admin, {"instances": put}).status_code == 204
+
+    one = fresh_sprm.get(f"{INSTANCES}/x-1").json()
+    assert one["create_time"] == "2025-01-01T00:00:00Z"
+    assert one["deletion_status"] == "SCHEDULED"
+    two = fresh_sprm.get(f"{INSTANCES}/x-2").json()
+    assert "create_time" not in two
+    assert two["spec"] == {"cpu": 1}
+    assert [r.operation for r in fresh_sprm.standin.requests] == ["get", "get"]  # admin: not
+    assert fresh_sprm.get(admin).json()["instances"] == [one, two]
+
+    assert fresh_sprm.delete(f"{admin}/x-1").status_code == 204
+    fresh_sprm.problem(fresh_sprm.get(f"{INSTANCES}/x-1", params={"show_deleted": "true"}), 404)
+    fresh_sprm.problem(fresh_sprm.delete(f"{admin}/x-1"), 404)
+    assert fresh_sprm.delete(admin).status_code == 204
+    assert fresh_sprm.standin.instances == {}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"instances": "x"},
+        {"instances": [{"spec": {}}]},
+        {"instances": [{"id": "y", "create_time": "yesterday"}]},
+        {"instances": [{"id": "y", "deletion_status": "GONE"}]},
+    ],
+)
+def test_bad_admin_instances_are_400(fresh_sprm: Client, body: dict[str, Any]) -> None:
+    fresh_sprm.problem(fresh_sprm.post("/_standin/instances", body), 400)
+    assert fresh_sprm.standin.instances == {}
+
+
 # Faults, from Python and over the admin endpoints.
 
 

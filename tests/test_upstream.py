@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -16,7 +17,7 @@ from placement.config import RetryPolicy, Upstream
 from placement.model import Evaluation
 from placement.upstream.errors import UpstreamError
 from placement.upstream.policy import PolicyClient
-from placement.upstream.sprm import SprmClient
+from placement.upstream.sprm import InstancePage, InstanceState, SprmClient
 from placement.upstream.transport import pooled_session
 from tests.support import EVALUATE, INSTANCES, POLICY_URL, SPRM_URL, problem
 
@@ -131,6 +132,63 @@ def test_a_garbled_look_up_cannot_say(http: responses.RequestsMock) -> None:
         sprm().get_instance("web-1")
 
     assert raised.value.status == 200
+
+
+def test_get_instance_asks_for_live_instances_only(http: responses.RequestsMock) -> None:
+    http.add(responses.GET, f"{INSTANCES}/web-1", json={"provider_name": "p", "spec": {}})
+    sprm().get_instance("web-1")
+    assert http.calls[0].request.url == f"{INSTANCES}/web-1"  # no show_deleted
+
+
+def test_find_instance_sees_deleted_ones(http: responses.RequestsMock) -> None:
+    body = {
+        "id": "web-1",
+        "provider_name": "p",
+        "spec": {},
+        "create_time": "2026-01-02T03:04:05",  # no offset: UTC
+        "delete_time": "2026-01-03T00:00:00Z",
+        "deletion_status": "FAILED",
+    }
+    http.add(responses.GET, f"{INSTANCES}/web-1", json=body)
+    http.add(responses.GET, f"{INSTANCES}/web-2", status=404, json=problem(404))
+
+    found = sprm().find_instance("web-1")
+
+    assert found == InstanceState(
+        "web-1", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "FAILED", deleted=True
+    )
+    assert http.calls[0].request.url == f"{INSTANCES}/web-1?show_deleted=true"
+    assert sprm().find_instance("web-2") is None
+
+
+def test_list_instances_pages_and_reads_the_token(http: responses.RequestsMock) -> None:
+    first = {"instances": [{"id": "a", "provider_name": "p", "spec": {}}], "next_page_token": "t"}
+    http.add(responses.GET, INSTANCES, json=first)
+    http.add(responses.GET, INSTANCES, json={"instances": [], "next_page_token": ""})
+    client = sprm()
+
+    assert client.list_instances(50, None) == InstancePage([InstanceState("a", None, None)], "t")
+    assert client.list_instances(50, "t") == InstancePage([], None)
+    urls = [call.request.url for call in http.calls]
+    assert urls == [f"{INSTANCES}?max_page_size=50", f"{INSTANCES}?max_page_size=50&page_token=t"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"instances": [{"provider_name": "p", "spec": {}}]},  # no id
+        {"instances": [{"id": "a", "spec": {}}]},  # no provider_name
+        {"next_page_token": "t"},  # no instances
+    ],
+)
+def test_malformed_list_pages_are_permanent_errors(
+    http: responses.RequestsMock, body: dict[str, Any]
+) -> None:
+    http.add(responses.GET, INSTANCES, json=body)
+    with pytest.raises(UpstreamError) as raised:
+        sprm().list_instances(100, None)
+    assert not raised.value.transient
+    assert len(http.calls) == 1
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 408, 429])

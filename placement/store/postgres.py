@@ -64,6 +64,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " RETURNS timestamptz LANGUAGE sql STABLE"
         " AS $$ SELECT now() + seconds * interval '1 second' $$",
     ),
+    # The in-service drift audit (placement/auditor.py): its lease, so that one replica
+    # at a time runs it, and the counts of the last run, which every replica publishes.
+    (
+        """
+        CREATE TABLE IF NOT EXISTS placement_audit (
+            name text PRIMARY KEY,
+            owner text NOT NULL,
+            lease_until timestamptz NOT NULL,
+            finish_time timestamptz,
+            orphaned_instances integer,
+            missing_instances integer,
+            stuck_operations integer
+        )
+        """,
+    ),
 )
 # Serialises migrations between replicas starting together.
 _MIGRATION_LOCK = 0x706C6163  # "plac"
@@ -148,6 +163,9 @@ class PostgresStore(SqlStore):
 
     def _spec_value(self, spec: JSONObject) -> Any:
         return Jsonb(spec)
+
+    def _time_value(self, moment: datetime) -> Any:
+        return moment
 
     def _decode_spec(self, value: Any) -> JSONObject:
         spec: JSONObject = value

@@ -60,6 +60,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE IF NOT EXISTS placement_retired (id varchar(63) PRIMARY KEY,"
         " retire_time datetime NOT NULL, lease_owner text, lease_until datetime)",
     ),
+    # The in-service drift audit (placement/auditor.py): its lease, so that one replica
+    # at a time runs it, and the counts of the last run, which every replica publishes.
+    (
+        """
+        CREATE TABLE IF NOT EXISTS placement_audit (
+            name text PRIMARY KEY,
+            owner text NOT NULL,
+            lease_until datetime NOT NULL,
+            finish_time datetime,
+            orphaned_instances integer,
+            missing_instances integer,
+            stuck_operations integer
+        )
+        """,
+    ),
 )
 
 # OperationalErrors that mean "cannot use the database now", not "this statement failed".
@@ -122,6 +137,9 @@ class SqliteStore(SqlStore):
 
     def _spec_value(self, spec: JSONObject) -> Any:
         return json.dumps(spec, separators=(",", ":"))
+
+    def _time_value(self, moment: datetime) -> Any:
+        return _time_text(moment)
 
     def _decode_spec(self, value: Any) -> JSONObject:
         spec: JSONObject = json.loads(value)

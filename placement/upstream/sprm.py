@@ -1,23 +1,46 @@
-"""The SPRM client: create, read and delete service instances, over the generated
+"""The SPRM client: create, read, list and delete service instances, over the generated
 `sprm_api` code."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from placement.config import RetryPolicy, Upstream
 from placement.model import JSONObject
 from placement.upstream.errors import UpstreamError
 from placement.upstream.retry import Retrier
-from placement.upstream.sprm_api.api.default import create_instance, delete_instance, get_instance
+from placement.upstream.sprm_api.api.default import (
+    create_instance,
+    delete_instance,
+    get_instance,
+    list_instances,
+)
 from placement.upstream.sprm_api.client import Client
-from placement.upstream.sprm_api.models import ServiceTypeInstance
-from placement.upstream.sprm_api.types import UNSET
+from placement.upstream.sprm_api.models import ServiceTypeInstance, ServiceTypeInstanceList
+from placement.upstream.sprm_api.types import UNSET, Unset
 from placement.upstream.transport import API_PREFIX, call_headers, failure, pooled_session, send
 
 log = logging.getLogger(__name__)
 
 NAME = "sprm"
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceState:
+    """What the drift audit needs to know of one SPRM instance."""
+
+    id: str
+    create_time: datetime | None  # None: the SPRM did not say
+    deletion_status: str | None  # SCHEDULED or FAILED: a deletion the SPRM queued
+    deleted: bool = False  # soft-deleted (only seen with show_deleted)
+
+
+@dataclass(frozen=True, slots=True)
+class InstancePage:
+    instances: list[InstanceState]
+    next_page_token: str | None  # None on the last page
 
 
 class SprmClient:
@@ -79,6 +102,50 @@ class SprmClient:
 
         return self._retry(attempt)
 
+    def find_instance(self, instance_id: str) -> InstanceState | None:
+        """The instance, soft-deleted ones included (show_deleted), or None if the SPRM
+        has no trace of it."""
+
+        def attempt() -> InstanceState | None:
+            answer = send(
+                NAME,
+                "get",
+                lambda: get_instance.sync_detailed(
+                    instance_id, client=self._call_client(), show_deleted=True
+                ),
+            )
+            if answer.status_code == 404:
+                return None
+            if answer.status_code != 200 or not isinstance(answer.parsed, ServiceTypeInstance):
+                raise failure(NAME, "get", answer)
+            return _state(answer.parsed, "get")
+
+        return self._retry(attempt)
+
+    def list_instances(self, page_size: int, page_token: str | None) -> InstancePage:
+        """One page of the live instances, in the SPRM's order."""
+
+        def attempt() -> InstancePage:
+            answer = send(
+                NAME,
+                "list",
+                lambda: list_instances.sync_detailed(
+                    client=self._call_client(),
+                    max_page_size=page_size,
+                    page_token=UNSET if page_token is None else page_token,
+                ),
+            )
+            parsed = answer.parsed
+            if answer.status_code != 200 or not isinstance(parsed, ServiceTypeInstanceList):
+                raise failure(NAME, "list", answer)
+            token = parsed.next_page_token
+            return InstancePage(
+                [_state(each, "list") for each in parsed.instances],
+                token if isinstance(token, str) and token else None,
+            )
+
+        return self._retry(attempt)
+
     def delete_instance(self, instance_id: str, deferred: bool = False) -> bool:
         """Delete the instance: True on 204, False when the SPRM has none by this id (404:
         already gone)."""
@@ -99,3 +166,22 @@ class SprmClient:
 
     def _call_client(self) -> Client:
         return self._client.with_headers(call_headers(self._forward_auth))
+
+
+def _state(instance: ServiceTypeInstance, operation: str) -> InstanceState:
+    if not isinstance(instance.id, str) or not instance.id:
+        raise UpstreamError(NAME, operation, None, "an instance without an id", transient=False)
+    status = instance.deletion_status
+    return InstanceState(
+        id=instance.id,
+        create_time=_utc(instance.create_time),
+        deletion_status=None if isinstance(status, Unset) else status.value,
+        deleted=not isinstance(instance.delete_time, Unset),
+    )
+
+
+def _utc(moment: datetime | Unset) -> datetime | None:
+    """A time the SPRM gave, in UTC (one without an offset is taken as UTC)."""
+    if isinstance(moment, Unset):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -29,6 +29,7 @@ class ServiceTypeInstance:
         deletion_status (ServiceTypeInstanceDeletionStatus | Unset):
         create_time (datetime.datetime | Unset):
         update_time (datetime.datetime | Unset):
+        delete_time (datetime.datetime | Unset):
     """
 
     provider_name: str
@@ -39,6 +40,7 @@ class ServiceTypeInstance:
     deletion_status: ServiceTypeInstanceDeletionStatus | Unset = UNSET
     create_time: datetime.datetime | Unset = UNSET
     update_time: datetime.datetime | Unset = UNSET
+    delete_time: datetime.datetime | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,6 +66,10 @@ class ServiceTypeInstance:
         if not isinstance(self.update_time, Unset):
             update_time = self.update_time.isoformat()
 
+        delete_time: str | Unset = UNSET
+        if not isinstance(self.delete_time, Unset):
+            delete_time = self.delete_time.isoformat()
+
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update(
@@ -84,6 +90,8 @@ class ServiceTypeInstance:
             field_dict["create_time"] = create_time
         if update_time is not UNSET:
             field_dict["update_time"] = update_time
+        if delete_time is not UNSET:
+            field_dict["delete_time"] = delete_time
 
         return field_dict
 
@@ -123,6 +131,13 @@ class ServiceTypeInstance:
         else:
             update_time = datetime.datetime.fromisoformat(_update_time)
 
+        _delete_time = d.pop("delete_time", UNSET)
+        delete_time: datetime.datetime | Unset
+        if isinstance(_delete_time, Unset):
+            delete_time = UNSET
+        else:
+            delete_time = datetime.datetime.fromisoformat(_delete_time)
+
         service_type_instance = cls(
             provider_name=provider_name,
             spec=spec,
@@ -132,6 +147,7 @@ class ServiceTypeInstance:
             deletion_status=deletion_status,
             create_time=create_time,
             update_time=update_time,
+            delete_time=delete_time,
         )
 
         service_type_instance.additional_properties = d

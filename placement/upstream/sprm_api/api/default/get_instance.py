@@ -7,18 +7,27 @@ import requests
 from ...client import AuthenticatedClient, Client
 from ...models.error import Error
 from ...models.service_type_instance import ServiceTypeInstance
-from ...types import Response
+from ...types import UNSET, Response, Unset
 
 
 def _get_kwargs(
     instance_id: str,
+    *,
+    show_deleted: bool | Unset = UNSET,
 ) -> dict[str, Any]:
+
+    params: dict[str, Any] = {}
+
+    params["show_deleted"] = show_deleted
+
+    params = {k: v for k, v in params.items() if v is not UNSET and v is not None}
 
     _kwargs: dict[str, Any] = {
         "method": "get",
         "url": "/service-type-instances/{instance_id}".format(
             instance_id=quote(str(instance_id), safe=""),
         ),
+        "params": params,
     }
 
     return _kwargs
@@ -64,10 +73,12 @@ def sync_detailed(
     instance_id: str,
     *,
     client: AuthenticatedClient | Client,
+    show_deleted: bool | Unset = UNSET,
 ) -> Response[Error | ServiceTypeInstance]:
     """
     Args:
         instance_id (str):
+        show_deleted (bool | Unset):
 
     Raises:
         errors.UnexpectedStatus: If the server answers a status code the API does not document
@@ -81,6 +92,7 @@ def sync_detailed(
 
     kwargs = _get_kwargs(
         instance_id=instance_id,
+        show_deleted=show_deleted,
     )
 
     response = client.request(
@@ -94,10 +106,12 @@ def sync(
     instance_id: str,
     *,
     client: AuthenticatedClient | Client,
+    show_deleted: bool | Unset = UNSET,
 ) -> Error | ServiceTypeInstance | None:
     """
     Args:
         instance_id (str):
+        show_deleted (bool | Unset):
 
     Raises:
         errors.UnexpectedStatus: If the server answers a status code the API does not document
@@ -112,4 +126,5 @@ def sync(
     return sync_detailed(
         instance_id=instance_id,
         client=client,
+        show_deleted=show_deleted,
     ).parsed

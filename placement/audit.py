@@ -1,0 +1,199 @@
+"""The drift audit: do our records and the SPRM's instances agree?
+
+Three kinds of drift:
+- orphaned_instances: instances the SPRM holds that no record names, created before
+  the grace period (or without a create_time); not those the SPRM is deleting
+  (`deletion_status` SCHEDULED). Assumes this service created every instance there.
+- missing_instances: READY records created before the grace period whose instance the
+  SPRM does not list (gone, or only soft-deleted).
+- stuck_operations: records in flight (any state but READY) past their lease.
+
+The scan reads the SPRM page by page while the service works; it is not a snapshot. So
+each instance is checked against the records as soon as its page arrives, a record
+counts as missing only if it was old enough to have its instance before the scan began,
+and every repair checks its one item again (the SPRM's word on it, the record under a
+lease) and leaves it alone if it changed.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from placement.store.drift import DriftStore
+from placement.upstream.errors import UpstreamError
+from placement.upstream.sprm import InstancePage, InstanceState
+
+KINDS = ("orphaned_instances", "missing_instances", "stuck_operations")
+PAGE_SIZE = 100  # the most the SPRM's list gives at once
+_RESOURCE_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class Instances(Protocol):
+    """The SPRM, as the audit uses it."""
+
+    def list_instances(self, page_size: int, page_token: str | None) -> InstancePage: ...
+
+    def find_instance(self, instance_id: str) -> InstanceState | None: ...
+
+    def delete_instance(self, instance_id: str, deferred: bool = False) -> bool: ...
+
+
+class AuditError(Exception):
+    """The audit cannot finish: the SPRM answers what it should not."""
+
+
+@dataclass(frozen=True, slots=True)
+class Findings:
+    """What one scan found (ids in order), how much it checked, and its cut-off time
+    (the database's clock at the start, less the grace period)."""
+
+    orphaned_instances: list[str]
+    missing_instances: list[str]
+    stuck_operations: list[str]
+    instances: int
+    records: int
+    cutoff: datetime
+
+    def counts(self) -> dict[str, int]:
+        return {kind: len(getattr(self, kind)) for kind in KINDS}
+
+    def to_json(self) -> dict[str, Any]:
+        found: dict[str, Any] = {kind: list(getattr(self, kind)) for kind in KINDS}
+        return found | {"checked": {"instances": self.instances, "records": self.records}}
+
+
+def scan(
+    drift: DriftStore,
+    sprm: Instances,
+    grace: float,
+    page_size: int = PAGE_SIZE,
+    on_page: Callable[[], None] = lambda: None,
+) -> Findings:
+    """Read every SPRM instance and every record once, in bounded memory."""
+    cutoff = drift.clock() - timedelta(seconds=grace)
+    orphaned: list[str] = []
+    with drift.instance_table() as table:
+        token: str | None = None
+        page = 0
+        while True:
+            listed = sprm.list_instances(page_size, token)
+            rows = [(each.id, _may_be_orphan(each, cutoff)) for each in listed.instances]
+            orphaned += table.add(page, rows)
+            on_page()
+            if listed.next_page_token is None:
+                break
+            if listed.next_page_token == token:
+                raise AuditError("the SPRM's list answered the same page token twice")
+            token, page = listed.next_page_token, page + 1
+        missing = table.missing(cutoff)
+        instances = table.listed()
+    return Findings(
+        orphaned_instances=sorted(orphaned),
+        missing_instances=missing,
+        stuck_operations=drift.stuck_operations(),
+        instances=instances,
+        records=drift.record_count(),
+        cutoff=cutoff,
+    )
+
+
+def _may_be_orphan(instance: InstanceState, cutoff: datetime) -> bool:
+    """Old enough, and not being deleted by the SPRM (FAILED deletions count)."""
+    old = instance.create_time is None or instance.create_time < cutoff
+    return old and not instance.deleted and instance.deletion_status != "SCHEDULED"
+
+
+@dataclass
+class Repairs:
+    """Repairs of one scan's findings, each item checked again first. `say` gets one
+    line per item; the lists are what is still drift afterwards."""
+
+    drift: DriftStore
+    sprm: Instances
+    findings: Findings
+    lease_seconds: float
+    say: Callable[[str], None]
+    owner: str = field(default_factory=lambda: f"audit-{uuid.uuid4().hex}")
+
+    def delete_orphans(self, max_deletes: int) -> list[str]:
+        """Delete orphaned instances from the SPRM, at most `max_deletes`; the ids still
+        orphaned."""
+        remaining: list[str] = []
+        deleted = 0
+        for instance_id in self.findings.orphaned_instances:
+            if not _RESOURCE_ID.match(instance_id):
+                self.say(f"kept orphaned instance {instance_id}: not a resource id")
+                remaining.append(instance_id)
+            elif deleted >= max_deletes:
+                self.say(f"kept orphaned instance {instance_id}: --max-deletes {max_deletes}")
+                remaining.append(instance_id)
+            else:
+                outcome = self._delete_orphan(instance_id)
+                deleted += outcome == "deleted"
+                remaining += [instance_id] if outcome == "failed" else []
+        return remaining
+
+    def _delete_orphan(self, instance_id: str) -> str:
+        try:
+            instance = self.sprm.find_instance(instance_id)
+            why_not = self._still_orphaned(instance_id, instance)
+            if why_not:
+                self.say(f"kept orphaned instance {instance_id}: {why_not}")
+                return "changed"
+            if not self.sprm.delete_instance(instance_id):
+                self.say(f"kept orphaned instance {instance_id}: already gone")
+                return "changed"
+        except UpstreamError as exc:
+            self.say(f"failed to delete orphaned instance {instance_id}: {exc}")
+            return "failed"
+        self.say(f"deleted orphaned instance {instance_id}")
+        return "deleted"
+
+    def _still_orphaned(self, instance_id: str, instance: InstanceState | None) -> str:
+        """Why the instance is no longer an orphan to delete ("" if it still is)."""
+        if instance is None or instance.deleted:
+            return "already gone"
+        if instance.deletion_status == "SCHEDULED":
+            return "the SPRM is deleting it"
+        if instance.create_time is not None and instance.create_time >= self.findings.cutoff:
+            return "created again since the scan began"
+        if self.drift.has_record(instance_id):
+            return "it has a record (or a pending deletion) now"
+        return ""
+
+    def forget_missing(self) -> list[str]:
+        """Remove READY records whose instance is gone; the ids still missing."""
+        remaining: list[str] = []
+        for resource_id in self.findings.missing_instances:
+            if not self._forget(resource_id):
+                remaining.append(resource_id)
+        return remaining
+
+    def _forget(self, resource_id: str) -> bool:
+        """False if the record is still missing its instance."""
+        claimed = self.drift.claim_ready(
+            resource_id, self.owner, self.lease_seconds, self.findings.cutoff
+        )
+        if not claimed:
+            self.say(f"kept record {resource_id}: it changed (gone, busy or no longer READY)")
+            return True
+        try:
+            instance = self.sprm.find_instance(resource_id)
+        except UpstreamError as exc:
+            self.drift.unclaim(resource_id, self.owner)
+            self.say(f"failed to check record {resource_id}: {exc}")
+            return False
+        if instance is not None and not instance.deleted:
+            self.drift.unclaim(resource_id, self.owner)
+            self.say(f"kept record {resource_id}: its instance exists")
+            return True
+        if not self.drift.forget(resource_id, self.owner):
+            self.say(f"failed to forget record {resource_id}: its lease was taken over")
+            return False
+        self.say(f"forgot record {resource_id}: its instance is gone")
+        return True

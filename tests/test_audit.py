@@ -1,0 +1,343 @@
+"""The drift audit (scan, repairs, the in-service auditor) on PostgreSQL and SQLite,
+against the SPRM stand-in, with instances and records changed behind the service's back.
+Pages are small here (4 instances) so that every case spans several."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from prometheus_client import REGISTRY
+
+from placement.audit import Findings, Repairs, scan
+from placement.auditor import Auditor
+from placement.config import RetryPolicy, Upstream
+from placement.model import State
+from placement.standins import SprmStandIn
+from placement.store import Lease, ResourceStore
+from placement.store.drift import DriftStore
+from placement.upstream.sprm import SprmClient
+from tests.records import put_record
+from tests.support import wait_for
+
+OLD = datetime.now(UTC) - timedelta(hours=1)
+GRACE = 60.0
+PAGE = 4
+
+
+@pytest.fixture
+def standin() -> Iterator[SprmStandIn]:
+    standin = SprmStandIn()
+    with standin.serve() as server:
+        standin.url = server.url  # type: ignore[attr-defined]
+        yield standin
+
+
+@pytest.fixture
+def sprm(standin: SprmStandIn) -> Iterator[SprmClient]:
+    client = SprmClient(
+        Upstream(standin.url, 5.0),  # type: ignore[attr-defined]
+        RetryPolicy(tries=2, initial=0, maximum=0),
+        pool_size=2,
+    )
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def drift(store: ResourceStore) -> DriftStore:
+    return DriftStore(store)
+
+
+def add_records(
+    store: ResourceStore,
+    *ids: str,
+    state: State = State.READY,
+    created: datetime = OLD,
+    lease: Lease | None = None,
+) -> None:
+    for rid in ids:
+        put_record(store, rid, created, state, lease)
+
+
+def add_instances(
+    standin: SprmStandIn, *ids: str, created: datetime | None = OLD, **extra: str
+) -> None:
+    when = None if created is None else created.isoformat()
+    standin.put_instances([{"id": rid, "create_time": when, **extra} for rid in ids])
+
+
+def in_step(store: ResourceStore, standin: SprmStandIn, *ids: str) -> None:
+    """Records and their instances, as the service leaves them."""
+    add_records(store, *ids)
+    add_instances(standin, *ids)
+
+
+def audit(drift: DriftStore, sprm: SprmClient, grace: float = GRACE) -> Findings:
+    return scan(drift, sprm, grace, page_size=PAGE)
+
+
+def ids(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}-{n:02d}" for n in range(count)]
+
+
+def test_lists_exactly_the_orphans_and_the_missing_across_pages(
+    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+) -> None:
+    in_step(store, standin, *ids("ok", 9))
+    add_instances(standin, "orphan-b", "orphan-a", "orphan-c")  # no records
+    add_records(store, "missing-b", "missing-a")  # no instances
+
+    found = audit(drift, sprm)
+
+    assert found.to_json() == {
+        "orphaned_instances": ["orphan-a", "orphan-b", "orphan-c"],
+        "missing_instances": ["missing-a", "missing-b"],
+        "stuck_operations": [],
+        "checked": {"instances": 12, "records": 11},
+    }
+    assert len([r for r in standin.requests if r.operation == "list"]) == 3
+
+
+def test_nothing_to_report_when_they_agree(
+    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+) -> None:
+    in_step(store, standin, *ids("ok", 8))  # exactly two full pages
+    assert audit(drift, sprm).to_json() == {
+        "orphaned_instances": [],
+        "missing_instances": [],
+        "stuck_operations": [],
+        "checked": {"instances": 8, "records": 8},
+    }
+    empty = DriftStore(store)
+    standin.forget_all()
+    assert audit(empty, sprm).missing_instances == ids("ok", 8)
+
+
+def test_young_instances_and_records_are_left_to_their_operations(
+    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+) -> None:
+    now = datetime.now(UTC)
+    add_instances(standin, "young-instance", created=now)
+    add_instances(standin, "no-create-time", created=None)  # counts as old
+    add_records(store, "young-record", created=now)
+    add_records(store, "old-record")
+
+    found = audit(drift, sprm)
+
+    assert found.orphaned_instances == ["no-create-time"]
+    assert found.missing_instances == ["old-record"]
+    assert audit(drift, sprm, grace=0).orphaned_instances == ["no-create-time", "young-instance"]
+
+
+def test_scheduled_deletions_are_not_orphans_failed_ones_are(
+    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+) -> None:
+    add_instances(standin, "being-deleted", deletion_status="SCHEDULED")
+    add_instances(standin, "deletion-failed", deletion_status="FAILED")
+    assert audit(drift, sprm).orphaned_instances == ["deletion-failed"]
+
+
+def test_an_instance_deleted_behind_our_back_is_missing(
+    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+) -> None:
+    in_step(store, standin, *ids("r", 6))
+    sprm.delete_instance("r-03")  # soft-deleted in the SPRM: only show_deleted sees it
+    assert sprm.find_instance("r-03") is not None
+    assert audit(drift, sprm).missing_instances == ["r-03"]
+
+
+def test_stuck_operations_are_those_past_their_lease(
+    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+) -> None:
+    expired = Lease("gone", -5)
+    live = Lease("busy", 3600)
+    add_records(store, "stuck-provisioning", state=State.PROVISIONING, lease=expired)
+    add_records(store, "stuck-deleting", state=State.DELETING, lease=None)
+    add_records(store, "in-flight", state=State.REHYDRATING, lease=live)
+    add_records(store, "ready-old-lease", lease=expired)
+    add_instances(standin, "ready-old-lease")
+
+    found = audit(drift, sprm)
+
+    assert found.stuck_operations == ["stuck-deleting", "stuck-provisioning"]
+    assert found.missing_instances == []  # records in flight are not missing instances
+    now, oldest = drift.oldest_operation(lease_seconds=60)
+    assert oldest is not None
+    assert (now - oldest).total_seconds() >= 60  # stuck-provisioning's lease began >65 s ago
+
+
+def test_no_operation_in_flight_has_no_oldest(store: ResourceStore, drift: DriftStore) -> None:
+    add_records(store, "ready")
+    assert drift.oldest_operation(lease_seconds=60)[1] is None
+
+
+def test_records_deleted_with_their_instance_during_the_scan_are_not_orphans(
+    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+) -> None:
+    """Each page is checked against the records as it arrives: a delete that completes
+    while later pages are read is not drift."""
+    in_step(store, standin, *ids("r", 10))
+    pages = 0
+
+    def delete_listed() -> None:
+        nonlocal pages
+        if pages == 0:
+            sprm.delete_instance("r-00")
+            assert store.begin_delete("r-00", Lease("op", 3600)) is not None
+            assert store.finish_delete("r-00", "op")
+        pages += 1
+
+    found = scan(drift, sprm, GRACE, page_size=PAGE, on_page=delete_listed)
+
+    assert (found.orphaned_instances, found.missing_instances) == ([], [])
+
+
+def test_repairs_delete_orphans_and_forget_records_then_nothing_is_left(
+    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+) -> None:
+    in_step(store, standin, *ids("ok", 5))
+    add_instances(standin, *ids("orphan", 5))
+    add_records(store, *ids("missing", 5))
+    said: list[str] = []
+    repairs = Repairs(drift, sprm, audit(drift, sprm), GRACE, said.append)
+
+    assert repairs.delete_orphans(max_deletes=100) == []
+    assert repairs.forget_missing() == []
+
+    assert said == [f"deleted orphaned instance {rid}" for rid in ids("orphan", 5)] + [
+        f"forgot record {rid}: its instance is gone" for rid in ids("missing", 5)
+    ]
+    assert set(standin.instances) == set(ids("ok", 5))
+    assert all(store.get(rid) is None for rid in ids("missing", 5))
+    assert audit(drift, sprm).counts() == dict.fromkeys(
+        ("orphaned_instances", "missing_instances", "stuck_operations"), 0
+    )
+
+
+def test_repairs_leave_items_that_changed_since_the_scan(
+    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+) -> None:
+    add_instances(standin, "now-recorded", "now-gone", "now-scheduled", "recreated", "orphan")
+    add_records(store, "came-back", "now-busy", "still-missing")
+    found = audit(drift, sprm)
+    assert len(found.orphaned_instances) == 5
+    assert len(found.missing_instances) == 3
+    # Meanwhile, the service and the SPRM go on working.
+    add_records(store, "now-recorded")
+    standin.forget("now-gone")
+    add_instances(standin, "now-scheduled", deletion_status="SCHEDULED")
+    add_instances(standin, "recreated", created=datetime.now(UTC))
+    add_instances(standin, "came-back")
+    live = Lease("a-delete", 3600)
+    assert store.begin_delete("now-busy", live)
+    said: list[str] = []
+    repairs = Repairs(drift, sprm, found, GRACE, said.append)
+
+    assert repairs.delete_orphans(max_deletes=100) == []
+    assert repairs.forget_missing() == []
+
+    assert sorted(said) == [
+        "deleted orphaned instance orphan",
+        "forgot record still-missing: its instance is gone",
+        "kept orphaned instance now-gone: already gone",
+        "kept orphaned instance now-recorded: it has a record (or a pending deletion) now",
+        "kept orphaned instance now-scheduled: the SPRM is deleting it",
+        "kept orphaned instance recreated: created again since the scan began",
+        "kept record came-back: its instance exists",
+        "kept record now-busy: it changed (gone, busy or no longer READY)",
+    ]
+    assert set(standin.instances) == {"now-recorded", "now-scheduled", "recreated", "came-back"}
+    came_back = store.get("came-back")
+    assert came_back is not None
+    assert came_back.state is State.READY
+    assert store.begin_delete("came-back", live)
+    busy = store.get("now-busy")
+    assert busy is not None
+    assert busy.state is State.DELETING
+
+
+def test_deletes_are_capped_and_only_resource_ids_are_deleted(
+    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+) -> None:
+    add_instances(standin, "a-1", "a-2", "a-3", "Not_A_Resource_Id")
+    said: list[str] = []
+    repairs = Repairs(drift, sprm, audit(drift, sprm), GRACE, said.append)
+
+    assert repairs.delete_orphans(max_deletes=2) == ["Not_A_Resource_Id", "a-3"]
+
+    assert said == [
+        "kept orphaned instance Not_A_Resource_Id: not a resource id",
+        "deleted orphaned instance a-1",
+        "deleted orphaned instance a-2",
+        "kept orphaned instance a-3: --max-deletes 2",
+    ]
+    assert set(standin.instances) == {"a-3", "Not_A_Resource_Id"}
+
+
+def test_a_refused_delete_is_reported_and_still_drift(
+    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+) -> None:
+    add_instances(standin, "refused")
+    standin.fail("delete", 422, detail="the provider says no")
+    said: list[str] = []
+    repairs = Repairs(drift, sprm, audit(drift, sprm), GRACE, said.append)
+
+    assert repairs.delete_orphans(max_deletes=100) == ["refused"]
+    [line] = said
+    assert line.startswith("failed to delete orphaned instance refused: ")
+    assert "the provider says no" in line
+
+
+def test_the_audit_lease_has_one_holder_at_a_time(drift: DriftStore) -> None:
+    assert drift.take_lease("one", 30)
+    assert not drift.take_lease("two", 30)
+    assert drift.take_lease("one", 0.2)  # the holder renews (here: shortens) it
+    wait_for(lambda: drift.take_lease("two", 30), timeout=20, what="the lease to expire")
+    assert not drift.take_lease("one", 30)
+
+
+def sample(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
+
+
+def test_one_auditor_audits_and_every_one_publishes(
+    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient
+) -> None:
+    in_step(store, standin, *ids("ok", 5))
+    add_instances(standin, "orphan-1", "orphan-2")
+    add_records(store, "missing-1")
+    expired = Lease("gone", -1)
+    add_records(store, "stuck-1", state=State.DELETING, lease=expired)
+    first = Auditor(store, sprm, interval=60, lease_seconds=GRACE)
+    second = Auditor(store, sprm, interval=60, lease_seconds=GRACE)
+
+    assert first.run_once()
+    lists = len([r for r in standin.requests if r.operation == "list"])
+    assert not second.run_once()  # publishes the first one's counts
+    assert len([r for r in standin.requests if r.operation == "list"]) == lists
+
+    assert sample("placement_drift", kind="orphaned_instances") == 2
+    assert sample("placement_drift", kind="missing_instances") == 1
+    assert sample("placement_drift", kind="stuck_operations") == 1
+    age = sample("placement_oldest_operation_age_seconds")
+    assert age is not None
+    assert age >= GRACE
+    finished = sample("placement_drift_audit_finish_time_seconds")
+    assert finished is not None
+    assert abs(finished - time.time()) < 600
+    assert first.run_once()  # the holder keeps its lease from one round to the next
+
+
+def test_an_auditor_stops_in_the_middle_of_a_scan(
+    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient
+) -> None:
+    add_instances(standin, *ids("i", 40))
+    standin.delay("list", 0.05)
+    auditor = Auditor(store, sprm, interval=3600, lease_seconds=GRACE, page_size=PAGE)
+    auditor.start()
+    wait_for(lambda: any(r.operation == "list" for r in standin.requests), what="a list call")
+    auditor.stop()  # returns: the scan stopped after its page, not after all 40 pages
+    assert len([r for r in standin.requests if r.operation == "list"]) < 40 // PAGE

@@ -1,0 +1,212 @@
+"""`placement-manager audit`, the real command, on PostgreSQL and SQLite against the SPRM
+stand-in: more instances and records than one SPRM page (100), exact output, exit
+status, repairs, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from placement import audit_command
+from placement.config import Database
+from placement.standins import SprmStandIn
+from placement.store import ResourceStore
+from tests.processes import CONFIG_PREFIXES, ENTRY, free_port
+from tests.records import put_record
+
+ROOT = Path(__file__).resolve().parent.parent
+OLD = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+IN_STEP = [f"ok-{n:03d}" for n in range(130)]
+ORPHANS = ["orphan-2", "orphan-1", "orphan-3"]
+MISSING = ["missing-1", "missing-2"]
+
+
+@pytest.fixture
+def standin() -> Iterator[SprmStandIn]:
+    standin = SprmStandIn()
+    with standin.serve() as server:
+        standin.url = server.url  # type: ignore[attr-defined]
+        yield standin
+
+
+def db_env(db: Database) -> dict[str, str]:
+    env = {"DB_TYPE": db.type, "DB_NAME": db.name}
+    if db.type == "pgsql":
+        env |= {"DB_HOST": db.host, "DB_PORT": str(db.port), "DB_USER": db.user}
+        if db.password:
+            env["DB_PASSWORD"] = db.password
+    return env
+
+
+def audit(
+    env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    assert ENTRY is not None
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(CONFIG_PREFIXES)}
+    return subprocess.run(
+        [ENTRY, "audit", *args],
+        env=clean
+        | {"UPSTREAM_RETRY_INITIAL_INTERVAL": "0", "UPSTREAM_RETRY_MAX_INTERVAL": "0"}
+        | env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def drifted(store: ResourceStore, standin: SprmStandIn, db: Database) -> dict[str, str]:
+    """A stack where the SPRM holds 3 instances without records and lacks 2 that READY
+    records name, among 130 that agree; the command's environment."""
+    moment = datetime.fromisoformat(OLD)
+    for rid in IN_STEP + MISSING:
+        put_record(store, rid, moment)
+    standin.put_instances([{"id": rid, "create_time": OLD} for rid in IN_STEP + ORPHANS])
+    return db_env(db) | {"SP_RESOURCE_MANAGER_URL": standin.url}  # type: ignore[attr-defined]
+
+
+def test_json_lists_exactly_the_drift_and_exits_1(drifted: dict[str, str]) -> None:
+    result = audit(drifted, "--json")
+
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == ""
+    assert json.loads(result.stdout) == {
+        "orphaned_instances": sorted(ORPHANS),
+        "missing_instances": MISSING,
+        "stuck_operations": [],
+        "checked": {"instances": 133, "records": 132},
+    }
+    assert result.stdout.count("\n") == 1  # one object, one line
+
+
+def test_repair_then_a_second_audit_finds_nothing(
+    drifted: dict[str, str], standin: SprmStandIn, store: ResourceStore
+) -> None:
+    repaired = audit(drifted, "--json", "--delete-orphans", "--forget-missing")
+
+    assert repaired.returncode == 0, repaired.stderr
+    assert json.loads(repaired.stdout)["orphaned_instances"] == sorted(ORPHANS)
+    assert repaired.stderr.splitlines() == [
+        "deleted orphaned instance orphan-1",
+        "deleted orphaned instance orphan-2",
+        "deleted orphaned instance orphan-3",
+        "forgot record missing-1: its instance is gone",
+        "forgot record missing-2: its instance is gone",
+    ]
+    assert set(standin.instances) == set(IN_STEP)
+    assert all(store.get(rid) is None for rid in MISSING)
+
+    again = audit(drifted, "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["checked"] == {"instances": 130, "records": 130}
+
+
+def test_a_capped_repair_exits_1_while_drift_remains(
+    drifted: dict[str, str], standin: SprmStandIn
+) -> None:
+    result = audit(drifted, "--delete-orphans", "--max-deletes", "1")
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "deleted orphaned instance orphan-1",
+        "kept orphaned instance orphan-2: --max-deletes 1",
+        "kept orphaned instance orphan-3: --max-deletes 1",
+    ]
+    assert "orphan-1" not in standin.instances
+
+
+def test_the_table_names_counts_and_ids(drifted: dict[str, str]) -> None:
+    result = audit(drifted)
+
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[:5] == [
+        "drift               count",
+        "orphaned_instances      3",
+        "missing_instances       2",
+        "stuck_operations        0",
+        "checked 133 instances and 132 records",
+    ]
+    assert "\norphaned_instances:\n  orphan-1\n  orphan-2\n  orphan-3\n" in result.stdout
+    assert "\nmissing_instances:\n  missing-1\n  missing-2\n" in result.stdout
+
+
+def test_a_grace_period_hides_young_drift(drifted: dict[str, str], standin: SprmStandIn) -> None:
+    standin.put_instances([{"id": "just-made"}])  # created now
+    assert "just-made" not in audit(drifted, "--json").stdout
+    assert "just-made" in audit(drifted, "--json", "--grace", "0s").stdout
+    assert "orphan-1" not in audit(drifted, "--json", "--grace", "2h").stdout
+
+
+def test_no_drift_exits_0(db: Database, store: ResourceStore, standin: SprmStandIn) -> None:
+    env = db_env(db) | {"SP_RESOURCE_MANAGER_URL": standin.url}  # type: ignore[attr-defined]
+    result = audit(env, "--json")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert json.loads(result.stdout)["checked"] == {"instances": 0, "records": 0}
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], *parts: str) -> None:
+    assert result.returncode == 2
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("placement-manager audit: ")
+    for part in parts:
+        assert part in line
+
+
+def test_an_unreachable_sprm_is_one_line_and_exit_2(db: Database, store: ResourceStore) -> None:
+    env = db_env(db) | {"SP_RESOURCE_MANAGER_URL": f"http://127.0.0.1:{free_port()}"}
+    one_line_error(audit(env, "--json"), "sprm list", "no answer")
+
+
+def test_an_sprm_error_is_one_line_and_exit_2(
+    drifted: dict[str, str], standin: SprmStandIn
+) -> None:
+    standin.fail("list", 503, detail="overloaded")
+    one_line_error(audit(drifted), "sprm list: 503: overloaded")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--grace", "soon"], "--grace: 'soon': not a duration"),
+        (["--max-deletes", "0"], "--max-deletes: '0' is not a whole number"),
+        (["--max-deletes"], "--max-deletes: expected one argument"),
+    ],
+)
+def test_bad_flags_are_one_line_and_exit_2(args: list[str], message: str) -> None:
+    one_line_error(audit({}, *args), message)
+
+
+def test_bad_configuration_and_an_unreachable_database_are_one_line(tmp_path: Path) -> None:
+    one_line_error(audit({"DB_TYPE": "mysql"}), "invalid configuration", "DB_TYPE='mysql'")
+    nowhere = str(tmp_path / "typo.db")
+    one_line_error(
+        audit({"DB_TYPE": "sqlite", "DB_NAME": nowhere}), f"no database at sqlite:{nowhere}"
+    )
+    assert not Path(nowhere).exists()
+    closed = {"DB_HOST": "127.0.0.1", "DB_PORT": str(free_port()), "DB_CONNECT_TIMEOUT": "1s"}
+    one_line_error(audit(closed), "cannot reach postgresql://127.0.0.1:")
+
+
+def test_the_kubernetes_cronjob_runs_the_audit_dry() -> None:
+    manifest = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "audit-cronjob.yaml").read_text())
+    assert (manifest["apiVersion"], manifest["kind"]) == ("batch/v1", "CronJob")
+    pod = manifest["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    args = container["args"]
+    assert args[0] == "audit"
+    parsed = audit_command.parser().parse_args(args[1:])
+    assert not parsed.delete_orphans
+    assert not parsed.forget_missing
+    assert pod["restartPolicy"] == "Never"
+    assert manifest["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 0
