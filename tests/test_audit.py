@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 from placement.audit import Findings, Repairs, scan
 from placement.auditor import Auditor
 from placement.config import RetryPolicy, Upstream
-from placement.model import State
+from placement.model import Placement, State
 from placement.standins import SprmStandIn
 from placement.store import Lease, ResourceStore
 from placement.store.drift import DriftStore
@@ -138,6 +138,27 @@ def test_scheduled_deletions_are_not_orphans_failed_ones_are(
     add_instances(standin, "being-deleted", deletion_status="SCHEDULED")
     add_instances(standin, "deletion-failed", deletion_status="FAILED")
     assert audit(drift, sprm).orphaned_instances == ["deletion-failed"]
+
+
+def test_a_pending_deletion_of_a_replaced_instance_is_not_an_orphan(
+    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+) -> None:
+    """A rehydration's old instance, whose deferred delete the reconciler has still to
+    send again, has no record; it is work in progress (a stuck operation once its lease
+    has run out), never an orphan to delete."""
+    put_record(store, "old", OLD)
+    placement = Placement("new", "cat", {"n": 1}, "p", "APPROVED", replaces="old")
+    store.begin_rehydrate(placement, Lease("op", 3600))
+    store.finish_rehydrate("new", "old", Lease("op", -1))
+    add_instances(standin, "old", "new")
+
+    found = audit(drift, sprm)
+
+    assert found.orphaned_instances == []
+    assert found.stuck_operations == ["old"]
+    said: list[str] = []
+    Repairs(drift, sprm, found, GRACE, said.append).delete_orphans(max_deletes=100)
+    assert set(standin.instances) == {"old", "new"}
 
 
 def test_an_instance_deleted_behind_our_back_is_missing(
