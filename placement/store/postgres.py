@@ -18,68 +18,11 @@ from placement.config import Database
 from placement.model import JSONObject
 from placement.store import pg_probe
 from placement.store.base import DuplicateId, StoreError, StoreUnavailable
+from placement.store.migrations import migrate
 from placement.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 
-# Schema versions, applied in order once each. Version 1 is the Go service's table,
-# created only when missing (an existing one is served as it is); later versions add.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """
-        CREATE TABLE IF NOT EXISTS resources (
-            id varchar(63) PRIMARY KEY,
-            catalog_item_instance_id text NOT NULL,
-            original_spec jsonb NOT NULL,
-            provider_name text NOT NULL,
-            approval_status text NOT NULL,
-            path text NOT NULL,
-            create_time timestamptz,
-            update_time timestamptz
-        )
-        """,
-    ),
-    (
-        "ALTER TABLE resources ADD COLUMN IF NOT EXISTS state text NOT NULL DEFAULT 'READY'",
-        "ALTER TABLE resources ADD COLUMN IF NOT EXISTS lease_owner text",
-        "ALTER TABLE resources ADD COLUMN IF NOT EXISTS lease_until timestamptz",
-        "ALTER TABLE resources ADD COLUMN IF NOT EXISTS replaces varchar(63)",
-        "CREATE INDEX IF NOT EXISTS resources_create_time_id_idx ON resources (create_time, id)",
-        "CREATE INDEX IF NOT EXISTS resources_provider_create_time_id_idx"
-        " ON resources (provider_name, create_time, id)",
-        "CREATE INDEX IF NOT EXISTS resources_in_flight_idx ON resources (lease_until)"
-        " WHERE state <> 'READY'",
-        "CREATE INDEX IF NOT EXISTS resources_replaces_idx ON resources (replaces)"
-        " WHERE replaces IS NOT NULL",
-        "CREATE TABLE IF NOT EXISTS placement_settings"
-        " (name text PRIMARY KEY, value text NOT NULL)",
-    ),
-    (
-        # Replaced resources whose instance the SPRM has still to delete: a table the Go
-        # service and earlier versions never read, so neither meets a state it does not know.
-        "CREATE TABLE IF NOT EXISTS placement_retired (id varchar(63) PRIMARY KEY,"
-        " retire_time timestamptz NOT NULL, lease_owner text, lease_until timestamptz)",
-        # Leases end on the database's clock, whichever replica takes them.
-        "CREATE OR REPLACE FUNCTION placement_lease_end(seconds double precision)"
-        " RETURNS timestamptz LANGUAGE sql STABLE"
-        " AS $$ SELECT now() + seconds * interval '1 second' $$",
-    ),
-    # The in-service drift audit (placement/auditor.py): its lease, so that one replica
-    # at a time runs it, and the counts of the last run, which every replica publishes.
-    (
-        """
-        CREATE TABLE IF NOT EXISTS placement_audit (
-            name text PRIMARY KEY,
-            owner text NOT NULL,
-            lease_until timestamptz NOT NULL,
-            finish_time timestamptz,
-            orphaned_instances integer,
-            missing_instances integer,
-            stuck_operations integer
-        )
-        """,
-    ),
-)
 # Serialises migrations between replicas starting together.
 _MIGRATION_LOCK = 0x706C6163  # "plac"
 
@@ -137,18 +80,9 @@ class PostgresStore(SqlStore):
     def open(self) -> None:
         self._wait_until_reachable()
         self._pool.open(wait=True, timeout=self._db.connect_timeout)
-        with self._connection() as conn, conn.transaction():
+        with self._transaction() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS placement_schema"
-                " (version integer PRIMARY KEY, applied_time timestamptz NOT NULL DEFAULT now())"
-            )
-            row = conn.execute("SELECT coalesce(max(version), 0) FROM placement_schema").fetchone()
-            for version in range(row[0] if row else 0, len(MIGRATIONS)):
-                for statement in MIGRATIONS[version]:
-                    conn.execute(statement)
-                conn.execute("INSERT INTO placement_schema (version) VALUES (%s)", (version + 1,))
-                log.info("database schema migrated to version %d", version + 1)
+            migrate(conn.execute, "pgsql", self.placeholder)
 
     def close(self) -> None:
         self._pool.close()

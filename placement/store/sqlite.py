@@ -21,61 +21,10 @@ from typing import Any
 
 from placement.model import JSONObject, utcnow
 from placement.store.base import DuplicateId, StoreError, StoreUnavailable
+from placement.store.migrations import migrate
 from placement.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
-
-# Schema versions, applied in order once each (see postgres.MIGRATIONS).
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """
-        CREATE TABLE IF NOT EXISTS resources (
-            id varchar(63) PRIMARY KEY,
-            catalog_item_instance_id text NOT NULL,
-            original_spec text NOT NULL,
-            provider_name text NOT NULL,
-            approval_status text NOT NULL,
-            path text NOT NULL,
-            create_time datetime,
-            update_time datetime
-        )
-        """,
-    ),
-    (
-        "ALTER TABLE resources ADD COLUMN state text NOT NULL DEFAULT 'READY'",
-        "ALTER TABLE resources ADD COLUMN lease_owner text",
-        "ALTER TABLE resources ADD COLUMN lease_until datetime",
-        "ALTER TABLE resources ADD COLUMN replaces varchar(63)",
-        "CREATE INDEX IF NOT EXISTS resources_create_time_id_idx ON resources (create_time, id)",
-        "CREATE INDEX IF NOT EXISTS resources_provider_create_time_id_idx"
-        " ON resources (provider_name, create_time, id)",
-        "CREATE INDEX IF NOT EXISTS resources_in_flight_idx ON resources (lease_until)"
-        " WHERE state <> 'READY'",
-        "CREATE INDEX IF NOT EXISTS resources_replaces_idx ON resources (replaces)"
-        " WHERE replaces IS NOT NULL",
-        "CREATE TABLE IF NOT EXISTS placement_settings"
-        " (name text PRIMARY KEY, value text NOT NULL)",
-    ),
-    (
-        "CREATE TABLE IF NOT EXISTS placement_retired (id varchar(63) PRIMARY KEY,"
-        " retire_time datetime NOT NULL, lease_owner text, lease_until datetime)",
-    ),
-    # The in-service drift audit (placement/auditor.py): its lease, so that one replica
-    # at a time runs it, and the counts of the last run, which every replica publishes.
-    (
-        """
-        CREATE TABLE IF NOT EXISTS placement_audit (
-            name text PRIMARY KEY,
-            owner text NOT NULL,
-            lease_until datetime NOT NULL,
-            finish_time datetime,
-            orphaned_instances integer,
-            missing_instances integer,
-            stuck_operations integer
-        )
-        """,
-    ),
-)
 
 # OperationalErrors that mean "cannot use the database now", not "this statement failed".
 _UNAVAILABLE = ("locked", "unable to open", "disk I/O", "busy", "readonly database")
@@ -119,21 +68,7 @@ class SqliteStore(SqlStore):
         self._rows("SELECT 1", ())
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS placement_schema"
-            " (version integer PRIMARY KEY, applied_time datetime NOT NULL)"
-        )
-        (current,) = conn.execute(
-            "SELECT coalesce(max(version), 0) FROM placement_schema"
-        ).fetchone()
-        for version in range(current, len(MIGRATIONS)):
-            for statement in MIGRATIONS[version]:
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO placement_schema (version, applied_time) VALUES (?, ?)",
-                (version + 1, _time_text(datetime.now(UTC))),
-            )
-            log.info("database schema migrated to version %d", version + 1)
+        migrate(lambda statement, params: conn.execute(statement, params or ()), "sqlite")
 
     def _spec_value(self, spec: JSONObject) -> Any:
         return json.dumps(spec, separators=(",", ":"))
