@@ -18,6 +18,7 @@ import uvicorn
 
 from placement import logs
 from placement.config import Config, ConfigError
+from placement.connections import protocol
 from placement.store import StoreUnavailable, make_store
 
 log = logging.getLogger("placement")
@@ -66,6 +67,7 @@ def serve() -> int:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=30,
+            http=protocol(config.limits),
         )
     return 0
 

@@ -37,6 +37,7 @@ from placement import logs
 from placement.app import create_app
 from placement.cli import exit_cleanly_on, fail, prepare_database
 from placement.config import Config, ConfigError
+from placement.connections import protocol
 from placement.standins import (
     BackgroundServer,
     PolicyStandIn,
@@ -45,7 +46,7 @@ from placement.standins import (
     SprmStandIn,
     load_rules,
 )
-from placement.standins.server import listen
+from placement.standins.server import exposure_warning, listen
 from placement.store import StoreUnavailable
 
 log = logging.getLogger("placement.dev")
@@ -192,6 +193,9 @@ def run(options: Options, env: Mapping[str, str]) -> int:
                 log.info("%s stand-in listening on %s", standin.name, server.url)
         except ServerError as exc:
             return fail(str(exc))
+        warning = exposure_warning(options.host)
+        if warning:
+            log.warning("%s", warning)
 
         log.info("starting on %s (database %s)", stack.api, config.database.describe())
         _serve(config, service_sock, stack)
@@ -280,6 +284,7 @@ def _serve(config: Config, sock: socket.socket, stack: Stack) -> None:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=5,
+            http=protocol(config.limits),
         )
     )
     stopped = threading.Event()

@@ -53,6 +53,7 @@ class PlacementService:
         lease_seconds: float,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         clock: Callable[[], datetime] = utcnow,
+        page_max_bytes: int | None = None,
     ) -> None:
         self._store = store
         self._policy = policy
@@ -60,6 +61,7 @@ class PlacementService:
         self._lease_time = timedelta(seconds=lease_seconds)
         self._new_id = new_id
         self._clock = clock
+        self._page_max_bytes = page_max_bytes
         self._tokens = PageTokens(lambda: store.setting(KEY_SETTING, new_key))
 
     def check_health(self) -> None:
@@ -67,7 +69,9 @@ class PlacementService:
 
     def list_resources(self, provider: str | None, page_size: int, page_token: str | None) -> Page:
         after = self._tokens.decode(page_token, provider) if page_token else None
-        resources, cursor = self._store.list_page(provider, page_size, after)
+        resources, cursor = self._store.list_page(
+            provider, page_size, after, self._page_max_bytes
+        )
         token = self._tokens.encode(cursor, provider) if cursor else None
         return Page(resources, token)
 

@@ -62,6 +62,7 @@ class PostgresStore(SqlStore):
     """Records in PostgreSQL; connection failures surface as StoreUnavailable."""
 
     placeholder = "%s"
+    spec_bytes = "octet_length(CAST(original_spec AS text))"
     # Replicas claiming stale records at once skip the rows another one is claiming.
     dialect: ClassVar[dict[str, str]] = {
         "claim_stale": "UPDATE resources SET lease_owner = ?, lease_until = ? WHERE id IN"
@@ -163,11 +164,11 @@ class PostgresStore(SqlStore):
                 f"no database connection within the pool timeout: {exc}"
             ) from exc
         except psycopg.errors.UniqueViolation as exc:
-            raise DuplicateId(str(exc)) from exc
+            raise DuplicateId(_without_data(exc)) from None
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"database connection failed: {exc}") from exc
         except psycopg.Error as exc:
-            raise StoreError(f"database error: {exc}") from exc
+            raise StoreError(f"database error: {_without_data(exc)}") from None
 
     def _wait_until_reachable(self) -> None:
         """Retry connecting until DB_CONNECT_TIMEOUT, then fail with the last reason."""
@@ -187,3 +188,10 @@ class PostgresStore(SqlStore):
                 log.warning("database not reachable yet, retrying: %s", reason)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+
+def _without_data(exc: psycopg.Error) -> str:
+    """What failed, without the values the statement was given: PostgreSQL's detail and
+    context lines (and psycopg's parameter lines) may quote them (a spec, for one)."""
+    primary = exc.diag.message_primary or str(exc).strip().split("\n", 1)[0]
+    return f"{type(exc).__name__} ({exc.sqlstate or 'client'}): {primary}"

@@ -4,12 +4,15 @@ supply connections, error translation, value encodings and dialect details."""
 from __future__ import annotations
 
 import abc
+import itertools
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
 from placement.model import JSONObject, Resource, State
 from placement.store.base import Cursor, Lease
+
+UNLIMITED = 1 << 62  # a page budget no page reaches
 
 # Every statement is written out whole (no SQL is assembled from pieces), with "?"
 # placeholders that `SqlStore` rewrites for drivers using "%s". `_SQL_LIST` is indexed
@@ -44,19 +47,34 @@ _SQL = {
     " ON CONFLICT (name) DO NOTHING",
     "setting_get": "SELECT value FROM placement_settings WHERE name = ?",
 }
+# A list page ends early once its specs pass a size budget: a row's spec is returned
+# only while the specs before it on the page (SPEC_BYTES each, the dialect's size of
+# the spec's JSON) stay under the budget (the first "?"); the rows after come without it.
 _SQL_LIST = {
-    (False, False): "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
-    " approval_status, create_time, update_time, state, replaces FROM resources"
+    (False, False): "SELECT id, catalog_item_instance_id,"
+    " CASE WHEN coalesce(sum(SPEC_BYTES) OVER page, 0) < ? THEN original_spec END,"
+    " provider_name, approval_status, create_time, update_time, state, replaces"
+    " FROM resources"
+    " WINDOW page AS (ORDER BY create_time, id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
     " ORDER BY create_time, id LIMIT ?",
-    (True, False): "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
-    " approval_status, create_time, update_time, state, replaces FROM resources"
-    " WHERE provider_name = ? ORDER BY create_time, id LIMIT ?",
-    (False, True): "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
-    " approval_status, create_time, update_time, state, replaces FROM resources"
-    " WHERE (create_time, id) > (?, ?) ORDER BY create_time, id LIMIT ?",
-    (True, True): "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
-    " approval_status, create_time, update_time, state, replaces FROM resources"
-    " WHERE provider_name = ? AND (create_time, id) > (?, ?) ORDER BY create_time, id LIMIT ?",
+    (True, False): "SELECT id, catalog_item_instance_id,"
+    " CASE WHEN coalesce(sum(SPEC_BYTES) OVER page, 0) < ? THEN original_spec END,"
+    " provider_name, approval_status, create_time, update_time, state, replaces"
+    " FROM resources WHERE provider_name = ?"
+    " WINDOW page AS (ORDER BY create_time, id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+    " ORDER BY create_time, id LIMIT ?",
+    (False, True): "SELECT id, catalog_item_instance_id,"
+    " CASE WHEN coalesce(sum(SPEC_BYTES) OVER page, 0) < ? THEN original_spec END,"
+    " provider_name, approval_status, create_time, update_time, state, replaces"
+    " FROM resources WHERE (create_time, id) > (?, ?)"
+    " WINDOW page AS (ORDER BY create_time, id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+    " ORDER BY create_time, id LIMIT ?",
+    (True, True): "SELECT id, catalog_item_instance_id,"
+    " CASE WHEN coalesce(sum(SPEC_BYTES) OVER page, 0) < ? THEN original_spec END,"
+    " provider_name, approval_status, create_time, update_time, state, replaces"
+    " FROM resources WHERE provider_name = ? AND (create_time, id) > (?, ?)"
+    " WINDOW page AS (ORDER BY create_time, id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+    " ORDER BY create_time, id LIMIT ?",
 }
 
 
@@ -66,11 +84,16 @@ class SqlStore(abc.ABC):
     placeholder = "?"
     # Statements a database needs in its own dialect, by name.
     dialect: ClassVar[dict[str, str]] = {}
+    # The size of a row's spec in bytes of JSON, in the database's dialect.
+    spec_bytes: ClassVar[str]
 
     def __init__(self) -> None:
         statements = _SQL | self.dialect
         self._sql = {name: self._marks(text) for name, text in statements.items()}
-        self._list = {key: self._marks(text) for key, text in _SQL_LIST.items()}
+        self._list = {
+            key: self._marks(text).replace("SPEC_BYTES", self.spec_bytes)
+            for key, text in _SQL_LIST.items()
+        }
 
     def _marks(self, statement: str) -> str:
         return statement.replace("?", self.placeholder)
@@ -134,17 +157,21 @@ class SqlStore(abc.ABC):
         return self._resource(rows[0]) if rows else None
 
     def list_page(
-        self, provider: str | None, limit: int, after: Cursor | None
+        self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None = None
     ) -> tuple[list[Resource], Cursor | None]:
-        params: list[Any] = [] if provider is None else [provider]
+        params: list[Any] = [UNLIMITED if max_bytes is None else max_bytes]
+        if provider is not None:
+            params.append(provider)
         if after is not None:
             params += [self._after_value(after.create_key), after.id]
         statement = self._list[provider is not None, after is not None]
         rows = self._rows(statement, [*params, limit + 1])
-        resources = [self._resource(row) for row in rows[:limit]]
-        if len(rows) <= limit:
+        # Rows past the budget come without their spec: the page ends before them.
+        kept = list(itertools.takewhile(lambda row: row[2] is not None, rows[:limit]))
+        resources = [self._resource(row) for row in kept]
+        if len(kept) == len(rows):
             return resources, None
-        return resources, Cursor(self._sort_key(rows[limit - 1][5]), rows[limit - 1][0])
+        return resources, Cursor(self._sort_key(kept[-1][5]), kept[-1][0])
 
     def replacement_of(self, resource_id: str) -> Resource | None:
         rows = self._rows(self._sql["replacement_of"], (resource_id,))

@@ -63,6 +63,8 @@ _UNAVAILABLE = ("locked", "unable to open", "disk I/O", "busy", "readonly databa
 class SqliteStore(SqlStore):
     """Records in one SQLite file (DB_NAME)."""
 
+    spec_bytes = "length(CAST(original_spec AS BLOB))"
+
     def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:
         super().__init__()
         self._path = path
