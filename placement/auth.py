@@ -139,7 +139,7 @@ class IssuerKeys:
             self._failures += 1
             backoff = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (self._failures - 1))
             self._next_fetch = self._clock() + backoff
-            log.warning("fetching the token issuer's keys failed (next try in %gs): %s", backoff, exc)
+            log.warning("fetching the issuer's keys failed (next try in %gs): %s", backoff, exc)
             return False
         finally:
             self._inflight = None

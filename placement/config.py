@@ -160,9 +160,7 @@ class Config:
                 body_timeout=read("SVC_BODY_TIMEOUT", "30s", _positive_duration),
                 max_connections=read("SVC_MAX_CONNECTIONS", "1024", _int_between(1, 1 << 20)),
                 queue_wait=read("SVC_QUEUE_WAIT", "5s", parse_duration),
-                page_max_bytes=read(
-                    "SVC_PAGE_MAX_BYTES", str(1 << 20), _int_between(1, 1 << 40)
-                ),
+                page_max_bytes=read("SVC_PAGE_MAX_BYTES", str(1 << 20), _int_between(1, 1 << 40)),
             ),
         )
 

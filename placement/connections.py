@@ -12,8 +12,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import httptools
 from uvicorn.config import Config as UvicornConfig
@@ -32,12 +31,13 @@ _WARN_EVERY = 10.0  # seconds between two warnings that the connection cap was r
 log = logging.getLogger("placement.connections")
 
 
-def protocol(limits: Limits) -> Callable[..., asyncio.Protocol]:
-    """uvicorn's `http` setting: its httptools protocol under `limits`."""
-    return functools.partial(LimitedHttpProtocol, limits=limits)
+def protocol(limits: Limits) -> type[asyncio.Protocol]:
+    """uvicorn's `http` setting: its httptools protocol under `limits` (a factory, which
+    uvicorn calls as it would call a protocol class)."""
+    return cast(type[asyncio.Protocol], functools.partial(LimitedHttpProtocol, limits=limits))
 
 
-class LimitedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
+class LimitedHttpProtocol(HttpToolsProtocol):
     """One connection. `_in_head`: waiting for, or reading, a request's head."""
 
     _last_warning = 0.0
@@ -148,8 +148,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
         if not self._head_started:
             self.transport.close()  # nothing came: nothing to answer
             return
-        timeout = self._limits.header_timeout
-        self._refuse(Kind.REQUEST_TIMEOUT, f"the request headers did not arrive within {timeout:g}s")
+        detail = f"the request headers did not arrive within {self._limits.header_timeout:g}s"
+        self._refuse(Kind.REQUEST_TIMEOUT, detail)
 
     def _refuse(self, kind: Kind, detail: str) -> None:
         """Answer problem details and close, whatever else arrives."""
@@ -192,7 +192,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
         headers = [
             (b"content-type", PROBLEM_JSON.encode()),
             (b"content-length", str(len(body)).encode()),
-            *((k.lower().encode(), v.encode()) for k, v in problems.refusal_headers(Kind.UNAVAILABLE).items()),
+            (b"retry-after", str(problems.RETRY_AFTER).encode()),
             (b"connection", b"close"),
         ]
         await send({"type": "http.response.start", "status": 503, "headers": headers})

@@ -35,7 +35,12 @@ import uvicorn
 
 from placement import logs
 from placement.app import create_app
-from placement.cli import exit_cleanly_on, fail, prepare_database
+from placement.cli import (
+    exit_cleanly_on,
+    fail,
+    prepare_database,
+    return_large_blocks_to_the_os,
+)
 from placement.config import Config, ConfigError
 from placement.connections import protocol
 from placement.standins import (
@@ -148,6 +153,7 @@ def run(options: Options, env: Mapping[str, str]) -> int:
     `env` is the environment the service's configuration is read from."""
     # From here on a signal ends the process with status 0, stopping what was started.
     exit_cleanly_on(signal.SIGTERM, signal.SIGINT)
+    return_large_blocks_to_the_os()
     data_dir = options.data_dir or default_data_dir(env)
     try:
         rules = load_rules(options.rules)

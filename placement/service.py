@@ -69,9 +69,7 @@ class PlacementService:
 
     def list_resources(self, provider: str | None, page_size: int, page_token: str | None) -> Page:
         after = self._tokens.decode(page_token, provider) if page_token else None
-        resources, cursor = self._store.list_page(
-            provider, page_size, after, self._page_max_bytes
-        )
+        resources, cursor = self._store.list_page(provider, page_size, after, self._page_max_bytes)
         token = self._tokens.encode(cursor, provider) if cursor else None
         return Page(resources, token)
 

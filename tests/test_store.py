@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import traceback
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +12,14 @@ import pytest
 
 from placement.config import Database
 from placement.model import Resource, State
-from placement.store import DuplicateId, Lease, ResourceStore, StoreUnavailable, make_store
+from placement.store import (
+    DuplicateId,
+    Lease,
+    ResourceStore,
+    StoreError,
+    StoreUnavailable,
+    make_store,
+)
 from tests.processes import free_port
 
 T0 = datetime(2026, 3, 30, 9, 15, 1, 123456, tzinfo=UTC)
@@ -102,6 +110,39 @@ def test_list_filters_by_provider(store: ResourceStore) -> None:
     page, cursor = store.list_page("p1", 5, cursor)
     assert ids(page) == ["r3"]
     assert cursor is None
+
+
+def test_a_page_ends_early_once_its_specs_pass_the_budget(store: ResourceStore) -> None:
+    big = {"blob": "x" * 300_000}  # about 300 kB of JSON each
+    for n in range(5):
+        store.insert(resource(f"r{n}", T0 + timedelta(seconds=n), spec=big))
+    store.insert(resource("small", T0 + timedelta(seconds=9)))
+    pages = []
+    page, cursor = store.list_page(None, 100, None, max_bytes=500_000)
+    pages.append(ids(page))
+    while cursor is not None:
+        page, cursor = store.list_page(None, 100, cursor, max_bytes=500_000)
+        pages.append(ids(page))
+    # A spec is taken while those before it stay under the budget: two a page here.
+    assert pages == [["r0", "r1"], ["r2", "r3"], ["r4", "small"]]
+    assert page[0].spec == big
+    one, cursor = store.list_page("kubevirt", 100, None, max_bytes=1)
+    assert ids(one) == ["r0"]  # a page always holds one record
+    assert cursor is not None
+    everything, cursor = store.list_page(None, 100, None)
+    assert len(everything) == 6
+    assert cursor is None
+
+
+@pytest.mark.parametrize("db", ["pgsql"], indirect=True)
+def test_database_errors_leave_out_the_values_they_were_given(store: ResourceStore) -> None:
+    # PostgreSQL cannot store NUL (the API refuses it before); its error quotes the spec.
+    secret = "".join(["s3", "cr3t"])  # not in this source line, which a traceback shows
+    with pytest.raises(StoreError) as failed:
+        store.insert(resource("web-1", spec={"password": f"{secret}\u0000"}))
+    logged = "".join(traceback.format_exception(failed.value))
+    assert "UntranslatableCharacter" in logged
+    assert secret not in logged
 
 
 def test_changes_between_pages_do_not_skip_remaining_records(store: ResourceStore) -> None:

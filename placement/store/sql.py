@@ -47,34 +47,42 @@ _SQL = {
     " ON CONFLICT (name) DO NOTHING",
     "setting_get": "SELECT value FROM placement_settings WHERE name = ?",
 }
-# A list page ends early once its specs pass a size budget: a row's spec is returned
-# only while the specs before it on the page (SPEC_BYTES each, the dialect's size of
-# the spec's JSON) stay under the budget (the first "?"); the rows after come without it.
+# A list page ends early once its specs pass a size budget (the first "?"): a row's spec
+# is read only while the specs before it on the page (SPEC_BYTES each: the dialect's
+# size of a spec's JSON) stay under it; the rows after come without it. The inner query
+# pages and sums the sizes without carrying any spec; specs are read by id after.
 _SQL_LIST = {
-    (False, False): "SELECT id, catalog_item_instance_id,"
-    " CASE WHEN coalesce(sum(SPEC_BYTES) OVER page, 0) < ? THEN original_spec END,"
-    " provider_name, approval_status, create_time, update_time, state, replaces"
-    " FROM resources"
-    " WINDOW page AS (ORDER BY create_time, id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
-    " ORDER BY create_time, id LIMIT ?",
-    (True, False): "SELECT id, catalog_item_instance_id,"
-    " CASE WHEN coalesce(sum(SPEC_BYTES) OVER page, 0) < ? THEN original_spec END,"
-    " provider_name, approval_status, create_time, update_time, state, replaces"
-    " FROM resources WHERE provider_name = ?"
-    " WINDOW page AS (ORDER BY create_time, id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
-    " ORDER BY create_time, id LIMIT ?",
-    (False, True): "SELECT id, catalog_item_instance_id,"
-    " CASE WHEN coalesce(sum(SPEC_BYTES) OVER page, 0) < ? THEN original_spec END,"
-    " provider_name, approval_status, create_time, update_time, state, replaces"
-    " FROM resources WHERE (create_time, id) > (?, ?)"
-    " WINDOW page AS (ORDER BY create_time, id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
-    " ORDER BY create_time, id LIMIT ?",
-    (True, True): "SELECT id, catalog_item_instance_id,"
-    " CASE WHEN coalesce(sum(SPEC_BYTES) OVER page, 0) < ? THEN original_spec END,"
-    " provider_name, approval_status, create_time, update_time, state, replaces"
-    " FROM resources WHERE provider_name = ? AND (create_time, id) > (?, ?)"
-    " WINDOW page AS (ORDER BY create_time, id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
-    " ORDER BY create_time, id LIMIT ?",
+    (False, False): "SELECT id, catalog_item_instance_id, CASE WHEN before < ?"
+    " THEN (SELECT original_spec FROM resources AS r WHERE r.id = page.id) END,"
+    " provider_name, approval_status, create_time, update_time, state, replaces FROM"
+    " (SELECT id, catalog_item_instance_id, provider_name, approval_status, create_time,"
+    " update_time, state, replaces, coalesce(sum(SPEC_BYTES) OVER (ORDER BY create_time, id"
+    " ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before FROM resources"
+    " ORDER BY create_time, id LIMIT ?) AS page ORDER BY create_time, id",
+    (True, False): "SELECT id, catalog_item_instance_id, CASE WHEN before < ?"
+    " THEN (SELECT original_spec FROM resources AS r WHERE r.id = page.id) END,"
+    " provider_name, approval_status, create_time, update_time, state, replaces FROM"
+    " (SELECT id, catalog_item_instance_id, provider_name, approval_status, create_time,"
+    " update_time, state, replaces, coalesce(sum(SPEC_BYTES) OVER (ORDER BY create_time, id"
+    " ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before FROM resources"
+    " WHERE provider_name = ?"
+    " ORDER BY create_time, id LIMIT ?) AS page ORDER BY create_time, id",
+    (False, True): "SELECT id, catalog_item_instance_id, CASE WHEN before < ?"
+    " THEN (SELECT original_spec FROM resources AS r WHERE r.id = page.id) END,"
+    " provider_name, approval_status, create_time, update_time, state, replaces FROM"
+    " (SELECT id, catalog_item_instance_id, provider_name, approval_status, create_time,"
+    " update_time, state, replaces, coalesce(sum(SPEC_BYTES) OVER (ORDER BY create_time, id"
+    " ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before FROM resources"
+    " WHERE (create_time, id) > (?, ?)"
+    " ORDER BY create_time, id LIMIT ?) AS page ORDER BY create_time, id",
+    (True, True): "SELECT id, catalog_item_instance_id, CASE WHEN before < ?"
+    " THEN (SELECT original_spec FROM resources AS r WHERE r.id = page.id) END,"
+    " provider_name, approval_status, create_time, update_time, state, replaces FROM"
+    " (SELECT id, catalog_item_instance_id, provider_name, approval_status, create_time,"
+    " update_time, state, replaces, coalesce(sum(SPEC_BYTES) OVER (ORDER BY create_time, id"
+    " ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before FROM resources"
+    " WHERE provider_name = ? AND (create_time, id) > (?, ?)"
+    " ORDER BY create_time, id LIMIT ?) AS page ORDER BY create_time, id",
 }
 
 
