@@ -111,7 +111,9 @@ def test_log_lines_carry_the_request_id_in_both_formats() -> None:
 
 def test_text_logs_escape_control_characters_from_clients() -> None:
     forged = "/resources/x\n2026-12-01 00:00:00,000 INFO placement.access: DELETE /y 204\r\x1b[2J"
-    record = logging.LogRecord("placement.access", logging.INFO, __file__, 1, "GET %s", (forged,), None)
+    record = logging.LogRecord(
+        "placement.access", logging.INFO, __file__, 1, "GET %s", (forged,), None
+    )
     record.path = forged
     try:
         raise ValueError("kid \x1b[31m\nforged line")
@@ -121,10 +123,12 @@ def test_text_logs_escape_control_characters_from_clients() -> None:
     text = TextFormatter().format(record)
 
     first, *trace = text.split("\n")
-    assert "x\\n2026-12-01" in first and "\\r\\x1b[2J" in first
+    assert "x\\n2026-12-01" in first
+    assert "\\r\\x1b[2J" in first
     assert "path=/resources/x\\n2026" in first
     assert all(line.startswith("    | ") for line in trace)  # never a line of its own
-    assert "\x1b" not in text and "\r" not in text
+    assert "\x1b" not in text
+    assert "\r" not in text
 
 
 def metric(page: str, name: str, **labels: str) -> float:

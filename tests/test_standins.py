@@ -673,8 +673,15 @@ def test_recorded_credentials_are_redacted_to_a_fingerprint() -> None:
 
 @pytest.mark.parametrize(
     ("host", "warned"),
-    [("127.0.0.1", False), ("::1", False), ("localhost", False), ("0.0.0.0", True),
-     ("::", True), ("192.0.2.7", True), ("stand-ins.example", True)],
+    [
+        ("127.0.0.1", False),
+        ("::1", False),
+        ("localhost", False),
+        ("0.0.0.0", True),
+        ("::", True),
+        ("192.0.2.7", True),
+        ("stand-ins.example", True),
+    ],
 )
 def test_listening_beyond_loopback_is_warned_about(host: str, warned: bool) -> None:
     warning = exposure_warning(host)
