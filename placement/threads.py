@@ -27,6 +27,16 @@ class RequestThreads:
         self._free = asyncio.Semaphore(size)  # bound to the serving loop on first use
 
     async def run(self, call: Callable[[], T]) -> T:
+        if self._free.locked():
+            await self._wait_for_a_thread()
+        else:
+            await self._free.acquire()  # at once: no timer needed
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+        finally:
+            self._free.release()
+
+    async def _wait_for_a_thread(self) -> None:
         try:
             async with asyncio.timeout(self._queue_wait):
                 await self._free.acquire()
@@ -36,10 +46,6 @@ class RequestThreads:
                 " retry later"
             )
             raise PlacementError(Kind.UNAVAILABLE, detail) from None
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, call)
-        finally:
-            self._free.release()
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=True)

@@ -54,6 +54,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " (name text PRIMARY KEY, value text NOT NULL)",
     ),
 )
+# A list statement (`sql._SQL_LIST`, in its order) whose page holds a bounded amount of
+# specs: a row keeps its spec only while the specs before it (their JSON text, in
+# bytes) stay under the budget (the first parameter); the others come without it.
+# PostgreSQL sizes them on its side, where they are not even detoasted when left out.
+_BUDGETED_PAGE = (
+    "SELECT id, catalog_item_instance_id, CASE WHEN coalesce(sum(octet_length(CAST("
+    "original_spec AS text))) OVER (ORDER BY create_time, id ROWS BETWEEN UNBOUNDED"
+    " PRECEDING AND 1 PRECEDING), 0) < %s THEN original_spec END, provider_name,"
+    " approval_status, create_time, update_time, state, replaces FROM (LIST) AS page"
+    " ORDER BY create_time, id"
+)
+_UNLIMITED = 1 << 62
 # Serialises migrations between replicas starting together.
 _MIGRATION_LOCK = 0x706C6163  # "plac"
 
@@ -62,7 +74,6 @@ class PostgresStore(SqlStore):
     """Records in PostgreSQL; connection failures surface as StoreUnavailable."""
 
     placeholder = "%s"
-    spec_bytes = "octet_length(CAST(original_spec AS text))"
     # Replicas claiming stale records at once skip the rows another one is claiming.
     dialect: ClassVar[dict[str, str]] = {
         "claim_stale": "UPDATE resources SET lease_owner = ?, lease_until = ? WHERE id IN"
@@ -133,6 +144,12 @@ class PostgresStore(SqlStore):
     def _count(self, statement: str, params: Sequence[Any]) -> int:
         with self._connection() as conn:
             return conn.execute(statement, params).rowcount
+
+    def _page_rows(
+        self, statement: str, params: Sequence[Any], max_bytes: int | None
+    ) -> list[tuple[Any, ...]]:
+        budget = _UNLIMITED if max_bytes is None else max_bytes
+        return self._rows(_BUDGETED_PAGE.replace("LIST", statement), [budget, *params])
 
     def _spec_value(self, spec: JSONObject) -> Any:
         return Jsonb(spec)

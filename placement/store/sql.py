@@ -12,8 +12,6 @@ from typing import Any, ClassVar
 from placement.model import JSONObject, Resource, State
 from placement.store.base import Cursor, Lease
 
-UNLIMITED = 1 << 62  # a page budget no page reaches
-
 # Every statement is written out whole (no SQL is assembled from pieces), with "?"
 # placeholders that `SqlStore` rewrites for drivers using "%s". `_SQL_LIST` is indexed
 # by (filtered by provider, after a cursor).
@@ -47,42 +45,19 @@ _SQL = {
     " ON CONFLICT (name) DO NOTHING",
     "setting_get": "SELECT value FROM placement_settings WHERE name = ?",
 }
-# A list page ends early once its specs pass a size budget (the first "?"): a row's spec
-# is read only while the specs before it on the page (SPEC_BYTES each: the dialect's
-# size of a spec's JSON) stay under it; the rows after come without it. The inner query
-# pages and sums the sizes without carrying any spec; specs are read by id after.
 _SQL_LIST = {
-    (False, False): "SELECT id, catalog_item_instance_id, CASE WHEN before < ?"
-    " THEN (SELECT original_spec FROM resources AS r WHERE r.id = page.id) END,"
-    " provider_name, approval_status, create_time, update_time, state, replaces FROM"
-    " (SELECT id, catalog_item_instance_id, provider_name, approval_status, create_time,"
-    " update_time, state, replaces, coalesce(sum(SPEC_BYTES) OVER (ORDER BY create_time, id"
-    " ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before FROM resources"
-    " ORDER BY create_time, id LIMIT ?) AS page ORDER BY create_time, id",
-    (True, False): "SELECT id, catalog_item_instance_id, CASE WHEN before < ?"
-    " THEN (SELECT original_spec FROM resources AS r WHERE r.id = page.id) END,"
-    " provider_name, approval_status, create_time, update_time, state, replaces FROM"
-    " (SELECT id, catalog_item_instance_id, provider_name, approval_status, create_time,"
-    " update_time, state, replaces, coalesce(sum(SPEC_BYTES) OVER (ORDER BY create_time, id"
-    " ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before FROM resources"
-    " WHERE provider_name = ?"
-    " ORDER BY create_time, id LIMIT ?) AS page ORDER BY create_time, id",
-    (False, True): "SELECT id, catalog_item_instance_id, CASE WHEN before < ?"
-    " THEN (SELECT original_spec FROM resources AS r WHERE r.id = page.id) END,"
-    " provider_name, approval_status, create_time, update_time, state, replaces FROM"
-    " (SELECT id, catalog_item_instance_id, provider_name, approval_status, create_time,"
-    " update_time, state, replaces, coalesce(sum(SPEC_BYTES) OVER (ORDER BY create_time, id"
-    " ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before FROM resources"
-    " WHERE (create_time, id) > (?, ?)"
-    " ORDER BY create_time, id LIMIT ?) AS page ORDER BY create_time, id",
-    (True, True): "SELECT id, catalog_item_instance_id, CASE WHEN before < ?"
-    " THEN (SELECT original_spec FROM resources AS r WHERE r.id = page.id) END,"
-    " provider_name, approval_status, create_time, update_time, state, replaces FROM"
-    " (SELECT id, catalog_item_instance_id, provider_name, approval_status, create_time,"
-    " update_time, state, replaces, coalesce(sum(SPEC_BYTES) OVER (ORDER BY create_time, id"
-    " ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before FROM resources"
-    " WHERE provider_name = ? AND (create_time, id) > (?, ?)"
-    " ORDER BY create_time, id LIMIT ?) AS page ORDER BY create_time, id",
+    (False, False): "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
+    " approval_status, create_time, update_time, state, replaces FROM resources"
+    " ORDER BY create_time, id LIMIT ?",
+    (True, False): "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
+    " approval_status, create_time, update_time, state, replaces FROM resources"
+    " WHERE provider_name = ? ORDER BY create_time, id LIMIT ?",
+    (False, True): "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
+    " approval_status, create_time, update_time, state, replaces FROM resources"
+    " WHERE (create_time, id) > (?, ?) ORDER BY create_time, id LIMIT ?",
+    (True, True): "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
+    " approval_status, create_time, update_time, state, replaces FROM resources"
+    " WHERE provider_name = ? AND (create_time, id) > (?, ?) ORDER BY create_time, id LIMIT ?",
 }
 
 
@@ -92,16 +67,11 @@ class SqlStore(abc.ABC):
     placeholder = "?"
     # Statements a database needs in its own dialect, by name.
     dialect: ClassVar[dict[str, str]] = {}
-    # The size of a row's spec in bytes of JSON, in the database's dialect.
-    spec_bytes: ClassVar[str]
 
     def __init__(self) -> None:
         statements = _SQL | self.dialect
         self._sql = {name: self._marks(text) for name, text in statements.items()}
-        self._list = {
-            key: self._marks(text).replace("SPEC_BYTES", self.spec_bytes)
-            for key, text in _SQL_LIST.items()
-        }
+        self._list = {key: self._marks(text) for key, text in _SQL_LIST.items()}
 
     def _marks(self, statement: str) -> str:
         return statement.replace("?", self.placeholder)
@@ -113,6 +83,14 @@ class SqlStore(abc.ABC):
     @abc.abstractmethod
     def _count(self, statement: str, params: Sequence[Any]) -> int:
         """Run a statement; the number of rows it changed."""
+
+    @abc.abstractmethod
+    def _page_rows(
+        self, statement: str, params: Sequence[Any], max_bytes: int | None
+    ) -> list[tuple[Any, ...]]:
+        """Run a list statement, holding at most about `max_bytes` of specs: once the
+        specs of the rows before reach it, a row comes without its spec (None), and
+        the rows after it may be left out."""
 
     @abc.abstractmethod
     def _spec_value(self, spec: JSONObject) -> Any: ...
@@ -167,14 +145,12 @@ class SqlStore(abc.ABC):
     def list_page(
         self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None = None
     ) -> tuple[list[Resource], Cursor | None]:
-        params: list[Any] = [UNLIMITED if max_bytes is None else max_bytes]
-        if provider is not None:
-            params.append(provider)
+        params: list[Any] = [] if provider is None else [provider]
         if after is not None:
             params += [self._after_value(after.create_key), after.id]
         statement = self._list[provider is not None, after is not None]
-        rows = self._rows(statement, [*params, limit + 1])
-        # Rows past the budget come without their spec: the page ends before them.
+        rows = self._page_rows(statement, [*params, limit + 1], max_bytes)
+        # A row without its spec is past the budget: the page ends before it.
         kept = list(itertools.takewhile(lambda row: row[2] is not None, rows[:limit]))
         resources = [self._resource(row) for row in kept]
         if len(kept) == len(rows):

@@ -63,8 +63,6 @@ _UNAVAILABLE = ("locked", "unable to open", "disk I/O", "busy", "readonly databa
 class SqliteStore(SqlStore):
     """Records in one SQLite file (DB_NAME)."""
 
-    spec_bytes = "length(CAST(original_spec AS BLOB))"
-
     def __init__(self, path: Path, busy_timeout: float = 5.0) -> None:
         super().__init__()
         self._path = path
@@ -120,6 +118,24 @@ class SqliteStore(SqlStore):
     def _count(self, statement: str, params: Sequence[Any]) -> int:
         with self._connection() as conn:
             return conn.execute(statement, params).rowcount
+
+    def _page_rows(
+        self, statement: str, params: Sequence[Any], max_bytes: int | None
+    ) -> list[tuple[Any, ...]]:
+        """SQLite makes rows as they are read: read no further than the budget (a spec's
+        size: the length of its JSON text, ASCII as this service writes it)."""
+        rows: list[tuple[Any, ...]] = []
+        held = 0
+        with self._connection() as conn:
+            cursor = conn.execute(statement, params)
+            for row in cursor:
+                if max_bytes is not None and held >= max_bytes:
+                    rows.append((*row[:2], None, *row[3:]))  # there is more; not held
+                    break
+                held += len(row[2])
+                rows.append(row)
+            cursor.close()
+        return rows
 
     def _spec_value(self, spec: JSONObject) -> Any:
         return json.dumps(spec, separators=(",", ":"))
