@@ -15,9 +15,13 @@ log = logging.getLogger("placement.access")
 
 
 class RequestObserver:
-    def __init__(self, app: ASGIApp, pool_gauge: metrics.PoolGauge) -> None:
+    """`take_bearer`: keep the caller's bearer token, to forward it upstream, as sent
+    (without authentication; with it, the verifier keeps the token it checked)."""
+
+    def __init__(self, app: ASGIApp, pool_gauge: metrics.PoolGauge, take_bearer: bool) -> None:
         self._app = app
         self._pool_gauge = pool_gauge
+        self._take_bearer = take_bearer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -28,7 +32,8 @@ class RequestObserver:
             return
         headers = dict(scope["headers"])
         request = context.begin(headers.get(b"x-request-id", b"").decode("latin-1"))
-        request.bearer_token = _bearer(headers.get(b"authorization", b""))
+        if self._take_bearer:
+            request.bearer_token = _bearer(headers.get(b"authorization", b""))
         request_id = request.request_id.encode()
         scope.setdefault(
             "extensions", {}

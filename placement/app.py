@@ -7,12 +7,12 @@ operationId is bound to the `Handlers` method of the same name in snake case.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import re
 import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 from placement import logs, metrics, problems
 from placement.access import RequestObserver
 from placement.auditor import Auditor
-from placement.auth import TokenVerifier, bearer_handler
+from placement.auth import OneAuthorization, TokenVerifier, bearer_handler
 from placement.config import Auth, Config
 from placement.connexion_speedups import middlewares, speed_up
 from placement.handlers import Handlers
@@ -36,6 +36,7 @@ from placement.reconciler import Reconciler
 from placement.routes import MethodCheck, SpecRoutes
 from placement.service import PlacementService
 from placement.store import make_store
+from placement.threads import RequestThreads
 from placement.upstream.policy import PolicyClient
 from placement.upstream.sprm import SprmClient
 from placement.validation import VALIDATORS
@@ -56,7 +57,9 @@ def create_app(config: Config, *, stop_drain: float | None = None) -> connexion.
     store = make_store(config.database)
     policy = PolicyClient(config.policy, config.retry, config.threads, config.forward_auth)
     sprm = SprmClient(config.sprm, config.retry, config.threads, config.forward_auth)
-    service = PlacementService(store, policy, sprm, config.operation_lease())
+    service = PlacementService(
+        store, policy, sprm, config.operation_lease(), page_max_bytes=config.limits.page_max_bytes
+    )
     reconciler = Reconciler(
         store, sprm, config.operation_lease(), retry_seconds=config.reconcile.interval
     )
@@ -65,14 +68,16 @@ def create_app(config: Config, *, stop_drain: float | None = None) -> connexion.
         if config.audit_interval > 0
         else None
     )
+    verifier = TokenVerifier(config.auth) if config.auth.enabled else None
 
     # The handlers run here; the number of threads caps the requests served at once.
-    threads = ThreadPoolExecutor(config.threads, thread_name_prefix="request")
+    threads = RequestThreads(config.threads, config.limits.queue_wait)
+    handlers = Handlers(service, threads)
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(threads, store.open)
+        await loop.run_in_executor(threads.executor, store.open)
         reconciler.start(config.reconcile.interval)
         if auditor is not None:
             auditor.start()
@@ -81,22 +86,31 @@ def create_app(config: Config, *, stop_drain: float | None = None) -> connexion.
         finally:
             if stop_drain is not None:
                 _exit_after(stop_drain)
-            await loop.run_in_executor(threads, reconciler.stop)
+            await loop.run_in_executor(threads.executor, reconciler.stop)
             if auditor is not None:
-                await loop.run_in_executor(threads, auditor.stop)
-            threads.shutdown(wait=True)
+                await loop.run_in_executor(threads.executor, auditor.stop)
+            threads.shutdown()
+            handlers.health_threads.shutdown(wait=True)
+            if verifier is not None:
+                verifier.keys.close()
             store.close()
             policy.close()
             sprm.close()
 
+    # After authentication: no body is read for a request refused anyway.
+    body_limit = functools.partial(
+        BodyLimit, limit=config.max_body_bytes, timeout=config.limits.body_timeout
+    )
     app = connexion.AsyncApp(
-        __name__, lifespan=lifespan, middlewares=middlewares(config.auth.enabled)
+        __name__,
+        lifespan=lifespan,
+        middlewares=middlewares(config.auth.enabled, before_validation=[body_limit]),
     )
     speed_up(app)
     app.add_api(
         _spec(config.auth),
-        resolver=resolver(Handlers(service, threads)),
-        security_map=_security(config.auth),
+        resolver=resolver(handlers),
+        security_map=_security(verifier),
         pythonic_params=False,
         validator_map=VALIDATORS,
     )
@@ -104,12 +118,11 @@ def create_app(config: Config, *, stop_drain: float | None = None) -> connexion.
         RequestObserver,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
         pool_gauge=metrics.PoolGauge(store.pool_stats),
+        take_bearer=not config.auth.enabled,
     )
     routes = SpecRoutes(SPEC)
     app.add_middleware(MethodCheck, position=MiddlewarePosition.BEFORE_ROUTING, routes=routes)
-    app.add_middleware(
-        BodyLimit, position=MiddlewarePosition.BEFORE_ROUTING, limit=config.max_body_bytes
-    )
+    app.add_middleware(OneAuthorization, position=MiddlewarePosition.BEFORE_ROUTING)
     handle = problems.handler(routes.allow_header)
     for exc_class in (Exception, HTTPException, ProblemException):
         app.add_error_handler(exc_class, handle)
@@ -124,10 +137,10 @@ def _spec(auth: Auth) -> dict[str, Any]:
     return spec
 
 
-def _security(auth: Auth) -> dict[str, Any] | None:
-    if not auth.enabled:
+def _security(verifier: TokenVerifier | None) -> dict[str, Any] | None:
+    if verifier is None:
         return None
-    return {"bearer": bearer_handler(TokenVerifier(auth.issuer_url, auth.audience))}
+    return {"bearer": bearer_handler(verifier)}
 
 
 def resolver(handlers: Handlers) -> Resolver:

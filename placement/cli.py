@@ -5,6 +5,8 @@ it locally (see `devstack.py`)."""
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -18,6 +20,7 @@ import uvicorn
 
 from placement import logs
 from placement.config import Config, ConfigError
+from placement.connections import protocol
 from placement.store import StoreUnavailable, make_store
 
 log = logging.getLogger("placement")
@@ -67,6 +70,7 @@ def serve() -> int:
         config.workers,
     )
     exit_cleanly_on(signal.SIGTERM, signal.SIGINT)
+    return_large_blocks_to_the_os()
     with _shared_metrics(config.workers):
         uvicorn.run(
             "placement.app:app_from_env",
@@ -77,6 +81,7 @@ def serve() -> int:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=SHUTDOWN_GRACE,
+            http=protocol(config.limits),
         )
     return 0
 
@@ -131,6 +136,23 @@ def exit_cleanly_on(*signals: signal.Signals) -> None:
 
     for signum in signals:
         signal.signal(signum, leave)
+
+
+# glibc's threshold above which a block is its own mapping, given back to the system
+# when freed (M_MMAP_THRESHOLD, and its environment tunable for worker processes).
+_M_MMAP_THRESHOLD = -3
+_LARGE_BLOCK = 128 * 1024
+
+
+def return_large_blocks_to_the_os() -> None:
+    """Keep glibc from raising its mmap threshold after large blocks are freed (its
+    default): then every thread's arena would keep the largest answer it built (a list
+    page of 1 MiB specs) long after. Nothing happens on other C libraries."""
+    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(_LARGE_BLOCK))  # spawned workers
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(_M_MMAP_THRESHOLD, _LARGE_BLOCK)
 
 
 @contextmanager

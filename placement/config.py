@@ -71,11 +71,25 @@ class Reconcile:
 
 @dataclass(frozen=True, slots=True)
 class Auth:
-    """Bearer-token authentication; off unless AUTH_DISABLED=false."""
+    """Bearer-token authentication; off unless AUTH_DISABLED=false. `keys_max_age`: how
+    long the issuer's keys are still used while fetching them again fails."""
 
     enabled: bool = False
     issuer_url: str = ""
     audience: str = ""
+    keys_max_age: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one client may cost the service (see the README's operations section)."""
+
+    max_header_bytes: int = 64 << 10
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_connections: int = 1024
+    queue_wait: float = 5.0
+    page_max_bytes: int = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +109,7 @@ class Config:
     forward_auth: bool = False
     auth: Auth = Auth()
     audit_interval: float = 0.0  # the in-service drift audit; 0: off
+    limits: Limits = Limits()
 
     def operation_lease(self) -> float:
         """Seconds an operation holds a resource: its two longest possible SPRM calls
@@ -146,6 +161,16 @@ class Config:
             forward_auth=read("UPSTREAM_FORWARD_AUTH", "false", _boolean),
             auth=_auth(read),
             audit_interval=read("AUDIT_INTERVAL", "0", parse_duration),
+            limits=Limits(
+                max_header_bytes=read(
+                    "SVC_MAX_HEADER_BYTES", str(64 << 10), _int_between(1 << 10, 16 << 20)
+                ),
+                header_timeout=read("SVC_HEADER_TIMEOUT", "10s", _positive_duration),
+                body_timeout=read("SVC_BODY_TIMEOUT", "30s", _positive_duration),
+                max_connections=read("SVC_MAX_CONNECTIONS", "1024", _int_between(1, 1 << 20)),
+                queue_wait=read("SVC_QUEUE_WAIT", "5s", parse_duration),
+                page_max_bytes=read("SVC_PAGE_MAX_BYTES", str(1 << 20), _int_between(1, 1 << 40)),
+            ),
         )
 
 
@@ -154,8 +179,10 @@ def _auth(read: _Reader) -> Auth:
         return Auth()
     return Auth(
         enabled=True,
-        issuer_url=read("AUTH_ISSUER_URL", "", _required(_http_url)),
+        # Kept as written: it must equal the tokens' `iss`, trailing slash included.
+        issuer_url=read("AUTH_ISSUER_URL", "", _required(_issuer_url)),
         audience=read("AUTH_JWT_AUDIENCE", "", _required(str)),
+        keys_max_age=read("AUTH_KEYS_MAX_AGE", "1h", _positive_duration),
     )
 
 
@@ -344,6 +371,10 @@ def _non_empty(text: str) -> str:
 
 
 def _http_url(text: str) -> str:
+    return _issuer_url(text).rstrip("/")
+
+
+def _issuer_url(text: str) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL with a host")
@@ -351,4 +382,4 @@ def _http_url(text: str) -> str:
         parts.port  # noqa: B018 - raises on a malformed port
     except ValueError:
         raise ValueError("has an invalid port") from None
-    return text.rstrip("/")
+    return text

@@ -9,13 +9,14 @@ cover every operation through it."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import connexion
 from connexion.apps.asynchronous import AsyncApi, AsyncOperation
 from connexion.context import receive, scope
 from connexion.decorators import StarletteDecorator
+from connexion.exceptions import UnsupportedMediaTypeProblem
 from connexion.middleware import ConnexionMiddleware
 from connexion.middleware.request_validation import (
     RequestValidationAPI,
@@ -70,6 +71,11 @@ class _Validation(RequestValidationOperation):  # type: ignore[misc]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._parameter_validator().validate(scope)
+        if self._operation.consumes and not _has_content_type(scope):
+            # Connexion would guess JSON here, then hand the handler the raw bytes.
+            raise UnsupportedMediaTypeProblem(
+                detail=f"Content-Type is missing; expected {', '.join(self._operation.consumes)}"
+            )
         mime_type, encoding = self.extract_content_type(scope["headers"])
         self.validate_mime_type(mime_type)
         body = self._body_validator(mime_type, encoding)
@@ -117,6 +123,10 @@ class _Validation(RequestValidationOperation):  # type: ignore[misc]
         return operation.uri_parser_class(operation.parameters, operation.body_definition())
 
 
+def _has_content_type(scope: Scope) -> bool:
+    return any(name == b"content-type" and value.strip() for name, value in scope["headers"])
+
+
 class _ValidationApi(RequestValidationAPI):  # type: ignore[misc]
     def make_operation(self, operation: Any) -> _Validation:
         return _Validation(
@@ -131,17 +141,20 @@ class _ValidationMiddleware(RequestValidationMiddleware):  # type: ignore[misc]
     api_cls = _ValidationApi
 
 
-def middlewares(security: bool) -> list[Any]:
+def middlewares(security: bool, before_validation: Sequence[Any] = ()) -> list[Any]:
     """Connexion's middleware stack with the faster request validation and without the
     layers that would only pass requests through: response validation (off), security
-    (when authentication is off). A new list for each app (Connexion inserts added
-    middlewares into it)."""
+    (when authentication is off); `before_validation` go right before the validation
+    (MiddlewarePosition.BEFORE_VALIDATION names Connexion's own, replaced here). A new
+    list for each app (Connexion inserts added middlewares into it)."""
     unused = {ResponseValidationMiddleware} | (set() if security else {SecurityMiddleware})
-    return [
-        _ValidationMiddleware if m is RequestValidationMiddleware else m
-        for m in ConnexionMiddleware.default_middlewares
-        if m not in unused
-    ]
+    stack: list[Any] = []
+    for m in ConnexionMiddleware.default_middlewares:
+        if m is RequestValidationMiddleware:
+            stack += [*before_validation, _ValidationMiddleware]
+        elif m not in unused:
+            stack.append(m)
+    return stack
 
 
 def speed_up(app: connexion.AsyncApp) -> None:

@@ -35,8 +35,14 @@ import uvicorn
 
 from placement import logs
 from placement.app import create_app
-from placement.cli import exit_cleanly_on, fail, prepare_database
+from placement.cli import (
+    exit_cleanly_on,
+    fail,
+    prepare_database,
+    return_large_blocks_to_the_os,
+)
 from placement.config import Config, ConfigError
+from placement.connections import protocol
 from placement.standins import (
     BackgroundServer,
     PolicyStandIn,
@@ -45,7 +51,7 @@ from placement.standins import (
     SprmStandIn,
     load_rules,
 )
-from placement.standins.server import listen
+from placement.standins.server import exposure_warning, listen
 from placement.store import StoreUnavailable
 
 log = logging.getLogger("placement.dev")
@@ -147,6 +153,7 @@ def run(options: Options, env: Mapping[str, str]) -> int:
     `env` is the environment the service's configuration is read from."""
     # From here on a signal ends the process with status 0, stopping what was started.
     exit_cleanly_on(signal.SIGTERM, signal.SIGINT)
+    return_large_blocks_to_the_os()
     data_dir = options.data_dir or default_data_dir(env)
     try:
         rules = load_rules(options.rules)
@@ -192,6 +199,9 @@ def run(options: Options, env: Mapping[str, str]) -> int:
                 log.info("%s stand-in listening on %s", standin.name, server.url)
         except ServerError as exc:
             return fail(str(exc))
+        warning = exposure_warning(options.host)
+        if warning:
+            log.warning("%s", warning)
 
         log.info("starting on %s (database %s)", stack.api, config.database.describe())
         _serve(config, service_sock, stack)
@@ -281,6 +291,7 @@ def _serve(config: Config, sock: socket.socket, stack: Stack) -> None:
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=5,
+            http=protocol(config.limits),
         )
     )
     stopped = threading.Event()

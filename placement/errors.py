@@ -16,14 +16,18 @@ class Kind(StrEnum):
     POLICY_DEPENDENCY = "policy-dependency"
     PROVIDER_ERROR = "provider-error"
     PAYLOAD_TOO_LARGE = "payload-too-large"
+    REQUEST_TIMEOUT = "request-timeout"
+    HEADERS_TOO_LARGE = "request-header-fields-too-large"
     UNAVAILABLE = "service-unavailable"
     INTERNAL = "internal-error"
 
 
 class PlacementError(Exception):
-    """A request the service cannot fulfil, with a detail safe to show the client."""
+    """A request the service cannot fulfil, with a detail safe to show the client and,
+    for a temporary refusal, the seconds after which to retry (`Retry-After`)."""
 
-    def __init__(self, kind: Kind, detail: str) -> None:
+    def __init__(self, kind: Kind, detail: str, retry_after: int | None = None) -> None:
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
+        self.retry_after = retry_after

@@ -2,9 +2,9 @@
 
 Connexion has validated every request against the spec before a handler runs; errors
 raised here (or below) become problem details in `problems.py`. The service blocks (the
-database, `requests` to the upstreams), so every handler runs in the worker threads
-(SVC_THREADS): a plain executor, cheaper per request than the one Connexion uses for
-sync handlers.
+database, `requests` to the upstreams), so every handler runs in the request threads
+(`threads.RequestThreads`: a plain executor, cheaper per request than the one Connexion
+uses for sync handlers), and health in threads of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from connexion.lifecycle import ConnexionResponse
 from placement import context
 from placement.encoding import json_bytes
 from placement.service import PlacementService
+from placement.threads import HEALTH_THREADS, RequestThreads
 
 JSON = "application/json"
 _HEALTHY = json_bytes({"status": "healthy", "path": "health"})
@@ -32,11 +33,11 @@ P = ParamSpec("P")
 def in_thread(
     method: Callable[Concatenate[Handlers, P], ConnexionResponse],
 ) -> Callable[Concatenate[Handlers, P], Awaitable[ConnexionResponse]]:
-    """Run a handler in the worker threads, with the request's context."""
+    """Run a handler in the request threads, with the request's context."""
 
     async def run(self: Handlers, /, *args: P.args, **kwargs: P.kwargs) -> ConnexionResponse:
         call = functools.partial(contextvars.copy_context().run, method, self, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self.threads, call)
+        return await self.threads.run(call)
 
     # Connexion reads the parameters to pass from the handler's signature: keep it.
     functools.update_wrapper(run, method)
@@ -46,13 +47,15 @@ def in_thread(
 class Handlers:
     """Bound by operationId: `GetResource` -> `get_resource` (see `app.resolver`)."""
 
-    def __init__(self, service: PlacementService, threads: ThreadPoolExecutor) -> None:
+    def __init__(self, service: PlacementService, threads: RequestThreads) -> None:
         self._service = service
         self.threads = threads
+        self.health_threads = ThreadPoolExecutor(HEALTH_THREADS, thread_name_prefix="health")
 
-    @in_thread
-    def get_health(self) -> ConnexionResponse:
-        self._service.check_health()
+    async def get_health(self) -> ConnexionResponse:
+        """In threads of its own: a readiness probe must not wait for busy request threads."""
+        check = functools.partial(contextvars.copy_context().run, self._service.check_health)
+        await asyncio.get_running_loop().run_in_executor(self.health_threads, check)
         return ConnexionResponse(200, content_type=JSON, body=_HEALTHY)
 
     @in_thread

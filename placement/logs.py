@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import textwrap
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,17 +39,35 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+# Control characters (C0, DEL, C1): a CR, LF or terminal escape from a client must not
+# start a line of its own or rewrite the terminal.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def escape(text: str) -> str:
+    """`text` with every control character written as an escape (`\\n`, `\\x1b`)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 class TextFormatter(logging.Formatter):
+    """One line per record, control characters escaped; a traceback follows on lines
+    of its own, indented, so that none can pass for a record."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record)
         extra = {k: v for k, v in vars(record).items() if k not in _STANDARD}
         request = context.current()
         if request is not None:
             extra = {"request_id": request.request_id} | extra
-        return text + "".join(f" {k}={v}" for k, v in extra.items())
+        text = escape(self.formatMessage(record) + "".join(f" {k}={v}" for k, v in extra.items()))
+        if record.exc_info:
+            lines = [escape(line) for line in self.formatException(record.exc_info).splitlines()]
+            text += "\n" + textwrap.indent("\n".join(lines), "    | ")
+        return text
 
 
 def configure(level: str, fmt: str = "json") -> None:

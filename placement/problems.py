@@ -27,9 +27,11 @@ STATUS_AND_TITLE: dict[Kind, tuple[int, str]] = {
     Kind.POLICY_REJECTED: (406, "Rejected by policy"),
     Kind.RESOURCE_CONFLICT: (409, "Resource conflict"),
     Kind.POLICY_CONFLICT: (409, "Policy conflict"),
+    Kind.REQUEST_TIMEOUT: (408, "Request timeout"),
     Kind.PAYLOAD_TOO_LARGE: (413, "Request body too large"),
     Kind.PROVIDER_ERROR: (422, "Provider error"),
     Kind.POLICY_DEPENDENCY: (424, "Policy dependency not met"),
+    Kind.HEADERS_TOO_LARGE: (431, "Request headers too large"),
     Kind.INTERNAL: (500, "Internal error"),
     Kind.UNAVAILABLE: (503, "Service unavailable"),
 }
@@ -46,6 +48,10 @@ UPSTREAM_STATUS_KIND: dict[tuple[str, int], Kind] = {
 }
 
 UPSTREAM_NAMES = {"policy": "the Policy Engine", "sprm": "the SPRM"}
+
+# Seconds a client is told to wait (Retry-After) before retrying a 503, unless the
+# error says otherwise.
+RETRY_AFTER = 1
 
 
 def classify(exc: Exception) -> tuple[Kind, str]:
@@ -80,6 +86,22 @@ def response(
     return _response(kind.value, title, status, detail, instance, headers)
 
 
+def refusal_headers(kind: Kind, retry_after: int | None = None) -> dict[str, str]:
+    """What an answer of `kind` carries besides its body: when to retry a 503; and a
+    request that timed out, or whose headers are too large, closes the connection."""
+    if kind is Kind.UNAVAILABLE:
+        return {"Retry-After": str(retry_after or RETRY_AFTER)}
+    if kind in (Kind.REQUEST_TIMEOUT, Kind.HEADERS_TOO_LARGE):
+        return {"Connection": "close"}
+    return {}
+
+
+def document(kind: Kind, detail: str, instance: str | None = None) -> bytes:
+    """The problem details of `kind` as bytes, for answers written outside Connexion."""
+    status, title = STATUS_AND_TITLE[kind]
+    return json_bytes(_document(kind.value, title, status, detail, instance))
+
+
 def _response(
     type_: str,
     title: str,
@@ -88,18 +110,24 @@ def _response(
     instance: str | None,
     headers: dict[str, str] | None,
 ) -> ConnexionResponse:
+    return ConnexionResponse(
+        status_code=status,
+        content_type=PROBLEM_JSON,
+        body=json_bytes(_document(type_, title, status, detail, instance)),
+        headers=headers or {},
+    )
+
+
+def _document(
+    type_: str, title: str, status: int, detail: str, instance: str | None
+) -> dict[str, object]:
     body: dict[str, object] = {"type": type_, "title": title, "status": status, "detail": detail}
     if instance:
         body["instance"] = instance
     request = context.current()
     if request is not None:
         body["request_id"] = request.request_id
-    return ConnexionResponse(
-        status_code=status,
-        content_type=PROBLEM_JSON,
-        body=json_bytes(body),
-        headers=headers or {},
-    )
+    return body
 
 
 ErrorHandler = Callable[[ConnexionRequest, Exception], Awaitable[ConnexionResponse]]
@@ -125,7 +153,8 @@ def handler(allowed_methods: Callable[[str], str]) -> ErrorHandler:
             log.error("%s %s failed: %s", request.method, instance, exc, exc_info=exc)
         else:
             log.info("%s %s: %s: %s", request.method, instance, kind.value, exc)
-        return response(kind, detail, instance)
+        retry_after = exc.retry_after if isinstance(exc, PlacementError) else None
+        return response(kind, detail, instance, refusal_headers(kind, retry_after))
 
     return handle
 

@@ -1,5 +1,7 @@
 """Which methods the spec defines for a request path: the `Allow` header of a 405, and
-a 405 (not a 400 from id validation) for `GET /resources/x:rehydrate` and the like."""
+a 405 (not a 400 from id validation) for `GET /resources/x:rehydrate` and the like.
+A path the spec does not have is a 404 here, before Starlette's router would redirect
+`/resources/` to `/resources` on whatever host the request's Host header names."""
 
 from __future__ import annotations
 
@@ -37,7 +39,8 @@ class SpecRoutes:
 
 
 class MethodCheck:
-    """ASGI middleware: a known path with a method the spec does not define is 405."""
+    """ASGI middleware: an unknown path is 404; a known path with a method the spec does
+    not define is 405."""
 
     def __init__(self, app: ASGIApp, routes: SpecRoutes) -> None:
         self._app = app
@@ -47,6 +50,8 @@ class MethodCheck:
         if scope["type"] == "http":
             allowed = self._routes.allowed(scope["path"])
             method = "GET" if scope["method"] == "HEAD" else scope["method"]
-            if allowed is not None and method not in allowed:
+            if allowed is None:
+                raise HTTPException(404)
+            if method not in allowed:
                 raise HTTPException(405)
         await self._app(scope, receive, send)

@@ -56,12 +56,14 @@ class PlacementService:
         sprm: ResourceManager,
         lease_seconds: float,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        page_max_bytes: int | None = None,
     ) -> None:
         self._store = store
         self._policy = policy
         self._sprm = sprm
         self._lease_seconds = lease_seconds
         self._new_id = new_id
+        self._page_max_bytes = page_max_bytes
         self._tokens = PageTokens(lambda: store.setting(KEY_SETTING, new_key))
 
     def check_health(self) -> None:
@@ -69,7 +71,7 @@ class PlacementService:
 
     def list_resources(self, provider: str | None, page_size: int, page_token: str | None) -> Page:
         after = self._tokens.decode(page_token, provider) if page_token else None
-        resources, cursor = self._store.list_page(provider, page_size, after)
+        resources, cursor = self._store.list_page(provider, page_size, after, self._page_max_bytes)
         token = self._tokens.encode(cursor, provider) if cursor else None
         return Page(resources, token)
 

@@ -1,11 +1,14 @@
 """Connexion's request validation, adapted: errors name the parameter, JSON bodies are
-refused when deeper than MAX_JSON_DEPTH, not UTF-8 or holding NaN/Infinity (not JSON),
-and schema validators are built once per schema instead of on every request (Connexion
+refused when deeper than MAX_JSON_DEPTH, not UTF-8, holding NaN/Infinity (not JSON) or
+numbers beyond a float's range (1e999), and any string (parameter, body key or value)
+holding NUL, which PostgreSQL cannot store: refused here, the same on both databases.
+Schema validators are built once per schema instead of on every request (Connexion
 makes new ones per request, which costs more than the validation itself)."""
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from connexion.datastructures import MediaTypeDict
@@ -43,6 +46,8 @@ class NamedParameterValidator(ParameterValidator):  # type: ignore[misc]
             if param.get("required"):
                 return f"{parameter_type} parameter {param['name']} is required"
             return None
+        if isinstance(value, str) and "\x00" in value:
+            return f"{parameter_type} parameter {param['name']} must not contain NUL characters"
         try:
             _cached(param.get("schema", param), Draft4Validator).validate(value)
         except ValidationError as exc:
@@ -62,20 +67,56 @@ class JsonBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
         if not raw:
             return None
         try:
-            body = json.loads(raw.decode(self._encoding), parse_constant=_not_json)
+            text = raw.decode(self._encoding)
+            body = json.loads(text, parse_constant=_not_json, parse_float=_finite)
         except UnicodeDecodeError:
             raise BadRequestProblem(detail="request body is not valid UTF-8") from None
         except RecursionError:
             raise _too_deep() from None
+        except _OutOfRange as exc:
+            raise BadRequestProblem(detail=str(exc)) from None
         except ValueError as exc:
             raise BadRequestProblem(detail=f"request body is not JSON: {exc}") from None
         if json_depth(body) > MAX_JSON_DEPTH:
             raise _too_deep()
+        if "\\u0000" in text:  # the only way JSON text can hold a NUL
+            field = nul_field(body)
+            if field is not None:
+                raise BadRequestProblem(detail=f"{field} must not contain NUL characters")
         return body
+
+
+class _OutOfRange(ValueError):
+    pass
 
 
 def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _OutOfRange(f"request body holds a number out of range: {text}")
+    return value
+
+
+def nul_field(document: Any) -> str | None:
+    """Where the first string holding NUL is in a parsed JSON document (a key or a
+    value), as a dotted path (`spec.vm.name`, `spec.disks[1]`); None if nowhere."""
+    pending: list[tuple[Any, str]] = [(document, "")]
+    while pending:
+        value, path = pending.pop()
+        if isinstance(value, str) and "\x00" in value:
+            return path or "the request body"
+        if isinstance(value, dict):
+            for key, child in value.items():
+                if "\x00" in key:
+                    return f"a key of {path}" if path else "a key of the request body"
+                pending.append((child, f"{path}.{key}" if path else key))
+        elif isinstance(value, list):
+            pending.extend((child, f"{path}[{n}]") for n, child in enumerate(value))
+    return None
 
 
 def _too_deep() -> BadRequestProblem:

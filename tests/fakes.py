@@ -10,6 +10,7 @@ and answer with a garbled body or a 5xx, or refuse.
 from __future__ import annotations
 
 import copy
+import json
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -105,7 +106,7 @@ class MemoryStore:
             return row.resource if row else None
 
     def list_page(
-        self, provider: str | None, limit: int, after: Cursor | None
+        self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None = None
     ) -> tuple[list[Resource], Cursor | None]:
         with self._lock:
             self._check()
@@ -118,8 +119,14 @@ class MemoryStore:
             if after is not None and after.create_key is not None:
                 mark = (datetime.fromisoformat(after.create_key), after.id)
                 rows = [r for r in rows if (r.create_time, r.id) > mark]
-            page = rows[:limit]
-            if len(rows) <= limit:
+            page: list[Resource] = []
+            held = 0
+            for row in rows[:limit]:
+                if max_bytes is not None and page and held >= max_bytes:
+                    break  # a spec is taken while those before it stay under the budget
+                page.append(row)
+                held += len(json.dumps(row.spec, separators=(",", ":")))
+            if len(page) == len(rows):
                 return page, None
             return page, Cursor(page[-1].create_time.isoformat(), page[-1].id)
 

@@ -186,3 +186,63 @@ def test_go_durations(text: str, seconds: float) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
+
+
+def test_limits_have_defaults_and_are_read() -> None:
+    limits = Config.from_env({}).limits
+    assert (limits.max_header_bytes, limits.header_timeout, limits.body_timeout) == (
+        65536,
+        10.0,
+        30.0,
+    )
+    assert (limits.max_connections, limits.queue_wait, limits.page_max_bytes) == (
+        1024,
+        5.0,
+        1048576,
+    )
+    limits = Config.from_env(
+        {
+            "SVC_MAX_HEADER_BYTES": "32768",
+            "SVC_HEADER_TIMEOUT": "2s",
+            "SVC_BODY_TIMEOUT": "1m",
+            "SVC_MAX_CONNECTIONS": "300",
+            "SVC_QUEUE_WAIT": "0",
+            "SVC_PAGE_MAX_BYTES": "4096",
+        }
+    ).limits
+    assert (limits.max_header_bytes, limits.header_timeout, limits.body_timeout) == (
+        32768,
+        2.0,
+        60.0,
+    )
+    assert (limits.max_connections, limits.queue_wait, limits.page_max_bytes) == (300, 0.0, 4096)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SVC_MAX_HEADER_BYTES", "100"),
+        ("SVC_HEADER_TIMEOUT", "0s"),
+        ("SVC_BODY_TIMEOUT", "soon"),
+        ("SVC_MAX_CONNECTIONS", "0"),
+        ("SVC_QUEUE_WAIT", "-1s"),
+        ("SVC_PAGE_MAX_BYTES", "0"),
+    ],
+)
+def test_bad_limits_stop_start_up_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Config.from_env({name: value})
+
+
+def test_the_issuer_is_kept_as_written_and_its_keys_max_age_is_read() -> None:
+    env = {
+        "AUTH_DISABLED": "false",
+        "AUTH_ISSUER_URL": "https://idp.example/realms/dcm/",
+        "AUTH_JWT_AUDIENCE": "placement",
+    }
+    auth = Config.from_env(env).auth
+    assert auth.issuer_url == "https://idp.example/realms/dcm/"  # tokens' iss, exactly
+    assert auth.keys_max_age == 3600.0
+    assert Config.from_env(env | {"AUTH_KEYS_MAX_AGE": "15m"}).auth.keys_max_age == 900.0
+    with pytest.raises(ConfigError, match="AUTH_KEYS_MAX_AGE"):
+        Config.from_env(env | {"AUTH_KEYS_MAX_AGE": "0s"})

@@ -4,6 +4,7 @@ rows without create_time, states a newer version wrote, query plans, start-up fa
 from __future__ import annotations
 
 import sqlite3
+import traceback
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -17,6 +18,7 @@ from placement.store import (
     Cursor,
     Lease,
     ResourceStore,
+    StoreError,
     StoreUnavailable,
     make_store,
     migrations,
@@ -218,3 +220,17 @@ def test_every_earlier_schema_version_migrates(db: Database, version: int) -> No
             assert store.claim_stale(Lease("reconciler", 60)) is not None
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("db", ["pgsql"], indirect=True)
+def test_database_errors_leave_out_the_values_they_were_given(store: ResourceStore) -> None:
+    # PostgreSQL cannot store NUL (the API refuses it before); its error quotes the spec.
+    secret = "".join(["s3", "cr3t"])  # not in this source line, which a traceback shows
+    with pytest.raises(StoreError) as failed:
+        store.begin_create(
+            Placement("web-1", "cat", {"password": f"{secret}\u0000"}, "p", "APPROVED"),
+            Lease("o", 60),
+        )
+    logged = "".join(traceback.format_exception(failed.value))
+    assert "UntranslatableCharacter" in logged
+    assert secret not in logged

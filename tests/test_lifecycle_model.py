@@ -422,7 +422,7 @@ class Emptied:
 
 
 def test_lifecycle_on_sqlite(tmp_path: Path) -> None:
-    clocks: list[FakeClock] = []
+    clocks: list[FakeClock] = [FakeClock()]
     shared = SqliteStore(tmp_path / "model.db", clock=lambda: clocks[-1]())
     shared.open()
 

@@ -109,6 +109,28 @@ def test_log_lines_carry_the_request_id_in_both_formats() -> None:
     assert text.endswith("hello you request_id=abc resource_id=web-1")
 
 
+def test_text_logs_escape_control_characters_from_clients() -> None:
+    forged = "/resources/x\n2026-12-01 00:00:00,000 INFO placement.access: DELETE /y 204\r\x1b[2J"
+    record = logging.LogRecord(
+        "placement.access", logging.INFO, __file__, 1, "GET %s", (forged,), None
+    )
+    record.path = forged
+    try:
+        raise ValueError("kid \x1b[31m\nforged line")
+    except ValueError:
+        record.exc_info = sys.exc_info()
+
+    text = TextFormatter().format(record)
+
+    first, *trace = text.split("\n")
+    assert "x\\n2026-12-01" in first
+    assert "\\r\\x1b[2J" in first
+    assert "path=/resources/x\\n2026" in first
+    assert all(line.startswith("    | ") for line in trace)  # never a line of its own
+    assert "\x1b" not in text
+    assert "\r" not in text
+
+
 def metric(page: str, name: str, **labels: str) -> float:
     """The value of one sample on a Prometheus text page (0 when absent)."""
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))

@@ -274,3 +274,73 @@ def test_nesting_within_the_limit_is_accepted(client: Client, upstreams: Upstrea
     assert response.status_code == 201, response.content
     got = get_resource.sync_detailed("deep", client=client)
     assert body(got)["spec"] == {"x": nested}
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1e999"])
+def test_a_number_beyond_a_float_is_refused_at_once(
+    base_url: str, upstreams: Upstreams, number: str
+) -> None:
+    data = f'{{"catalog_item_instance_id": "c", "spec": {{"cpu": {number}}}}}'.encode()
+    response = requests.post(
+        f"{base_url}/api/v1alpha1/resources",
+        data=data,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert_problem(response, 400, "validation-error")
+    assert number in response.json()["detail"]
+    assert upstreams.upstream_calls() == []
+
+
+@pytest.mark.parametrize("path", ["/resources?id=web-2", "/resources/web-1:rehydrate"])
+def test_a_body_without_content_type_is_415(
+    client: Client, base_url: str, upstreams: Upstreams, path: str
+) -> None:
+    given_resource(client, upstreams)
+    data = json.dumps({"catalog_item_instance_id": "c", "spec": {"a": 1}, "new_resource_id": "x"})
+    response = requests.post(f"{base_url}/api/v1alpha1{path}", data=data.encode(), timeout=10)
+    assert "Content-Type" not in response.request.headers
+    assert_problem(response, 415, "unsupported-media-type")
+    assert "Content-Type" in response.json()["detail"]
+    assert upstreams.upstream_calls() == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"catalog_item_instance_id": "c\u0000", "spec": {"a": 1}}, "catalog_item_instance_id"),
+        ({"catalog_item_instance_id": "c", "spec": {"vm": {"name": "a\u0000b"}}}, "spec.vm.name"),
+        ({"catalog_item_instance_id": "c", "spec": {"disks": ["x", "\u0000"]}}, "spec.disks[1]"),
+        ({"catalog_item_instance_id": "c", "spec": {"k\u0000": 1}}, "a key of spec"),
+    ],
+    ids=["catalog-item", "spec-value", "spec-list", "spec-key"],
+)
+def test_nul_characters_are_refused_naming_the_field(
+    client: Client, base_url: str, upstreams: Upstreams, payload: Any, field: str
+) -> None:
+    response = requests.post(f"{base_url}/api/v1alpha1/resources", json=payload, timeout=10)
+    assert_problem(response, 400, "validation-error")
+    assert response.json()["detail"] == f"{field} must not contain NUL characters"
+    assert upstreams.upstream_calls() == []
+    assert resource_ids(client) == []
+
+
+def test_a_nul_in_the_provider_filter_is_refused(base_url: str) -> None:
+    response = requests.get(
+        f"{base_url}/api/v1alpha1/resources", params={"provider": "p\u0000"}, timeout=10
+    )
+    assert_problem(response, 400, "validation-error")
+    assert "provider" in response.json()["detail"]
+
+
+def test_a_path_with_a_trailing_slash_is_not_redirected_to_the_callers_host(
+    base_url: str,
+) -> None:
+    response = requests.get(
+        f"{base_url}/api/v1alpha1/resources/",
+        headers={"Host": "evil.example"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert_problem(response, 404, "not-found")
+    assert "Location" not in response.headers

@@ -29,6 +29,8 @@ from placement.standins import (
     load_rules,
     parse_rules,
 )
+from placement.standins.recording import redact
+from placement.standins.server import exposure_warning
 from tests.processes import free_port
 from tests.support import wait_for
 
@@ -687,9 +689,10 @@ def test_requests_are_recorded_in_order(sprm: Client) -> None:
     assert first.body == {"provider_name": "kv", "spec": {"a": 1}}
     assert first.headers == {
         "x-request-id": "req-1",
-        "authorization": "Bearer t",
+        "authorization": redact("Bearer t"),
         "content-type": "application/json",
     }
+    assert "Bearer t" not in json.dumps(sprm.get("/_standin/requests").json())
     assert recorded[1].body is None
     assert recorded[2].query == {"deferred": "true"}
     assert recorded[3].body is None
@@ -783,3 +786,29 @@ def test_cli_fails_in_one_line(tmp_path: Path) -> None:
         f"python -m placement.standins: error: {rules}: rules[1]: needs one of reject, "
         "conflict, set, provider"
     ]
+
+
+def test_recorded_credentials_are_redacted_to_a_fingerprint() -> None:
+    assert redact("Bearer secret-token") == redact("Bearer secret-token")
+    assert redact("Bearer secret-token") != redact("Bearer other-token")
+    assert "secret-token" not in redact("Bearer secret-token")
+    assert redact("Bearer secret-token").startswith("Bearer <redacted sha256:")
+
+
+@pytest.mark.parametrize(
+    ("host", "warned"),
+    [
+        ("127.0.0.1", False),
+        ("::1", False),
+        ("localhost", False),
+        ("0.0.0.0", True),
+        ("::", True),
+        ("192.0.2.7", True),
+        ("stand-ins.example", True),
+    ],
+)
+def test_listening_beyond_loopback_is_warned_about(host: str, warned: bool) -> None:
+    warning = exposure_warning(host)
+    assert (warning is not None) is warned
+    if warning:
+        assert "no authentication" in warning

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -36,10 +38,12 @@ def placement(rid: str, provider: str = "kubevirt", replaces: str | None = None)
     return Placement(rid, f"cat-{rid}", SPEC, provider, "APPROVED", replaces)
 
 
-def ready(store: ResourceStore, rid: str, provider: str = "kubevirt") -> Resource:
+def ready(
+    store: ResourceStore, rid: str, provider: str = "kubevirt", spec: dict[str, Any] = SPEC
+) -> Resource:
     """A READY record, made the way the service makes one."""
     lease = Lease(f"make-{rid}", 60)
-    made = store.begin_create(placement(rid, provider), lease)
+    made = store.begin_create(replace(placement(rid, provider), spec=spec), lease)
     assert store.finish_create(rid, lease.owner)
     return made
 
@@ -315,6 +319,28 @@ def test_list_filters_by_provider(store: ResourceStore) -> None:
     assert cursor is not None
     page, cursor = store.list_page("p1", 5, cursor)
     assert ids(page) == ["r3"]
+    assert cursor is None
+
+
+def test_a_page_ends_early_once_its_specs_pass_the_budget(store: ResourceStore) -> None:
+    big = {"blob": "x" * 300_000}  # about 300 kB of JSON each
+    for n in range(5):
+        ready(store, f"r{n}", spec=big)
+    ready(store, "small")
+    pages = []
+    page, cursor = store.list_page(None, 100, None, max_bytes=500_000)
+    pages.append(ids(page))
+    while cursor is not None:
+        page, cursor = store.list_page(None, 100, cursor, max_bytes=500_000)
+        pages.append(ids(page))
+    # A spec is taken while those before it stay under the budget: two a page here.
+    assert pages == [["r0", "r1"], ["r2", "r3"], ["r4", "small"]]
+    assert page[0].spec == big
+    one, cursor = store.list_page("kubevirt", 100, None, max_bytes=1)
+    assert ids(one) == ["r0"]  # a page always holds one record
+    assert cursor is not None
+    everything, cursor = store.list_page(None, 100, None)
+    assert len(everything) == 6
     assert cursor is None
 
 

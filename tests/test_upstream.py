@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -323,3 +324,15 @@ def test_the_environments_proxy_settings_are_read_once(monkeypatch: pytest.Monke
     assert proxied.proxies.get("http") == "http://proxy.example:3128"
     assert "http" not in direct.proxies
     assert proxied.trust_env is False  # not looked up again on every call
+
+
+def test_a_request_that_cannot_be_made_is_not_retried_as_an_upstream_failure(
+    http: responses.RequestsMock,
+) -> None:
+    http.add(responses.POST, EVALUATE, json=VERDICT)
+    slow_retries = RetryPolicy(tries=4, initial=5, maximum=5)
+
+    with pytest.raises(requests.exceptions.InvalidJSONError):  # raised at once, not retried
+        policy(slow_retries).evaluate({"cpu": math.inf})
+
+    assert len(http.calls) == 0

@@ -16,7 +16,7 @@ import sys
 from placement.standins.base import StandIn
 from placement.standins.policy import PolicyStandIn
 from placement.standins.rules import RulesError, load_rules
-from placement.standins.server import ServerError, listen, serve_forever
+from placement.standins.server import ServerError, exposure_warning, listen, serve_forever
 from placement.standins.sprm import SprmStandIn
 
 PROG = "python -m placement.standins"
@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     host, port = sock.getsockname()[:2]
     log.info("%s stand-in listening on http://%s:%d", standin.name, host, port)
+    warning = exposure_warning(args.host)
+    if warning:
+        log.warning("%s", warning)
     serve_forever(standin, sock)
     log.info("%s stand-in stopped", standin.name)
     return 0

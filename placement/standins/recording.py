@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -11,6 +12,14 @@ from starlette.requests import Request
 
 # Headers worth asserting on (correlation, auth, tracing); names are stored lower-case.
 RECORDED_HEADERS = ("authorization", "content-type", "traceparent", "x-request-id")
+
+
+def redact(authorization: str) -> str:
+    """An Authorization value as recorded (readable by anyone at /_standin/requests):
+    its scheme and a fingerprint of the credentials, never the credentials."""
+    scheme, _, credentials = authorization.partition(" ")
+    digest = hashlib.sha256(credentials.encode()).hexdigest()[:12]
+    return f"{scheme} <redacted sha256:{digest}>"
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,8 @@ class Recorder:
     def add(self, operation: str, request: Request, body: Any) -> None:
         sent = request.headers
         headers = {name: sent[name] for name in RECORDED_HEADERS if name in sent}
+        if "authorization" in headers:
+            headers["authorization"] = redact(headers["authorization"])
         record = RecordedRequest(
             operation=operation,
             method=request.method,

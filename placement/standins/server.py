@@ -3,6 +3,7 @@ the foreground until SIGINT or SIGTERM (`python -m placement.standins`)."""
 
 from __future__ import annotations
 
+import ipaddress
 import signal
 import socket
 import threading
@@ -17,6 +18,22 @@ _POLL = 0.005  # seconds between checks while waiting for the server thread
 
 class ServerError(RuntimeError):
     """The server could not start; the message is one line."""
+
+
+def exposure_warning(host: str) -> str | None:
+    """A warning when the stand-ins listen on `host` beyond this machine (None on
+    loopback): they have no authentication and show what they were sent."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return (
+        f"the stand-ins listen on {host}, beyond this machine: they have no authentication,"
+        " and anyone who reaches them can program their faults and read what they were"
+        " sent at /_standin/requests"
+    )
 
 
 def listen(host: str, port: int) -> socket.socket:

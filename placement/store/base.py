@@ -69,10 +69,12 @@ class ResourceStore(Protocol):
     def get(self, resource_id: str) -> Resource | None: ...
 
     def list_page(
-        self, provider: str | None, limit: int, after: Cursor | None
+        self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None = None
     ) -> tuple[list[Resource], Cursor | None]:
         """Up to `limit` records after `after` in (create_time, id) order, rows without a
-        create_time first; and the cursor of the last one when more may follow."""
+        create_time first; and the cursor of the last one when more may follow. With
+        `max_bytes`, the page ends early once its specs' JSON passes that many bytes (it
+        always has one record)."""
 
     def replacement_of(self, resource_id: str) -> Resource | None:
         """The record whose `replaces` is `resource_id` (a rehydration in flight)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, ClassVar
@@ -23,6 +23,18 @@ from placement.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 
+# A list statement (`sql._SQL_LIST`, in its order) whose page holds a bounded amount of
+# specs: a row keeps its spec only while the specs before it (their JSON text, in
+# bytes) stay under the budget (the first parameter); the others come without it.
+# PostgreSQL sizes them on its side, where they are not even detoasted when left out.
+_BUDGETED_PAGE = (
+    "SELECT id, catalog_item_instance_id, CASE WHEN coalesce(sum(octet_length(CAST("
+    "original_spec AS text))) OVER (ORDER BY create_time NULLS FIRST, id ROWS BETWEEN UNBOUNDED"
+    " PRECEDING AND 1 PRECEDING), 0) < %s THEN original_spec END, provider_name,"
+    " approval_status, create_time, update_time, state, replaces FROM (LIST) AS page"
+    " ORDER BY create_time NULLS FIRST, id"
+)
+_UNLIMITED = 1 << 62
 # Serialises migrations between replicas starting together.
 _MIGRATION_LOCK = 0x706C6163  # "plac"
 
@@ -54,6 +66,10 @@ class PostgresStore(SqlStore):
 
     def __init__(self, db: Database) -> None:
         super().__init__()
+        self._budgeted = {
+            statement: _BUDGETED_PAGE.replace("LIST", statement)
+            for statement in self._list.values()
+        }
         self._db = db
         self._conninfo = make_conninfo(
             host=db.host,
@@ -94,6 +110,12 @@ class PostgresStore(SqlStore):
 
     def ping(self) -> None:
         self._rows("SELECT 1", ())
+
+    def _page_rows(
+        self, statement: str, params: Sequence[Any], max_bytes: int | None
+    ) -> list[tuple[Any, ...]]:
+        budget = _UNLIMITED if max_bytes is None else max_bytes
+        return self._rows(self._budgeted[statement], [budget, *params])
 
     def _spec_value(self, spec: JSONObject) -> Any:
         return Jsonb(spec)
@@ -160,8 +182,15 @@ def _translated() -> Iterator[None]:
     except PoolTimeout as exc:
         raise StoreUnavailable(f"no database connection within the pool timeout: {exc}") from exc
     except psycopg.errors.UniqueViolation as exc:
-        raise DuplicateId(str(exc)) from exc
+        raise DuplicateId(_without_data(exc)) from None
     except psycopg.OperationalError as exc:
         raise StoreUnavailable(f"database connection failed: {exc}") from exc
     except psycopg.Error as exc:
-        raise StoreError(f"database error: {exc}") from exc
+        raise StoreError(f"database error: {_without_data(exc)}") from None
+
+
+def _without_data(exc: psycopg.Error) -> str:
+    """What failed, without the values the statement was given: PostgreSQL's detail and
+    context lines (and psycopg's parameter lines) may quote them (a spec, for one)."""
+    primary = exc.diag.message_primary or str(exc).strip().split("\n", 1)[0]
+    return f"{type(exc).__name__} ({exc.sqlstate or 'client'}): {primary}"

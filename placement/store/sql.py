@@ -10,6 +10,7 @@ creates; registered in SQLite), so that leases are taken and compared on one clo
 from __future__ import annotations
 
 import abc
+import itertools
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -172,6 +173,14 @@ class SqlStore(abc.ABC):
         exception); driver errors translated."""
 
     @abc.abstractmethod
+    def _page_rows(
+        self, statement: str, params: Sequence[Any], max_bytes: int | None
+    ) -> list[tuple[Any, ...]]:
+        """Run a list statement, holding at most about `max_bytes` of specs: once the
+        specs of the rows before reach it, a row comes without its spec (None), and
+        the rows after it may be left out."""
+
+    @abc.abstractmethod
     def _spec_value(self, spec: JSONObject) -> Any: ...
 
     @abc.abstractmethod
@@ -202,7 +211,7 @@ class SqlStore(abc.ABC):
         return self._resource(rows[0]) if rows else None
 
     def list_page(
-        self, provider: str | None, limit: int, after: Cursor | None
+        self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None = None
     ) -> tuple[list[Resource], Cursor | None]:
         params: list[Any] = []
         if after is None:
@@ -213,11 +222,13 @@ class SqlStore(abc.ABC):
             where, params = "stamped", [self._after_value(after.create_key), after.id, limit + 1]
         if provider is not None:
             params = _with_provider(where, provider, params)
-        rows = self._rows(self._list[provider is not None, where], params)
-        resources = [self._resource(row) for row in rows[:limit]]
-        if len(rows) <= limit:
+        rows = self._page_rows(self._list[provider is not None, where], params, max_bytes)
+        # A row without its spec is past the budget: the page ends before it.
+        kept = list(itertools.takewhile(lambda row: row[2] is not None, rows[:limit]))
+        resources = [self._resource(row) for row in kept]
+        if len(kept) == len(rows):
             return resources, None
-        last = rows[limit - 1]
+        last = kept[-1]
         key = None if last[5] is None else self._sort_key(last[5])
         return resources, Cursor(key, last[0])
 

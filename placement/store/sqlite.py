@@ -13,7 +13,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -69,6 +69,24 @@ class SqliteStore(SqlStore):
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         migrate(lambda statement, params: conn.execute(statement, params or ()), "sqlite")
+
+    def _page_rows(
+        self, statement: str, params: Sequence[Any], max_bytes: int | None
+    ) -> list[tuple[Any, ...]]:
+        """SQLite makes rows as they are read: read no further than the budget (a spec's
+        size: the length of its JSON text, ASCII as this service writes it)."""
+        rows: list[tuple[Any, ...]] = []
+        held = 0
+        with self._connection() as conn:
+            cursor = conn.execute(statement, params)
+            for row in cursor:
+                if max_bytes is not None and held >= max_bytes:
+                    rows.append((*row[:2], None, *row[3:]))  # there is more; not held
+                    break
+                held += len(row[2])
+                rows.append(row)
+            cursor.close()
+        return rows
 
     def _spec_value(self, spec: JSONObject) -> Any:
         return json.dumps(spec, separators=(",", ":"))

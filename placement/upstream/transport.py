@@ -35,6 +35,17 @@ class Answer(Protocol):
 
 A = TypeVar("A", bound=Answer)
 
+# requests' errors raised before anything is sent: a fault of ours, not of the upstream
+# (e.g. a body that cannot be serialised), never retried or reported as the upstream's.
+LOCAL_ERRORS = (
+    requests.exceptions.InvalidJSONError,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.URLRequired,
+)
+
 
 def pooled_session(base_url: str, pool_size: int) -> requests.Session:
     """One keep-alive pool per upstream, as large as the number of request threads.
@@ -67,7 +78,8 @@ def call_headers(forward_auth: bool) -> dict[str, str]:
 
 def send(upstream: str, operation: str, call: Callable[[], A]) -> A:
     """Make one call, timed, counted and logged; no answer at all (refused, reset,
-    timed out) or a success answer not matching the upstream's spec is an UpstreamError."""
+    timed out) or a success answer not matching the upstream's spec is an UpstreamError.
+    A request that could not be made (LOCAL_ERRORS) is raised as it is: not sent."""
     started = time.perf_counter()
     outcome, status = "error", None
     try:
@@ -75,9 +87,12 @@ def send(upstream: str, operation: str, call: Callable[[], A]) -> A:
         status = int(answer.status_code)
         outcome = f"{status // 100}xx"
         return answer
-    except requests.JSONDecodeError as exc:
+    except requests.JSONDecodeError as exc:  # an answer (a subclass of InvalidJSONError)
         outcome = "malformed"
         raise _malformed(upstream, operation, exc) from exc
+    except LOCAL_ERRORS:
+        outcome = "not_sent"
+        raise
     except requests.Timeout as exc:
         outcome = "timeout"
         raise UpstreamError(upstream, operation, None, f"timed out ({exc})") from exc

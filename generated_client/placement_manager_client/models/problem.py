@@ -19,8 +19,9 @@ class Problem:
         type_ (str): The kind of problem: validation-error, not-found,
             resource-conflict, policy-rejected, policy-conflict,
             policy-dependency, provider-error, payload-too-large,
-            unauthorized, method-not-allowed, service-unavailable or
-            internal-error.
+            unsupported-media-type, request-timeout,
+            request-header-fields-too-large, unauthorized,
+            method-not-allowed, service-unavailable or internal-error.
              Example: not-found.
         title (str): Summary of the kind of problem. Example: Resource not found.
         status (int | Unset): The HTTP status code. Example: 404.
