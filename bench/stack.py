@@ -126,7 +126,8 @@ def http_json(method: str, url: str, body: Any = None, timeout: float = 30.0) ->
 
 @dataclass
 class StandIns:
-    """The Policy Engine and SPRM stand-ins, one process each (`python -m placement.standins`)."""
+    """The Policy Engine and SPRM stand-ins, one process each
+    (`python -m placement_dev.standins`)."""
 
     tmp: Path
     children: dict[str, Child] = field(default_factory=dict)
@@ -138,7 +139,7 @@ class StandIns:
                 port = free_port()
                 child = Child(
                     f"{kind} stand-in",
-                    [sys.executable, "-m", "placement.standins", kind, "--port", str(port)],
+                    [sys.executable, "-m", "placement_dev.standins", kind, "--port", str(port)],
                     log=self.tmp / f"standin-{kind}.log",
                     cwd=REPO,
                 )

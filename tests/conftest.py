@@ -17,8 +17,8 @@ from pytest_postgresql import factories
 from pytest_postgresql.executors import PostgreSQLExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from placement.app import create_app
 from placement.config import Config, Database, Upstream
+from placement.http.app import create_app
 from placement.store import ResourceStore, make_store
 from tests.support import POLICY_URL, SPRM_URL, Upstreams, serve
 

@@ -15,12 +15,11 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+from placement_dev.standins import BackgroundServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-from placement.standins import BackgroundServer
 
 AUDIENCE = "placement-manager"
 

@@ -10,12 +10,11 @@ from typing import Any
 
 import requests
 import responses
+from placement_dev.standins import BackgroundServer
 from placement_manager_client import Client
 from placement_manager_client.api.resource import create_resource, list_resources
 from placement_manager_client.models import Resource, ResourceSpec
 from placement_manager_client.types import UNSET, Response
-
-from placement.standins import BackgroundServer
 
 SPEC = {"service_type": "vm", "vcpu": 2, "memory": "2GB"}
 POLICY_URL = "http://policy.test:8081"

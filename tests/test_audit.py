@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from placement_dev.standins import SprmStandIn
 from prometheus_client import REGISTRY
 
 from placement.audit import Findings, Repairs, scan
 from placement.auditor import Auditor
 from placement.config import RetryPolicy, Upstream
 from placement.model import Placement, State
-from placement.standins import SprmStandIn
 from placement.store import Lease, ResourceStore
 from placement.store.drift import DriftStore
 from placement.upstream.sprm import SprmClient

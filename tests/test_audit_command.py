@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from placement_dev.standins import SprmStandIn
 
-from placement import audit_command
+from placement.cli import audit as audit_command
 from placement.config import Database
-from placement.standins import SprmStandIn
 from placement.store import ResourceStore
 from tests.processes import CONFIG_PREFIXES, ENTRY, free_port
 from tests.records import put_record

@@ -16,10 +16,10 @@ import jwt
 import pytest
 import requests
 
-from placement.app import create_app
-from placement.auth import MIN_INTERVAL, REFRESH_AFTER, IssuerError, IssuerKeys, UnknownKey
 from placement.config import Auth, Config, ConfigError, Upstream
 from placement.errors import Kind, PlacementError
+from placement.http.app import create_app
+from placement.http.auth import MIN_INTERVAL, REFRESH_AFTER, IssuerError, IssuerKeys, UnknownKey
 from tests.oidc import AUDIENCE, Issuer
 from tests.support import POLICY_URL, SPRM_URL, Upstreams, assert_problem, serve, wait_for
 

@@ -16,9 +16,9 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from placement_dev.standins import cli as standins_cli
 
 from placement.config import Config, variables
-from placement.standins import cli as standins_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 import requests
+from placement_dev.devstack import default_data_dir
 
-from placement.devstack import default_data_dir
 from tests.processes import ENTRY
 
 START_TIMEOUT = 30.0

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 import requests
+from placement_dev.standins import HANG, PolicyStandIn, SprmStandIn
 from placement_manager_client import Client
 from placement_manager_client.api.resource import delete_resource, get_resource
 from placement_manager_client.types import Response
@@ -38,7 +39,6 @@ from pytest_postgresql.executors import PostgreSQLExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from placement.config import Database
-from placement.standins import HANG, PolicyStandIn, SprmStandIn
 from tests.conftest import _pg_ctl, pg_database
 from tests.processes import API, ServeProcess
 from tests.support import body, create, wait_for

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from placement_dev.standins import PolicyStandIn, SprmStandIn
 
 from placement.config import Database
 from placement.model import Placement
-from placement.standins import PolicyStandIn, SprmStandIn
 from placement.store import Lease, make_store
 from tests.processes import ServeProcess
 from tests.support import assert_problem, wait_for

@@ -19,8 +19,8 @@ from placement_manager_client import Client
 from placement_manager_client.api.resource import get_resource
 
 from placement import context
-from placement.app import create_app
 from placement.config import Config, Database, Upstream
+from placement.http.app import create_app
 from placement.logs import JsonFormatter, TextFormatter
 from tests.support import (
     EVALUATE,

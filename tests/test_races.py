@@ -10,13 +10,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
+from placement_dev.standins import PolicyStandIn, SprmStandIn
 from placement_manager_client import Client
 from placement_manager_client.api.resource import delete_resource, rehydrate_resource
 from placement_manager_client.models import RehydrateRequest
 
-from placement.app import create_app
 from placement.config import Config, Upstream
-from placement.standins import PolicyStandIn, SprmStandIn
+from placement.http.app import create_app
 from tests.support import create, resource_ids, serve
 
 

@@ -9,11 +9,11 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+from placement_dev.standins import SprmStandIn
 
 from placement.config import Database, RetryPolicy, Upstream
 from placement.model import Placement, State
 from placement.reconciler import Reconciler
-from placement.standins import SprmStandIn
 from placement.store import Lease, ResourceStore, make_store
 from placement.upstream.sprm import SprmClient
 from tests.support import wait_for

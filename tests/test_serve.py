@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from placement_dev.standins import PolicyStandIn, SprmStandIn
 from placement_manager_client.api.resource import (
     create_resource,
     delete_resource,
@@ -19,10 +20,9 @@ from placement_manager_client.api.resource import (
 )
 from placement_manager_client.models import Resource, ResourceSpec
 
-from placement.app import STOP_DRAIN
-from placement.cli import SHUTDOWN_GRACE
+from placement.cli.serve import SHUTDOWN_GRACE
 from placement.config import Database
-from placement.standins import PolicyStandIn, SprmStandIn
+from placement.http.app import STOP_DRAIN
 from tests.processes import ServeProcess
 
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from openapi_spec_validator import validate
 
-from placement.app import SPEC
+from placement.http.app import SPEC
 
 API = Path(__file__).resolve().parents[1] / "api"
 

@@ -19,8 +19,7 @@ from typing import Any
 
 import pytest
 import requests
-
-from placement.standins import (
+from placement_dev.standins import (
     BackgroundServer,
     PolicyStandIn,
     RulesError,
@@ -29,8 +28,9 @@ from placement.standins import (
     load_rules,
     parse_rules,
 )
-from placement.standins.recording import redact
-from placement.standins.server import exposure_warning
+from placement_dev.standins.recording import redact
+from placement_dev.standins.server import exposure_warning
+
 from tests.processes import free_port
 from tests.support import wait_for
 
@@ -745,7 +745,7 @@ def test_background_server_stops_even_with_a_held_call(pool: ThreadPoolExecutor)
 
 def run_cli(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "placement.standins", *args],
+        [sys.executable, "-m", "placement_dev.standins", *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
@@ -783,7 +783,7 @@ def test_cli_fails_in_one_line(tmp_path: Path) -> None:
     _, stderr = process.communicate(timeout=10)
     assert process.returncode == 1
     assert stderr.splitlines() == [
-        f"python -m placement.standins: error: {rules}: rules[1]: needs one of reject, "
+        f"python -m placement_dev.standins: error: {rules}: rules[1]: needs one of reject, "
         "conflict, set, provider"
     ]
 

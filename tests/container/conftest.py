@@ -13,9 +13,9 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
+from placement_dev.standins import PolicyStandIn, SprmStandIn
 from pytest_postgresql.executors import PostgreSQLExecutor
 
-from placement.standins import PolicyStandIn, SprmStandIn
 from tests.conftest import PG_PASSWORD
 from tests.container import images
 

@@ -224,7 +224,7 @@ def test_a_missing_database_stops_it_at_once(
 
 def test_the_dev_target_runs_the_standins(dev_tree: Tree, tmp_path: Path) -> None:
     # What compose runs as policy-manager and service-provider-manager.
-    assert dev_tree.config.entrypoint == ["python", "-m", "placement.standins"]
+    assert dev_tree.config.entrypoint == ["python", "-m", "placement_dev.standins"]
     services = compose()["services"]
     for name, kind in (("policy-manager", "policy"), ("service-provider-manager", "sprm")):
         port = free_port()

@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from placement_dev.standins import PolicyStandIn, SprmStandIn
 from schemathesis.specs.openapi.checks import (
     negative_data_rejection,
     positive_data_acceptance,
 )
 
-from placement.app import SPEC, create_app
 from placement.config import Auth, Config, Upstream
-from placement.standins import PolicyStandIn, SprmStandIn
+from placement.http.app import SPEC, create_app
 from tests.oidc import AUDIENCE, Issuer
 from tests.support import serve
 

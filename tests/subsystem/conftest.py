@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
+from placement_dev.standins import PolicyStandIn, SprmStandIn
 from placement_manager_client import Client
 from pytest_postgresql.executors import PostgreSQLExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from placement.standins import PolicyStandIn, SprmStandIn
 from tests.processes import ServeProcess
 from tests.subsystem.support import Upstreams
 

@@ -7,6 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from placement_dev.standins import (
+    BackgroundServer,
+    PolicyStandIn,
+    RecordedRequest,
+    Rules,
+    SprmStandIn,
+    parse_rules,
+)
 from placement_manager_client import Client
 from placement_manager_client.api.resource import (
     create_resource,
@@ -24,19 +32,10 @@ from placement_manager_client.models import (
 )
 from placement_manager_client.types import UNSET, Response, Unset
 
-from placement.standins import (
-    BackgroundServer,
-    PolicyStandIn,
-    RecordedRequest,
-    Rules,
-    SprmStandIn,
-    parse_rules,
-)
-
 INSTANCES_PATH = "/api/v1alpha1/service-type-instances"
 
 SPEC: dict[str, Any] = {"cpu": 2, "memory": "4Gi"}
-# The Policy Engine stand-in's rules in this suite (see placement/standins/rules.py).
+# The Policy Engine stand-in's rules in this suite (see dev/placement_dev/standins/rules.py).
 RULES: dict[str, Any] = {
     "default_provider": "test-provider",
     "rules": [

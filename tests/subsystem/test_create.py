@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from placement_dev.standins import HANG
 from placement_manager_client import Client
 
-from placement.standins import HANG
 from tests.subsystem.support import (
     GOLD,
     GOLD_EVALUATED,

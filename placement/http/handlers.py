@@ -19,9 +19,9 @@ from typing import Any, Concatenate, ParamSpec
 from connexion.lifecycle import ConnexionResponse
 
 from placement import context
-from placement.encoding import json_bytes
+from placement.http.encoding import json_bytes
+from placement.http.threads import HEALTH_THREADS, RequestThreads
 from placement.service import PlacementService
-from placement.threads import HEALTH_THREADS, RequestThreads
 
 JSON = "application/json"
 _HEALTHY = json_bytes({"status": "healthy", "path": "health"})

@@ -12,8 +12,8 @@ from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
 from placement import context
-from placement.encoding import json_bytes
 from placement.errors import Kind, PlacementError
+from placement.http.encoding import json_bytes
 from placement.store import StoreError, StoreUnavailable
 from placement.upstream.errors import UpstreamError
 

@@ -1,5 +1,5 @@
 """Serving an ASGI app under uvicorn: in a background thread (tests, the dev stack) or in
-the foreground until SIGINT or SIGTERM (`python -m placement.standins`)."""
+the foreground until SIGINT or SIGTERM (`python -m placement_dev.standins`)."""
 
 from __future__ import annotations
 

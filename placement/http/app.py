@@ -24,24 +24,29 @@ from connexion.middleware import MiddlewarePosition
 from connexion.resolver import Resolver
 from starlette.exceptions import HTTPException
 
-from placement import logs, metrics, problems
-from placement.access import RequestObserver
+from placement import logs, metrics
 from placement.auditor import Auditor
-from placement.auth import OneAuthorization, TokenVerifier, bearer_handler
 from placement.config import Auth, Config
-from placement.connexion_speedups import middlewares, speed_up
-from placement.handlers import Handlers
-from placement.limits import BodyLimit
+from placement.http import problems
+from placement.http.auth import OneAuthorization, TokenVerifier, bearer_handler
+from placement.http.connexion import VALIDATORS, middlewares, speed_up
+from placement.http.handlers import Handlers
+from placement.http.middleware import (
+    AccessLog,
+    BodyLimit,
+    MethodCheck,
+    MetricsPage,
+    RequestContext,
+    SpecRoutes,
+)
+from placement.http.threads import RequestThreads
 from placement.reconciler import Reconciler
-from placement.routes import MethodCheck, SpecRoutes
 from placement.service import PlacementService
 from placement.store import make_store
-from placement.threads import RequestThreads
 from placement.upstream.policy import PolicyClient
 from placement.upstream.sprm import SprmClient
-from placement.validation import VALIDATORS
 
-SPEC = Path(__file__).with_name("openapi.yaml")
+SPEC = Path(__file__).parent.parent / "openapi.yaml"
 # Seconds the process's shutdown may wait, after uvicorn's graceful period, for handler
 # threads and the reconciler still waiting on an upstream (with retries, up to minutes).
 # Their records hold leases, so the reconciler settles them later: `serve` leaves without
@@ -114,15 +119,18 @@ def create_app(config: Config, *, stop_drain: float | None = None) -> connexion.
         pythonic_params=False,
         validator_map=VALIDATORS,
     )
-    app.add_middleware(
-        RequestObserver,
-        position=MiddlewarePosition.BEFORE_EXCEPTION,
-        pool_gauge=metrics.PoolGauge(store.pool_stats),
-        take_bearer=not config.auth.enabled,
-    )
+    # Outermost first (each goes in before Connexion's exception handling).
+    outer = MiddlewarePosition.BEFORE_EXCEPTION
+    app.add_middleware(MetricsPage, position=outer)
+    app.add_middleware(RequestContext, position=outer)
+    app.add_middleware(AccessLog, position=outer, pool_gauge=metrics.PoolGauge(store.pool_stats))
     routes = SpecRoutes(SPEC)
     app.add_middleware(MethodCheck, position=MiddlewarePosition.BEFORE_ROUTING, routes=routes)
-    app.add_middleware(OneAuthorization, position=MiddlewarePosition.BEFORE_ROUTING)
+    app.add_middleware(
+        OneAuthorization,
+        position=MiddlewarePosition.BEFORE_ROUTING,
+        keep_token=not config.auth.enabled,
+    )
     handle = problems.handler(routes.allow_header)
     for exc_class in (Exception, HTTPException, ProblemException):
         app.add_error_handler(exc_class, handle)

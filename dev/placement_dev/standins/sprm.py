@@ -51,9 +51,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from placement.standins.base import ADMIN, StandIn
-from placement.standins.faults import Failure
-from placement.standins.problems import (
+from placement_dev.standins.base import ADMIN, StandIn
+from placement_dev.standins.faults import Failure
+from placement_dev.standins.problems import (
     API_PREFIX,
     PROBLEM_JSON,
     Problem,

@@ -5,7 +5,7 @@
 
 The placement service runs on a SQLite file kept between runs (in DIR, default
 `$XDG_DATA_HOME/placement-manager` or `~/.local/share/placement-manager`), with the
-Policy Engine and SPRM stand-ins (`placement.standins`) as its upstreams, each a real
+Policy Engine and SPRM stand-ins (`placement_dev.standins`) as its upstreams, each a real
 HTTP server on its own port. The stand-ins run in background threads, the service
 under uvicorn in the foreground; SIGINT or SIGTERM stops all three, exit status 0.
 
@@ -34,16 +34,17 @@ import requests
 import uvicorn
 
 from placement import logs
-from placement.app import create_app
-from placement.cli import (
+from placement.cli.serve import (
     exit_cleanly_on,
     fail,
     prepare_database,
     return_large_blocks_to_the_os,
 )
 from placement.config import Config, ConfigError
-from placement.connections import protocol
-from placement.standins import (
+from placement.http.app import create_app
+from placement.http.connections import protocol
+from placement.store import StoreUnavailable
+from placement_dev.standins import (
     BackgroundServer,
     PolicyStandIn,
     RulesError,
@@ -51,15 +52,14 @@ from placement.standins import (
     SprmStandIn,
     load_rules,
 )
-from placement.standins.server import exposure_warning, listen
-from placement.store import StoreUnavailable
+from placement_dev.standins.server import exposure_warning, listen
 
 log = logging.getLogger("placement.dev")
 
 DATABASE_FILE = "placement.db"
 API_PREFIX = "/api/v1alpha1"
 DEMO_ID = "demo-1"
-# Approved by the packaged default rules (placement/standins/default-rules.yaml).
+# Approved by the packaged default rules (dev/placement_dev/standins/default-rules.yaml).
 DEMO_BODY = {
     "catalog_item_instance_id": "demo-catalog-item",
     "spec": {"service_type": "vm", "vm": {"cpu": 2, "memory": "4Gi"}},
@@ -75,7 +75,7 @@ def default_data_dir(env: Mapping[str, str]) -> Path:
 
 @dataclass(frozen=True)
 class Options:
-    """The `dev` command line (defined in cli.py)."""
+    """The `dev` command line (`parser()`)."""
 
     host: str
     port: int
@@ -146,6 +146,52 @@ class Stack:
                 "",
             ]
         )
+
+
+DESCRIPTION = (
+    "Run the placement service on a SQLite file kept between runs, with the Policy Engine "
+    "and SPRM stand-ins as its upstreams, each on its own port, until Ctrl-C. Other "
+    "settings come from the environment as for `serve` (SVC_LOG_LEVEL, UPSTREAM_RETRY_*...)."
+)
+
+
+def parser() -> argparse.ArgumentParser:
+    dev = argparse.ArgumentParser(prog="placement-manager dev", description=DESCRIPTION)
+    dev.add_argument("--host", default="127.0.0.1", help="listen host of all three (127.0.0.1)")
+    for flag, port, what in (
+        ("--port", 8080, "the placement API"),
+        ("--policy-port", 8081, "the Policy Engine stand-in"),
+        ("--sprm-port", 8082, "the SPRM stand-in"),
+    ):
+        dev.add_argument(
+            flag, type=_port, default=port, metavar="N", help=f"port of {what} ({port}; 0: any)"
+        )
+    dev.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="directory of the SQLite database, kept between runs "
+        "($XDG_DATA_HOME/placement-manager or ~/.local/share/placement-manager)",
+    )
+    dev.add_argument("--fresh", action="store_true", help="delete the database first")
+    dev.add_argument(
+        "--rules",
+        type=Path,
+        metavar="FILE",
+        help="Policy Engine stand-in rules (default: packaged)",
+    )
+    return dev
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
+    return int(text)
+
+
+def main(argv: list[str], env: Mapping[str, str]) -> int:
+    """`placement-manager dev ARGV`."""
+    return run(Options.from_args(parser().parse_args(argv)), env)
 
 
 def run(options: Options, env: Mapping[str, str]) -> int:

@@ -24,6 +24,7 @@ from placement.upstream.errors import UpstreamError
 from placement.upstream.sprm import SprmClient
 
 PROG = "placement-manager audit"
+HELP = "report (and repair) drift between records and the SPRM"
 DESCRIPTION = (
     "Compare every SPRM instance with every record: orphaned instances (no record), "
     "missing instances (a READY record whose instance is gone), stuck operations (in "

@@ -72,7 +72,7 @@ def load_rules(path: str | Path | None = None) -> Rules:
     """The rules in the file at `path`, or the packaged default rules."""
     if path is None:
         source = DEFAULT_RULES
-        packaged = importlib.resources.files("placement.standins").joinpath(DEFAULT_RULES)
+        packaged = importlib.resources.files("placement_dev.standins").joinpath(DEFAULT_RULES)
         text = packaged.read_text("utf-8")
     else:
         source = str(path)

@@ -1,7 +1,7 @@
 """Run one stand-in in the foreground until SIGINT or SIGTERM:
 
-    python -m placement.standins policy [--port 8081] [--host 127.0.0.1] [--rules FILE]
-    python -m placement.standins sprm [--port 8082] [--host 127.0.0.1]
+    python -m placement_dev.standins policy [--port 8081] [--host 127.0.0.1] [--rules FILE]
+    python -m placement_dev.standins sprm [--port 8082] [--host 127.0.0.1]
 
 The default ports are the placement service's default upstream URLs. A bad rules file or
 a busy port is one line on stderr and exit status 1.
@@ -13,14 +13,14 @@ import argparse
 import logging
 import sys
 
-from placement.standins.base import StandIn
-from placement.standins.policy import PolicyStandIn
-from placement.standins.rules import RulesError, load_rules
-from placement.standins.server import ServerError, exposure_warning, listen, serve_forever
-from placement.standins.sprm import SprmStandIn
+from placement_dev.standins.base import StandIn
+from placement_dev.standins.policy import PolicyStandIn
+from placement_dev.standins.rules import RulesError, load_rules
+from placement_dev.standins.server import ServerError, exposure_warning, listen, serve_forever
+from placement_dev.standins.sprm import SprmStandIn
 
-PROG = "python -m placement.standins"
-log = logging.getLogger("placement.standins")
+PROG = "python -m placement_dev.standins"
+log = logging.getLogger("placement_dev.standins")
 
 
 def main(argv: list[str] | None = None) -> int:

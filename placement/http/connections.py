@@ -19,10 +19,10 @@ from uvicorn.config import Config as UvicornConfig
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from placement import problems
 from placement.config import Limits
 from placement.errors import Kind
-from placement.problems import PROBLEM_JSON
+from placement.http import problems
+from placement.http.problems import PROBLEM_JSON
 
 # Answered however many connections are open: probes and scrapes must not be refused.
 EXEMPT_PATHS = (b"/api/v1alpha1/health", b"/metrics")

@@ -208,15 +208,26 @@ def bearer_handler(verifier: TokenVerifier) -> type[BearerSecurityHandler]:
 
 
 class OneAuthorization:
-    """ASGI middleware: a request with more than one Authorization header is a 400
-    (one could be checked and another forwarded)."""
+    """ASGI middleware: a request with more than one Authorization header is a 400 (one
+    could be checked and another forwarded). Without authentication (`keep_token`), the
+    bearer token of the one header is kept as sent, to be forwarded upstream; with it,
+    the verifier keeps the token it checked."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, keep_token: bool = False) -> None:
         self._app = app
+        self._keep_token = keep_token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            found = sum(1 for name, _ in scope["headers"] if name == b"authorization")
-            if found > 1:
+            found = [value for name, value in scope["headers"] if name == b"authorization"]
+            if len(found) > 1:
                 raise PlacementError(Kind.VALIDATION, "more than one Authorization header")
+            request = context.current()
+            if self._keep_token and found and request is not None:
+                request.bearer_token = _bearer(found[0])
         await self._app(scope, receive, send)
+
+
+def _bearer(header: bytes) -> str:
+    scheme, _, token = header.decode("latin-1").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""

@@ -27,16 +27,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from placement.standins.faults import GARBLE, Failure, Faults, Outcome
-from placement.standins.problems import (
+from placement_dev.standins.faults import GARBLE, Failure, Faults, Outcome
+from placement_dev.standins.problems import (
     Problem,
     as_problem,
     bad_request,
     json_object,
     parse_json,
 )
-from placement.standins.recording import RecordedRequest, Recorder
-from placement.standins.server import BackgroundServer
+from placement_dev.standins.recording import RecordedRequest, Recorder
+from placement_dev.standins.server import BackgroundServer
 
 ADMIN = "/_standin"
 Act = Callable[[Request, Any], Response]

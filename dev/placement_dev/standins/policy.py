@@ -22,9 +22,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from placement.standins.base import ADMIN, StandIn
-from placement.standins.problems import API_PREFIX, Problem, bad_request, json_object
-from placement.standins.rules import Refusal, Rules, RulesError, evaluate, load_rules, parse_rules
+from placement_dev.standins.base import ADMIN, StandIn
+from placement_dev.standins.problems import API_PREFIX, Problem, bad_request, json_object
+from placement_dev.standins.rules import (
+    Refusal,
+    Rules,
+    RulesError,
+    evaluate,
+    load_rules,
+    parse_rules,
+)
 
 EVALUATE_PATH = f"{API_PREFIX}/policies:evaluateRequest"
 

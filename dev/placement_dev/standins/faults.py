@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from placement.standins.waiting import Condition
+from placement_dev.standins.waiting import Condition
 
 HANG: Literal["hang"] = "hang"
 # Act, then answer the success status with a body that is not the API's (a proxy's page).
