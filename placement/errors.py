@@ -1,4 +1,6 @@
-"""Errors the service raises; `problems.py` turns them into HTTP answers."""
+"""The domain's errors: what went wrong, in terms a client can act on. Each adapter
+raises its own failures as these (a store's, an upstream's); `http/problems.py` maps
+their kinds to HTTP and knows nothing else about them."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ from enum import StrEnum
 
 
 class Kind(StrEnum):
-    """Problem types on the wire (the `type` of problem details)."""
+    """What kind of failure (the `type` of problem details on the wire)."""
 
     VALIDATION = "validation-error"
     NOT_FOUND = "not-found"
@@ -15,19 +17,25 @@ class Kind(StrEnum):
     POLICY_CONFLICT = "policy-conflict"
     POLICY_DEPENDENCY = "policy-dependency"
     PROVIDER_ERROR = "provider-error"
-    PAYLOAD_TOO_LARGE = "payload-too-large"
-    REQUEST_TIMEOUT = "request-timeout"
-    HEADERS_TOO_LARGE = "request-header-fields-too-large"
     UNAVAILABLE = "service-unavailable"
     INTERNAL = "internal-error"
 
 
 class PlacementError(Exception):
-    """A request the service cannot fulfil, with a detail safe to show the client and,
-    for a temporary refusal, the seconds after which to retry (`Retry-After`)."""
+    """A request the service cannot fulfil: its `kind`, a `detail` safe to show the
+    client and, for a temporary refusal, the seconds after which to retry
+    (`Retry-After`). `message`, when given, is what logs show instead of the detail (it
+    may hold what the client must not see: SQL, an upstream's 5xx body)."""
 
-    def __init__(self, kind: Kind, detail: str, retry_after: int | None = None) -> None:
-        super().__init__(detail)
+    def __init__(
+        self,
+        kind: Kind,
+        detail: str,
+        retry_after: int | None = None,
+        *,
+        message: str | None = None,
+    ) -> None:
+        super().__init__(detail if message is None else message)
         self.kind = kind
         self.detail = detail
         self.retry_after = retry_after

@@ -2,7 +2,7 @@
 none of its own) with a cap on the size of a request's head (431), on the time a client
 takes to send it (408, or the connection closed if nothing came), and on the number of
 open connections (503 with Retry-After for a request over the cap; health and /metrics
-are always served). Body limits are the app's (`limits.py`), after authentication.
+are always served). Body limits are the app's (`middleware.BodyLimit`), after authentication.
 
 `protocol(limits)` is what uvicorn's `http` setting takes (picklable, for workers)."""
 
@@ -22,7 +22,7 @@ from uvicorn.server import ServerState
 from placement.config import Limits
 from placement.errors import Kind
 from placement.http import problems
-from placement.http.problems import PROBLEM_JSON
+from placement.http.problems import PROBLEM_JSON, HttpKind
 
 # Answered however many connections are open: probes and scrapes must not be refused.
 EXEMPT_PATHS = (b"/api/v1alpha1/health", b"/metrics")
@@ -130,7 +130,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         limit = self._limits.max_header_bytes
         if size > limit:
             detail = f"the request line and headers are larger than {limit} bytes"
-            self._refuse(Kind.HEADERS_TOO_LARGE, detail)
+            self._refuse(HttpKind.HEADERS_TOO_LARGE, detail)
 
     def _await_head(self) -> None:
         self._stop_head_timer()
@@ -149,13 +149,13 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             self.transport.close()  # nothing came: nothing to answer
             return
         detail = f"the request headers did not arrive within {self._limits.header_timeout:g}s"
-        self._refuse(Kind.REQUEST_TIMEOUT, detail)
+        self._refuse(HttpKind.REQUEST_TIMEOUT, detail)
 
-    def _refuse(self, kind: Kind, detail: str) -> None:
+    def _refuse(self, kind: HttpKind, detail: str) -> None:
         """Answer problem details and close, whatever else arrives."""
         self._refused = True
         self._stop_head_timer()
-        status = problems.STATUS_AND_TITLE[kind][0]
+        status = problems.status_of(kind)
         body = problems.document(kind, detail)
         head = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from placement import context, metrics
-from placement.errors import Kind, PlacementError
+from placement.http.problems import HttpKind, HttpProblem
 
 log = logging.getLogger("placement.access")
 
@@ -214,15 +214,15 @@ class BodyLimit:
             more = message.get("more_body", False)
         return b"".join(chunks)
 
-    def _too_large(self) -> PlacementError:
-        return PlacementError(
-            Kind.PAYLOAD_TOO_LARGE, f"the request body is larger than {self._limit} bytes"
+    def _too_large(self) -> HttpProblem:
+        return HttpProblem(
+            HttpKind.PAYLOAD_TOO_LARGE, f"the request body is larger than {self._limit} bytes"
         )
 
 
 def _within(receive: Receive, seconds: float) -> Receive:
     """A receive channel on which the body must have arrived whole `seconds` after the
-    first read, else PlacementError (408); later reads (a disconnect) are not timed."""
+    first read, else HttpProblem (408); later reads (a disconnect) are not timed."""
     deadline: float | None = None
     done = False
 
@@ -237,7 +237,7 @@ def _within(receive: Receive, seconds: float) -> Receive:
                 message = await receive()
         except TimeoutError:
             detail = f"the request body did not arrive within {seconds:g}s"
-            raise PlacementError(Kind.REQUEST_TIMEOUT, detail) from None
+            raise HttpProblem(HttpKind.REQUEST_TIMEOUT, detail) from None
         done = message["type"] != "http.request" or not message.get("more_body", False)
         return message
 

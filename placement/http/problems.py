@@ -1,11 +1,24 @@
-"""The one error-mapping table: every exception becomes RFC 9457 problem details."""
+"""The one error table: every problem type the service answers (the domain's kinds and
+the HTTP edge's own), and every exception turned into RFC 9457 problem details.
+
+The domain's errors arrive already translated by the adapter that met them (a store's,
+an upstream's: each a `PlacementError` with its kind and a detail safe to show): this
+module maps kinds to HTTP and knows nothing of upstreams or databases. The HTTP edge
+refuses with `HttpProblem` (body limits) or answers `document()` itself (connection
+limits); the framework raises its own HTTP errors.
+
+`python -m placement.http.problems` prints the README's table of problem types.
+"""
 
 from __future__ import annotations
 
 import http
 import logging
 import re
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
 
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
@@ -14,92 +27,154 @@ from starlette.exceptions import HTTPException
 from placement import context
 from placement.errors import Kind, PlacementError
 from placement.http.encoding import json_bytes
-from placement.store import StoreError, StoreUnavailable
-from placement.upstream.errors import UpstreamError
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
-STATUS_AND_TITLE: dict[Kind, tuple[int, str]] = {
-    Kind.VALIDATION: (400, "Invalid request"),
-    Kind.NOT_FOUND: (404, "Resource not found"),
-    Kind.POLICY_REJECTED: (406, "Rejected by policy"),
-    Kind.RESOURCE_CONFLICT: (409, "Resource conflict"),
-    Kind.POLICY_CONFLICT: (409, "Policy conflict"),
-    Kind.REQUEST_TIMEOUT: (408, "Request timeout"),
-    Kind.PAYLOAD_TOO_LARGE: (413, "Request body too large"),
-    Kind.PROVIDER_ERROR: (422, "Provider error"),
-    Kind.POLICY_DEPENDENCY: (424, "Policy dependency not met"),
-    Kind.HEADERS_TOO_LARGE: (431, "Request headers too large"),
-    Kind.INTERNAL: (500, "Internal error"),
-    Kind.UNAVAILABLE: (503, "Service unavailable"),
+
+class HttpKind(StrEnum):
+    """Problem types only the HTTP edge answers: the framework's and the limits'."""
+
+    UNAUTHORIZED = "unauthorized"
+    METHOD_NOT_ALLOWED = "method-not-allowed"
+    REQUEST_TIMEOUT = "request-timeout"
+    PAYLOAD_TOO_LARGE = "payload-too-large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported-media-type"
+    HEADERS_TOO_LARGE = "request-header-fields-too-large"
+
+
+ProblemKind = Kind | HttpKind
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemType:
+    status: int
+    title: str
+    cause: str  # one line for the README: what a client sent or met
+
+
+PROBLEM_TYPES: dict[ProblemKind, ProblemType] = {
+    Kind.VALIDATION: ProblemType(
+        400,
+        "Invalid request",
+        "request fails validation against the spec (a string holding NUL (`\\u0000`: a body"
+        " field or key, a parameter), a number beyond a float's range (`1e999`), JSON nested"
+        " too deep), a bad page token, more than one `Authorization` header",
+    ),
+    HttpKind.UNAUTHORIZED: ProblemType(
+        401,
+        "Unauthorized",
+        "missing or invalid bearer token (only with `AUTH_DISABLED=false`; with"
+        " `WWW-Authenticate: Bearer`)",
+    ),
+    Kind.NOT_FOUND: ProblemType(404, "Resource not found", "no such resource, unknown path"),
+    HttpKind.METHOD_NOT_ALLOWED: ProblemType(
+        405, "Method Not Allowed", "a method the path does not have (with `Allow`)"
+    ),
+    Kind.POLICY_REJECTED: ProblemType(406, "Rejected by policy", "the policies reject the spec"),
+    HttpKind.REQUEST_TIMEOUT: ProblemType(
+        408,
+        "Request timeout",
+        "line and headers not received within `SVC_HEADER_TIMEOUT`, body not received within"
+        " `SVC_BODY_TIMEOUT` (the connection is closed)",
+    ),
+    Kind.RESOURCE_CONFLICT: ProblemType(
+        409,
+        "Resource conflict",
+        "id already in use; the resource is busy with another operation (being provisioned,"
+        " deleted, rehydrated)",
+    ),
+    Kind.POLICY_CONFLICT: ProblemType(409, "Policy conflict", "the policies conflict"),
+    HttpKind.PAYLOAD_TOO_LARGE: ProblemType(
+        413, "Request body too large", "request body over `SVC_MAX_BODY_BYTES`"
+    ),
+    HttpKind.UNSUPPORTED_MEDIA_TYPE: ProblemType(
+        415, "Unsupported Media Type", "request body without `Content-Type: application/json`"
+    ),
+    Kind.PROVIDER_ERROR: ProblemType(422, "Provider error", "the provider refuses"),
+    Kind.POLICY_DEPENDENCY: ProblemType(
+        424, "Policy dependency not met", "the policies selected no provider"
+    ),
+    HttpKind.HEADERS_TOO_LARGE: ProblemType(
+        431,
+        "Request headers too large",
+        "request line and headers over `SVC_MAX_HEADER_BYTES` (the connection is closed)",
+    ),
+    Kind.INTERNAL: ProblemType(
+        500,
+        "Internal error",
+        "other upstream answers, network errors, an SPRM change whose outcome is unknown"
+        " (the detail says when it is settled), database errors",
+    ),
+    Kind.UNAVAILABLE: ProblemType(
+        503,
+        "Service unavailable",
+        "database not answering; every request thread busy for `SVC_QUEUE_WAIT`; more than"
+        " `SVC_MAX_CONNECTIONS` connections open; the token issuer unreachable while its keys"
+        " are needed (all with `Retry-After`)",
+    ),
 }
 
-# Upstream answers the client can act on; anything else from an upstream is internal.
-UPSTREAM_STATUS_KIND: dict[tuple[str, int], Kind] = {
-    ("policy", 400): Kind.VALIDATION,
-    ("policy", 406): Kind.POLICY_REJECTED,
-    ("policy", 409): Kind.POLICY_CONFLICT,
-    ("sprm", 400): Kind.VALIDATION,
-    ("sprm", 404): Kind.NOT_FOUND,
-    ("sprm", 409): Kind.RESOURCE_CONFLICT,
-    ("sprm", 422): Kind.PROVIDER_ERROR,
+# The framework's own HTTP errors that are rows of the table (its 400 and 404 are the
+# domain's validation-error and not-found). Any other (a fault of ours, e.g. a response
+# not matching the spec) keeps its status's phrase as title and type.
+FRAMEWORK_KINDS: dict[int, HttpKind] = {
+    401: HttpKind.UNAUTHORIZED,
+    405: HttpKind.METHOD_NOT_ALLOWED,
+    415: HttpKind.UNSUPPORTED_MEDIA_TYPE,
 }
-
-UPSTREAM_NAMES = {"policy": "the Policy Engine", "sprm": "the SPRM"}
 
 # Seconds a client is told to wait (Retry-After) before retrying a 503, unless the
 # error says otherwise.
 RETRY_AFTER = 1
 
 
-def classify(exc: Exception) -> tuple[Kind, str]:
+class HttpProblem(Exception):
+    """A refusal of the HTTP edge itself (a body too large or too slow), never the
+    domain's."""
+
+    def __init__(self, kind: HttpKind, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+def status_of(kind: ProblemKind) -> int:
+    return PROBLEM_TYPES[kind].status
+
+
+def classify(exc: Exception) -> tuple[ProblemKind, str]:
     """The problem type and the detail to show for an exception."""
-    if isinstance(exc, PlacementError):
+    if isinstance(exc, PlacementError | HttpProblem):
         return exc.kind, exc.detail
-    if isinstance(exc, UpstreamError):
-        return _upstream_problem(exc)
-    if isinstance(exc, StoreUnavailable):
-        return Kind.UNAVAILABLE, "the database is not answering; retry later"
-    if isinstance(exc, StoreError):
-        return Kind.INTERNAL, "the database failed"
     return Kind.INTERNAL, "an unexpected error occurred"
 
 
-def _upstream_problem(exc: UpstreamError) -> tuple[Kind, str]:
-    name = UPSTREAM_NAMES.get(exc.upstream, exc.upstream)
-    kind = UPSTREAM_STATUS_KIND.get((exc.upstream, exc.status or 0))
-    if kind is not None:
-        return kind, f"{name} answered {exc.status}: {exc.reason}"
-    if exc.status is None and exc.transient:
-        return Kind.INTERNAL, f"{name} could not be reached"
-    if exc.status is None or exc.garbled:
-        return Kind.INTERNAL, f"{name} answered in a form that does not match its API"
-    return Kind.INTERNAL, f"{name} failed (HTTP {exc.status})"
-
-
 def response(
-    kind: Kind, detail: str, instance: str | None = None, headers: dict[str, str] | None = None
+    kind: ProblemKind,
+    detail: str,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> ConnexionResponse:
-    status, title = STATUS_AND_TITLE[kind]
-    return _response(kind.value, title, status, detail, instance, headers)
+    row = PROBLEM_TYPES[kind]
+    return _response(kind.value, row.title, row.status, detail, instance, headers)
 
 
-def refusal_headers(kind: Kind, retry_after: int | None = None) -> dict[str, str]:
+def refusal_headers(kind: ProblemKind, retry_after: int | None = None) -> dict[str, str]:
     """What an answer of `kind` carries besides its body: when to retry a 503; and a
     request that timed out, or whose headers are too large, closes the connection."""
     if kind is Kind.UNAVAILABLE:
         return {"Retry-After": str(retry_after or RETRY_AFTER)}
-    if kind in (Kind.REQUEST_TIMEOUT, Kind.HEADERS_TOO_LARGE):
+    if kind in (HttpKind.REQUEST_TIMEOUT, HttpKind.HEADERS_TOO_LARGE):
         return {"Connection": "close"}
     return {}
 
 
-def document(kind: Kind, detail: str, instance: str | None = None) -> bytes:
+def document(kind: ProblemKind, detail: str, instance: str | None = None) -> bytes:
     """The problem details of `kind` as bytes, for answers written outside Connexion."""
-    status, title = STATUS_AND_TITLE[kind]
-    return json_bytes(_document(kind.value, title, status, detail, instance))
+    row = PROBLEM_TYPES[kind]
+    return json_bytes(_document(kind.value, row.title, row.status, detail, instance))
 
 
 def _response(
@@ -149,7 +224,7 @@ def handler(allowed_methods: Callable[[str], str]) -> ErrorHandler:
         kind, detail = classify(exc)
         if kind is Kind.UNAVAILABLE:
             log.warning("%s %s: %s", request.method, instance, exc)
-        elif STATUS_AND_TITLE[kind][0] >= 500:
+        elif status_of(kind) >= 500:
             log.error("%s %s failed: %s", request.method, instance, exc, exc_info=exc)
         else:
             log.info("%s %s: %s: %s", request.method, instance, kind.value, exc)
@@ -167,14 +242,47 @@ def _http_problem(exc: HTTPException, instance: str, headers: dict[str, str]) ->
     if exc.status_code == 404:
         detail = f"no route matches {instance}"
         return response(Kind.NOT_FOUND, detail, instance, headers)
+    kind = FRAMEWORK_KINDS.get(exc.status_code)
+    if kind is not None:
+        title = PROBLEM_TYPES[kind].title
+        return response(kind, _short(detail) or title, instance, headers)
     if isinstance(exc, ProblemException) and exc.status_code >= 500:
         log.error("framework error on %s: %r", instance, exc)
     phrase = http.HTTPStatus(exc.status_code).phrase
-    slug = re.sub(r"[^a-z0-9]+", "-", phrase.lower()).strip("-")
-    return _response(slug, phrase, exc.status_code, _short(detail) or phrase, instance, headers)
+    detail = _short(detail) or phrase
+    return _response(slug(phrase), phrase, exc.status_code, detail, instance, headers)
 
 
 def _short(detail: str, limit: int = 300) -> str:
     """Keep a validation message to its first line and a bounded length (never the schema)."""
     first = detail.strip().splitlines()[0] if detail.strip() else ""
     return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
+def slug(phrase: str) -> str:
+    """A status's phrase as a problem type: "Method Not Allowed" -> method-not-allowed."""
+    return re.sub(r"[^a-z0-9]+", "-", phrase.lower()).strip("-")
+
+
+def markdown(answers: Iterable[tuple[Kind, str]] = ()) -> str:
+    """The table of problem types in Markdown, each with its causes: the table's own,
+    then the upstream answers (kind, "SPRM 422") the adapters translate into it."""
+    upstream: dict[ProblemKind, list[str]] = {}
+    for answer_kind, answer in answers:
+        upstream.setdefault(answer_kind, []).append(answer)
+    lines = ["| status | type | title | cause |", "|---|---|---|---|"]
+    for kind, row in PROBLEM_TYPES.items():
+        cause = "; ".join([row.cause, *([", ".join(upstream[kind])] if kind in upstream else [])])
+        lines.append(f"| {row.status} | `{kind.value}` | {row.title} | {cause} |")
+    return "\n".join(lines) + "\n"
+
+
+def readme_table() -> str:
+    """The README's table of problem types (`python -m placement.http.problems`)."""
+    from placement.upstream import policy, sprm  # their own tables of answers, for the docs
+
+    return markdown([*policy.ERRORS.answers(), *sprm.ERRORS.answers()])
+
+
+if __name__ == "__main__":
+    sys.stdout.write(readme_table())

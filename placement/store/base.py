@@ -10,17 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
+from placement.errors import Kind, PlacementError
 from placement.model import Placement, Resource
 
 
-class StoreError(Exception):
-    """The database failed in a way the client cannot fix."""
+class StoreError(PlacementError):
+    """The database failed in a way the client cannot fix. The message (logged) says
+    how; the client is told only that the database failed (no SQL, no table names)."""
+
+    KIND: ClassVar[Kind] = Kind.INTERNAL
+    DETAIL: ClassVar[str] = "the database failed"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(self.KIND, self.DETAIL, message=message)
 
 
 class StoreUnavailable(StoreError):
     """The database does not answer (down, unreachable, or no connection free in time)."""
+
+    KIND = Kind.UNAVAILABLE
+    DETAIL = "the database is not answering; retry later"
 
 
 class DuplicateId(StoreError):

@@ -1,18 +1,30 @@
-"""The one error type of the upstream clients."""
+"""The one error type of the upstream clients, and how each upstream's failures read to
+the domain: each client keeps its own `Translation` (which answers mean what)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from placement.errors import Kind, PlacementError
 
 # A 4xx answer is permanent, except these; 5xx and network errors are transient.
 _TRANSIENT_4XX = frozenset({408, 429})
 
 
-class UpstreamError(Exception):
+def transient_status(status: int | None) -> bool:
+    """Whether a call ending so may succeed if tried again (None: no answer)."""
+    return status is None or status >= 500 or status in _TRANSIENT_4XX
+
+
+class UpstreamError(PlacementError):
     """A call to the Policy Engine or the SPRM did not succeed.
 
     `status` is the HTTP status, or None when no answer arrived (network error,
     timeout). A success status means the answer's body did not match the upstream's API
     (a proxy's page, a truncated answer). `reason` is what the upstream said (its problem
-    `detail`), for logs and, on 4xx answers, for the client.
+    `detail`), for logs. `kind` and `detail`, what the client is told, are the client's
+    `Translation` of the answer; an error made without one is an internal error.
     """
 
     def __init__(
@@ -22,15 +34,20 @@ class UpstreamError(Exception):
         status: int | None,
         reason: str,
         transient: bool | None = None,
+        *,
+        kind: Kind = Kind.INTERNAL,
+        detail: str | None = None,
     ) -> None:
-        super().__init__(f"{upstream} {operation}: {status or 'no answer'}: {reason}")
+        super().__init__(
+            kind,
+            detail or f"{upstream} {operation} failed",
+            message=f"{upstream} {operation}: {status or 'no answer'}: {reason}",
+        )
         self.upstream = upstream
         self.operation = operation
         self.status = status
         self.reason = reason
-        if transient is None:
-            transient = status is None or status >= 500 or status in _TRANSIENT_4XX
-        self.transient = transient
+        self.transient = transient_status(status) if transient is None else transient
 
     @property
     def garbled(self) -> bool:
@@ -53,3 +70,44 @@ class UpstreamError(Exception):
         if self.garbled:
             return f"HTTP {self.status} with a body that does not match its API"
         return f"HTTP {self.status}"
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """How one upstream's failures read to the domain. The answers a client can act on
+    (`kinds`: status -> Kind) pass the upstream's explanation on in the detail; any other
+    failure is an internal error whose detail says only how the call ended (never a 5xx
+    body). `notes` say, for the README, where a status means something else."""
+
+    name: str  # in logs and metrics: "sprm"
+    title: str  # in what the client is told: "the SPRM"
+    kinds: Mapping[int, Kind]
+    notes: Mapping[int, str] = field(default_factory=dict)
+
+    def error(
+        self, operation: str, status: int | None, reason: str, transient: bool | None = None
+    ) -> UpstreamError:
+        """The error for a call of `operation` that ended with `status` (None: no answer)."""
+        if transient is None:
+            transient = transient_status(status)
+        kind, detail = self._told(status, reason, transient)
+        return UpstreamError(
+            self.name, operation, status, reason, transient, kind=kind, detail=detail
+        )
+
+    def answers(self) -> Iterator[tuple[Kind, str]]:
+        """The answers a client can act on, as the README names them: (kind, "SPRM 422")."""
+        name = self.title.removeprefix("the ")
+        for status, kind in self.kinds.items():
+            note = self.notes.get(status)
+            yield kind, f"{name} {status}" + (f" ({note})" if note else "")
+
+    def _told(self, status: int | None, reason: str, transient: bool) -> tuple[Kind, str]:
+        kind = None if status is None else self.kinds.get(status)
+        if kind is not None:
+            return kind, f"{self.title} answered {status}: {reason}"
+        if status is None and transient:
+            return Kind.INTERNAL, f"{self.title} could not be reached"
+        if status is None or 200 <= status < 300:
+            return Kind.INTERNAL, f"{self.title} answered in a form that does not match its API"
+        return Kind.INTERNAL, f"{self.title} failed (HTTP {status})"

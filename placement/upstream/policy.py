@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from placement.config import RetryPolicy, Upstream
+from placement.errors import Kind
 from placement.model import Evaluation, JSONObject
+from placement.upstream.errors import Translation
 from placement.upstream.policy_api.api.evaluation import evaluate_request
 from placement.upstream.policy_api.client import Client
 from placement.upstream.policy_api.models import EvaluateRequest, EvaluateResponse
 from placement.upstream.retry import Retrier
 from placement.upstream.transport import API_PREFIX, call_headers, failure, pooled_session, send
 
-NAME = "policy"
+# The Policy Engine's refusals a client can act on; any other failure is internal.
+ERRORS = Translation(
+    "policy",
+    "the Policy Engine",
+    {400: Kind.VALIDATION, 406: Kind.POLICY_REJECTED, 409: Kind.POLICY_CONFLICT},
+)
 
 
 class PolicyClient:
@@ -35,10 +42,10 @@ class PolicyClient:
         body = EvaluateRequest.from_dict({"service_instance": {"spec": spec}})
         client = self._client.with_headers(call_headers(self._forward_auth))
         answer = send(
-            NAME, "evaluate", lambda: evaluate_request.sync_detailed(client=client, body=body)
+            ERRORS, "evaluate", lambda: evaluate_request.sync_detailed(client=client, body=body)
         )
         if answer.status_code != 200 or not isinstance(answer.parsed, EvaluateResponse):
-            raise failure(NAME, "evaluate", answer)
+            raise failure(ERRORS, "evaluate", answer)
         verdict = answer.parsed
         return Evaluation(
             status=verdict.status.value,

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from placement.config import RetryPolicy, Upstream
+from placement.errors import Kind
 from placement.model import JSONObject
-from placement.upstream.errors import UpstreamError
+from placement.upstream.errors import Translation, UpstreamError
 from placement.upstream.retry import Retrier
 from placement.upstream.sprm_api.api.default import (
     create_instance,
@@ -24,7 +25,19 @@ from placement.upstream.transport import API_PREFIX, call_headers, failure, pool
 
 log = logging.getLogger(__name__)
 
-NAME = "sprm"
+# The SPRM's refusals a client can act on; any other failure is internal. (A 404 from
+# a delete is no failure: the instance is already gone.)
+ERRORS = Translation(
+    "sprm",
+    "the SPRM",
+    {
+        400: Kind.VALIDATION,
+        404: Kind.NOT_FOUND,
+        409: Kind.RESOURCE_CONFLICT,
+        422: Kind.PROVIDER_ERROR,
+    },
+    notes={404: "not on delete: there it means already gone"},
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +81,14 @@ class SprmClient:
             nonlocal may_have_acted
             try:
                 answer = send(
-                    NAME,
+                    ERRORS,
                     "create",
                     lambda: create_instance.sync_detailed(
                         client=self._call_client(), body=body, id=instance_id
                     ),
                 )
                 if answer.status_code != 201 or not isinstance(answer.parsed, ServiceTypeInstance):
-                    raise failure(NAME, "create", answer)
+                    raise failure(ERRORS, "create", answer)
             except UpstreamError as exc:
                 if exc.status == 409 and may_have_acted:
                     log.info("retried create of %s met 409: the earlier try acted", instance_id)
@@ -90,14 +103,14 @@ class SprmClient:
 
         def attempt() -> JSONObject | None:
             answer = send(
-                NAME,
+                ERRORS,
                 "get",
                 lambda: get_instance.sync_detailed(instance_id, client=self._call_client()),
             )
             if answer.status_code == 404:
                 return None
             if answer.status_code != 200 or not isinstance(answer.parsed, ServiceTypeInstance):
-                raise failure(NAME, "get", answer)
+                raise failure(ERRORS, "get", answer)
             return answer.parsed.to_dict()
 
         return self._retry(attempt)
@@ -108,7 +121,7 @@ class SprmClient:
 
         def attempt() -> InstanceState | None:
             answer = send(
-                NAME,
+                ERRORS,
                 "get",
                 lambda: get_instance.sync_detailed(
                     instance_id, client=self._call_client(), show_deleted=True
@@ -117,7 +130,7 @@ class SprmClient:
             if answer.status_code == 404:
                 return None
             if answer.status_code != 200 or not isinstance(answer.parsed, ServiceTypeInstance):
-                raise failure(NAME, "get", answer)
+                raise failure(ERRORS, "get", answer)
             return _state(answer.parsed, "get")
 
         return self._retry(attempt)
@@ -127,7 +140,7 @@ class SprmClient:
 
         def attempt() -> InstancePage:
             answer = send(
-                NAME,
+                ERRORS,
                 "list",
                 lambda: list_instances.sync_detailed(
                     client=self._call_client(),
@@ -137,7 +150,7 @@ class SprmClient:
             )
             parsed = answer.parsed
             if answer.status_code != 200 or not isinstance(parsed, ServiceTypeInstanceList):
-                raise failure(NAME, "list", answer)
+                raise failure(ERRORS, "list", answer)
             token = parsed.next_page_token
             return InstancePage(
                 [_state(each, "list") for each in parsed.instances],
@@ -152,7 +165,7 @@ class SprmClient:
 
         def attempt() -> bool:
             answer = send(
-                NAME,
+                ERRORS,
                 "delete",
                 lambda: delete_instance.sync_detailed(
                     instance_id, client=self._call_client(), deferred=True if deferred else UNSET
@@ -160,7 +173,7 @@ class SprmClient:
             )
             if answer.status_code in (204, 404):
                 return answer.status_code == 204
-            raise failure(NAME, "delete", answer)
+            raise failure(ERRORS, "delete", answer)
 
         return self._retry(attempt)
 
@@ -170,7 +183,7 @@ class SprmClient:
 
 def _state(instance: ServiceTypeInstance, operation: str) -> InstanceState:
     if not isinstance(instance.id, str) or not instance.id:
-        raise UpstreamError(NAME, operation, None, "an instance without an id", transient=False)
+        raise ERRORS.error(operation, None, "an instance without an id", transient=False)
     status = instance.deletion_status
     return InstanceState(
         id=instance.id,

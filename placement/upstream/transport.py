@@ -1,5 +1,6 @@
 """What both upstream clients share: a pooled Session, and turning failures into
-UpstreamError (the generated code returns responses and raises requests' errors)."""
+UpstreamError through the client's own `Translation` (the generated code returns
+responses and raises requests' errors)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from placement import context, metrics
-from placement.upstream.errors import UpstreamError
+from placement.upstream.errors import Translation, UpstreamError
 
 log = logging.getLogger("placement.upstream")
 
@@ -76,7 +77,7 @@ def call_headers(forward_auth: bool) -> dict[str, str]:
     return headers
 
 
-def send(upstream: str, operation: str, call: Callable[[], A]) -> A:
+def send(errors: Translation, operation: str, call: Callable[[], A]) -> A:
     """Make one call, timed, counted and logged; no answer at all (refused, reset,
     timed out) or a success answer not matching the upstream's spec is an UpstreamError.
     A request that could not be made (LOCAL_ERRORS) is raised as it is: not sent."""
@@ -89,21 +90,21 @@ def send(upstream: str, operation: str, call: Callable[[], A]) -> A:
         return answer
     except requests.JSONDecodeError as exc:  # an answer (a subclass of InvalidJSONError)
         outcome = "malformed"
-        raise _malformed(upstream, operation, exc) from exc
+        raise _malformed(errors, operation, exc) from exc
     except LOCAL_ERRORS:
         outcome = "not_sent"
         raise
     except requests.Timeout as exc:
         outcome = "timeout"
-        raise UpstreamError(upstream, operation, None, f"timed out ({exc})") from exc
+        raise errors.error(operation, None, f"timed out ({exc})") from exc
     except requests.RequestException as exc:
         outcome = "connection_error"
-        raise UpstreamError(upstream, operation, None, f"no answer ({exc})") from exc
+        raise errors.error(operation, None, f"no answer ({exc})") from exc
     except (ValueError, KeyError, TypeError) as exc:
         outcome = "malformed"
-        raise _malformed(upstream, operation, exc) from exc
+        raise _malformed(errors, operation, exc) from exc
     finally:
-        _observe(upstream, operation, outcome, status, time.perf_counter() - started)
+        _observe(errors.name, operation, outcome, status, time.perf_counter() - started)
 
 
 def _observe(
@@ -126,15 +127,15 @@ def _observe(
     )
 
 
-def failure(upstream: str, operation: str, answer: Answer) -> UpstreamError:
+def failure(errors: Translation, operation: str, answer: Answer) -> UpstreamError:
     """An UpstreamError for an answer that is not the expected success: another status,
     or the expected one with a body that does not match the API (its status kept: an
     unreadable success may still have acted)."""
     status = int(answer.status_code)
     if 200 <= status < 300:
         reason = f"answer does not match its API: {_reason(answer)}"
-        return UpstreamError(upstream, operation, status, reason, transient=False)
-    return UpstreamError(upstream, operation, status, _reason(answer))
+        return errors.error(operation, status, reason, transient=False)
+    return errors.error(operation, status, _reason(answer))
 
 
 def _reason(answer: Answer) -> str:
@@ -150,6 +151,6 @@ def _reason(answer: Answer) -> str:
     return answer.content[:200].decode("utf-8", "replace").strip() or "no detail"
 
 
-def _malformed(upstream: str, operation: str, exc: Exception) -> UpstreamError:
+def _malformed(errors: Translation, operation: str, exc: Exception) -> UpstreamError:
     reason = f"answer does not match its API ({type(exc).__name__}: {exc})"
-    return UpstreamError(upstream, operation, None, reason, transient=False)
+    return errors.error(operation, None, reason, transient=False)
