@@ -3,6 +3,7 @@ the foreground until SIGINT or SIGTERM (`python -m placement_dev.standins`)."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import signal
 import socket
@@ -50,9 +51,12 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _server(app: ASGIApp, grace: int) -> uvicorn.Server:
+def _server(
+    app: ASGIApp, grace: int, http: type[asyncio.Protocol] | str = "auto"
+) -> uvicorn.Server:
     config = uvicorn.Config(
         app,
+        http=http,
         log_config=None,  # leave logging to the process that hosts us
         access_log=False,  # a benchmark must not pay for access logs
         lifespan="auto",  # the placement app opens its store in its lifespan
@@ -65,7 +69,9 @@ def _server(app: ASGIApp, grace: int) -> uvicorn.Server:
 class BackgroundServer:
     """Runs an ASGI app under uvicorn in a daemon thread, on `host` and `port` (0: a free
     port). `start()` returns once the server accepts connections; `stop()` once it is
-    down, after calling `on_stop` and waiting at most `grace` seconds for open requests."""
+    down, after calling `on_stop` and waiting at most `grace` seconds for open requests.
+    `http` is uvicorn's setting of that name (the service's own protocol, with its limits:
+    `placement.http.connections.protocol`)."""
 
     def __init__(
         self,
@@ -75,9 +81,10 @@ class BackgroundServer:
         host: str = "127.0.0.1",
         on_stop: Callable[[], None] | None = None,
         grace: int = 2,
+        http: type[asyncio.Protocol] | str = "auto",
     ) -> None:
         self._app, self._host, self._port = app, host, port
-        self._on_stop, self._grace = on_stop, grace
+        self._on_stop, self._grace, self._http = on_stop, grace, http
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -98,7 +105,7 @@ class BackgroundServer:
             raise RuntimeError("the server is already started")
         sock = listen(self._host, self._port)
         self._port = sock.getsockname()[1]
-        server = _server(self._app, self._grace)
+        server = _server(self._app, self._grace, self._http)
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn:{self._port}", daemon=True
         )
