@@ -19,6 +19,10 @@ def test_every_kind_has_one_row() -> None:
     assert set(PROBLEM_TYPES) == set(Kind) | set(HttpKind)
 
 
+def test_the_domain_kinds_carry_no_http_only_case() -> None:
+    assert not {kind.value for kind in Kind} & {kind.value for kind in HttpKind}
+
+
 def test_the_framework_rows_keep_the_phrase_of_their_status() -> None:
     """Before the table, a framework error's type and title came from its status's phrase
     (as any framework error not in the table still does): the rows must say the same."""
