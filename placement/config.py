@@ -1,5 +1,8 @@
 """The one place that reads configuration: environment variables, read once at start-up.
 
+Every variable is declared once, in `VARIABLES` (at the end of this module): its names,
+default, parser and one line of help. `Config.from_env` reads through it, and the README's
+configuration table is printed from it (`python -m placement.config`; a test compares).
 Names and defaults are the Go service's, so a deployment can swap one for the other.
 Every invalid value stops start-up with a `ConfigError` naming the variable.
 
@@ -16,7 +19,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 T = TypeVar("T")
@@ -120,80 +123,69 @@ class Config:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
+        """Every setting, read through the one table of variables (`VARIABLES`)."""
         read = _Reader(env)
-        host, port = read("SVC_ADDRESS", ":8080", parse_address, alias="BIND_ADDRESS")
+        host, port = read("SVC_ADDRESS")
         return cls(
             host=host,
             port=port,
-            log_level=read("SVC_LOG_LEVEL", "info", _log_level),
+            log_level=read("SVC_LOG_LEVEL"),
             database=Database(
-                type=read("DB_TYPE", "pgsql", _choice("pgsql", "sqlite")),
-                host=read("DB_HOST", "localhost", _non_empty),
-                port=read("DB_PORT", "5432", _int_between(1, 65535)),
-                name=read("DB_NAME", "placement-manager", _non_empty),
-                user=read("DB_USER", "", str),
-                password=read("DB_PASSWORD", "", str, alias="DB_PASS", secret=True),
-                connect_timeout=read("DB_CONNECT_TIMEOUT", "30s", parse_duration),
-                pool_size=read("DB_POOL_SIZE", "10", _int_between(1, 1000)),
-                pool_timeout=read("DB_POOL_TIMEOUT", "2s", _positive_duration),
+                type=read("DB_TYPE"),
+                host=read("DB_HOST"),
+                port=read("DB_PORT"),
+                name=read("DB_NAME"),
+                user=read("DB_USER"),
+                password=read("DB_PASSWORD"),
+                connect_timeout=read("DB_CONNECT_TIMEOUT"),
+                pool_size=read("DB_POOL_SIZE"),
+                pool_timeout=read("DB_POOL_TIMEOUT"),
             ),
             policy=Upstream(
-                url=read("POLICY_MANAGER_EVALUATION_URL", "http://localhost:8081", _http_url),
-                timeout=read("POLICY_MANAGER_EVALUATION_TIMEOUT", "10s", _positive_duration),
+                url=read("POLICY_MANAGER_EVALUATION_URL"),
+                timeout=read("POLICY_MANAGER_EVALUATION_TIMEOUT"),
             ),
             sprm=Upstream(
-                url=read("SP_RESOURCE_MANAGER_URL", "http://localhost:8082", _http_url),
-                timeout=read("SP_RESOURCE_MANAGER_TIMEOUT", "10s", _positive_duration),
+                url=read("SP_RESOURCE_MANAGER_URL"),
+                timeout=read("SP_RESOURCE_MANAGER_TIMEOUT"),
             ),
             retry=RetryPolicy(
-                tries=read("UPSTREAM_RETRY_MAX_TRIES", "4", _int_between(1, 100)),
-                initial=read("UPSTREAM_RETRY_INITIAL_INTERVAL", "1s", parse_duration),
-                maximum=read("UPSTREAM_RETRY_MAX_INTERVAL", "4s", parse_duration),
+                tries=read("UPSTREAM_RETRY_MAX_TRIES"),
+                initial=read("UPSTREAM_RETRY_INITIAL_INTERVAL"),
+                maximum=read("UPSTREAM_RETRY_MAX_INTERVAL"),
             ),
-            threads=read("SVC_THREADS", "256", _int_between(1, 4096)),
-            workers=read("SVC_WORKERS", "1", _int_between(1, 64), alias="WEB_CONCURRENCY"),
+            threads=read("SVC_THREADS"),
+            workers=read("SVC_WORKERS"),
             reconcile=Reconcile(
-                interval=read("RECONCILE_INTERVAL", "30s", _positive_duration),
-                grace=read("RECONCILE_GRACE", "30s", parse_duration),
+                interval=read("RECONCILE_INTERVAL"),
+                grace=read("RECONCILE_GRACE"),
             ),
-            max_body_bytes=read("SVC_MAX_BODY_BYTES", str(1 << 20), _int_between(1, 1 << 30)),
-            log_format=read("LOG_FORMAT", "json", _choice("json", "text")),
-            forward_auth=read("UPSTREAM_FORWARD_AUTH", "false", _boolean),
+            max_body_bytes=read("SVC_MAX_BODY_BYTES"),
+            log_format=read("LOG_FORMAT"),
+            forward_auth=read("UPSTREAM_FORWARD_AUTH"),
             auth=_auth(read),
-            audit_interval=read("AUDIT_INTERVAL", "0", parse_duration),
+            audit_interval=read("AUDIT_INTERVAL"),
             limits=Limits(
-                max_header_bytes=read(
-                    "SVC_MAX_HEADER_BYTES", str(64 << 10), _int_between(1 << 10, 16 << 20)
-                ),
-                header_timeout=read("SVC_HEADER_TIMEOUT", "10s", _positive_duration),
-                body_timeout=read("SVC_BODY_TIMEOUT", "30s", _positive_duration),
-                max_connections=read("SVC_MAX_CONNECTIONS", "1024", _int_between(1, 1 << 20)),
-                queue_wait=read("SVC_QUEUE_WAIT", "5s", parse_duration),
-                page_max_bytes=read("SVC_PAGE_MAX_BYTES", str(1 << 20), _int_between(1, 1 << 40)),
+                max_header_bytes=read("SVC_MAX_HEADER_BYTES"),
+                header_timeout=read("SVC_HEADER_TIMEOUT"),
+                body_timeout=read("SVC_BODY_TIMEOUT"),
+                max_connections=read("SVC_MAX_CONNECTIONS"),
+                queue_wait=read("SVC_QUEUE_WAIT"),
+                page_max_bytes=read("SVC_PAGE_MAX_BYTES"),
             ),
         )
 
 
 def _auth(read: _Reader) -> Auth:
-    if read("AUTH_DISABLED", "true", _boolean):
+    """The AUTH_* settings, read only when authentication is on."""
+    if read("AUTH_DISABLED"):
         return Auth()
     return Auth(
         enabled=True,
-        # Kept as written: it must equal the tokens' `iss`, trailing slash included.
-        issuer_url=read("AUTH_ISSUER_URL", "", _required(_issuer_url)),
-        audience=read("AUTH_JWT_AUDIENCE", "", _required(str)),
-        keys_max_age=read("AUTH_KEYS_MAX_AGE", "1h", _positive_duration),
+        issuer_url=read("AUTH_ISSUER_URL"),
+        audience=read("AUTH_JWT_AUDIENCE"),
+        keys_max_age=read("AUTH_KEYS_MAX_AGE"),
     )
-
-
-def variables() -> frozenset[str]:
-    """Every environment variable the configuration reads (names, aliases, `*_FILE`
-    variants): what a deployment file may set."""
-    env = _Recorder(
-        {"AUTH_DISABLED": "false", "AUTH_ISSUER_URL": "https://idp", "AUTH_JWT_AUDIENCE": "a"}
-    )
-    Config.from_env(env)
-    return frozenset(env.asked)
 
 
 class _Reader:
@@ -202,17 +194,11 @@ class _Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
 
-    def __call__(
-        self,
-        name: str,
-        default: str,
-        parse: Callable[[str], T],
-        alias: str | None = None,
-        *,
-        secret: bool = False,
-    ) -> T:
-        given = self._given(name, alias, secret)
+    def __call__(self, name: str) -> Any:
+        variable = VARIABLES[name]
+        given = self._given(variable)
         (source, raw), *others = given or [(name, None)]
+        secret = variable.secret
         for other, value in others:
             if value != raw:
                 shown = "" if secret else f"={raw!r}"
@@ -222,19 +208,19 @@ class _Reader:
                     "set one of them (or both to the same value)"
                 )
         try:
-            return parse(default if raw is None else raw)
+            return variable.parse(variable.default if raw is None else raw)
         except ValueError as exc:
             shown = "***" if secret and raw else repr(raw)
             raise ConfigError(f"{source}={shown}: {exc}") from None
 
-    def _given(self, name: str, alias: str | None, secret: bool) -> list[tuple[str, str | None]]:
+    def _given(self, variable: Variable) -> list[tuple[str, str | None]]:
         """(variable, value) for each name of the setting that is set."""
-        names = [name] if alias is None else [name, alias]
+        names = (variable.name, *variable.aliases)
         given: list[tuple[str, str | None]] = [
             (n, self._env[n]) for n in names if self._env.get(n) is not None
         ]
-        if secret:
-            file_name = f"{name}_FILE"
+        if variable.file_help:
+            file_name = variable.file_name()
             path = self._env.get(file_name)
             if path is not None:
                 given.append((file_name, _read_secret_file(file_name, path)))
@@ -248,18 +234,6 @@ def _read_secret_file(variable: str, path: str) -> str:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(f"{variable}={path!r}: cannot read it: {reason}") from None
-
-
-class _Recorder(dict[str, str]):
-    """An environment that notes every variable asked for."""
-
-    def __init__(self, values: dict[str, str]) -> None:
-        super().__init__(values)
-        self.asked: set[str] = set()
-
-    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
-        self.asked.add(key)
-        return super().get(key, default)
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -383,3 +357,247 @@ def _issuer_url(text: str) -> str:
     except ValueError:
         raise ValueError("has an invalid port") from None
     return text
+
+
+# --- The table: every environment variable, declared once ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """One environment variable: its names, its default (as an environment would spell
+    it), its parser, and its row in the README's configuration table (`help`)."""
+
+    name: str
+    default: str
+    parse: Callable[[str], Any]
+    help: str
+    aliases: tuple[str, ...] = ()
+    # Where set, a `<name>_FILE` variant names a file holding the value; its README row.
+    file_help: str = ""
+    secret: bool = False  # its value never appears in an error
+    default_note: str = ""  # said after the default in the README, e.g. "(off)"
+
+    def file_name(self) -> str:
+        return f"{self.name}_FILE"
+
+    def names(self) -> tuple[str, ...]:
+        """Every name it may be set under."""
+        return (self.name, *self.aliases, *((self.file_name(),) if self.file_help else ()))
+
+
+def _table(*variables: Variable) -> dict[str, Variable]:
+    """The variables by name; no name (alias and `*_FILE` variant included) twice."""
+    names = [name for v in variables for name in v.names()]
+    if len(set(names)) != len(names):
+        raise ValueError(f"declared twice: {sorted({n for n in names if names.count(n) > 1})}")
+    return {v.name: v for v in variables}
+
+
+VARIABLES: dict[str, Variable] = _table(
+    Variable(
+        "SVC_ADDRESS",
+        ":8080",
+        parse_address,
+        "listen address, `host:port`, `:port` or `[v6]:port`",
+        aliases=("BIND_ADDRESS",),
+    ),
+    Variable("SVC_LOG_LEVEL", "info", _log_level, "`debug`, `info`, `warn`, `error`"),
+    Variable(
+        "LOG_FORMAT",
+        "json",
+        _choice("json", "text"),
+        "`json` (one object per line) or `text`",
+    ),
+    Variable("DB_TYPE", "pgsql", _choice("pgsql", "sqlite"), "`pgsql` or `sqlite`"),
+    Variable("DB_HOST", "localhost", _non_empty, "PostgreSQL host"),
+    Variable("DB_PORT", "5432", _int_between(1, 65535), "PostgreSQL port"),
+    Variable(
+        "DB_NAME",
+        "placement-manager",
+        _non_empty,
+        "database name; for SQLite, the database file",
+    ),
+    Variable("DB_USER", "", str, "PostgreSQL user"),
+    Variable(
+        "DB_PASSWORD",
+        "",
+        str,
+        "PostgreSQL password",
+        aliases=("DB_PASS",),
+        file_help="a file holding the PostgreSQL password"
+        " (a mounted secret; trailing line breaks are ignored)",
+        secret=True,
+    ),
+    Variable(
+        "DB_CONNECT_TIMEOUT", "30s", parse_duration, "how long start-up waits for the database"
+    ),
+    Variable(
+        "DB_POOL_SIZE", "10", _int_between(1, 1000), "PostgreSQL connections per worker process"
+    ),
+    Variable(
+        "DB_POOL_TIMEOUT",
+        "2s",
+        _positive_duration,
+        "longest wait for a free connection before answering 503",
+    ),
+    Variable(
+        "POLICY_MANAGER_EVALUATION_URL",
+        "http://localhost:8081",
+        _http_url,
+        "Policy Engine base URL",
+    ),
+    Variable("POLICY_MANAGER_EVALUATION_TIMEOUT", "10s", _positive_duration, "per-call timeout"),
+    Variable("SP_RESOURCE_MANAGER_URL", "http://localhost:8082", _http_url, "SPRM base URL"),
+    Variable("SP_RESOURCE_MANAGER_TIMEOUT", "10s", _positive_duration, "per-call timeout"),
+    Variable(
+        "UPSTREAM_RETRY_MAX_TRIES",
+        "4",
+        _int_between(1, 100),
+        "calls per upstream request, first included",
+    ),
+    Variable(
+        "UPSTREAM_RETRY_INITIAL_INTERVAL",
+        "1s",
+        parse_duration,
+        "wait after the first failure; doubles each time",
+    ),
+    Variable("UPSTREAM_RETRY_MAX_INTERVAL", "4s", parse_duration, "longest wait between tries"),
+    Variable(
+        "SVC_THREADS",
+        "256",
+        _int_between(1, 4096),
+        "request threads per worker: caps the requests served at once"
+        " (each holds a thread while it waits for an upstream)",
+    ),
+    Variable(
+        "SVC_WORKERS",
+        "1",
+        _int_between(1, 64),
+        "server processes",
+        aliases=("WEB_CONCURRENCY",),
+    ),
+    Variable(
+        "SVC_MAX_BODY_BYTES",
+        str(1 << 20),
+        _int_between(1, 1 << 30),
+        "larger request bodies get 413",
+    ),
+    Variable(
+        "RECONCILE_INTERVAL",
+        "30s",
+        _positive_duration,
+        "how often the reconciler looks for abandoned operations",
+    ),
+    Variable(
+        "RECONCILE_GRACE",
+        "30s",
+        parse_duration,
+        "added to the longest possible SPRM exchange to make an operation's lease",
+    ),
+    Variable(
+        "AUDIT_INTERVAL",
+        "0",
+        parse_duration,
+        "how often the service audits drift against the SPRM and publishes it as metrics"
+        " (see [Drift](#drift))",
+        default_note="(off)",
+    ),
+    Variable(
+        "SVC_MAX_HEADER_BYTES",
+        str(64 << 10),
+        _int_between(1 << 10, 16 << 20),
+        "larger request lines and headers get 431",
+    ),
+    Variable(
+        "SVC_HEADER_TIMEOUT",
+        "10s",
+        _positive_duration,
+        "longest time to send a request's line and headers"
+        " (from connecting, or from the previous answer)",
+    ),
+    Variable(
+        "SVC_BODY_TIMEOUT",
+        "30s",
+        _positive_duration,
+        "longest time to send a request's body, from when the service starts reading it",
+    ),
+    Variable(
+        "SVC_MAX_CONNECTIONS",
+        "1024",
+        _int_between(1, 1 << 20),
+        "open connections per worker beyond which requests get 503"
+        " (health and `/metrics` never do)",
+    ),
+    Variable(
+        "SVC_QUEUE_WAIT",
+        "5s",
+        parse_duration,
+        "longest wait for a free request thread before answering 503",
+    ),
+    Variable(
+        "SVC_PAGE_MAX_BYTES",
+        str(1 << 20),
+        _int_between(1, 1 << 40),
+        "a list page ends early once its specs' JSON passes this many bytes",
+    ),
+    Variable(
+        "AUTH_DISABLED",
+        "true",
+        _boolean,
+        "`false` requires a bearer token on every API operation but health",
+    ),
+    Variable(
+        "AUTH_ISSUER_URL",
+        "",
+        # Kept as written: it must equal the tokens' `iss`, trailing slash included.
+        _required(_issuer_url),
+        "OIDC issuer: tokens' `iss`, exactly as written (a trailing `/` included);"
+        " its JWKS is found by discovery",
+    ),
+    Variable("AUTH_JWT_AUDIENCE", "", _required(str), "tokens' required `aud`"),
+    Variable(
+        "AUTH_KEYS_MAX_AGE",
+        "1h",
+        _positive_duration,
+        "how long the issuer's keys are still used after fetching them again fails",
+    ),
+    Variable(
+        "UPSTREAM_FORWARD_AUTH",
+        "false",
+        _boolean,
+        "pass the caller's bearer token on to the Policy Engine and SPRM",
+    ),
+)
+
+
+def variables() -> frozenset[str]:
+    """Every environment variable the configuration reads (names, aliases, `*_FILE`
+    variants): what a deployment file may set."""
+    return frozenset(name for variable in VARIABLES.values() for name in variable.names())
+
+
+def markdown_table() -> str:
+    """The README's configuration table: one row a name (a `*_FILE` variant has its own)."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for v in VARIABLES.values():
+        default = f"`{v.default}`" if v.default else "(none)"
+        default += f" {v.default_note}" if v.default_note else ""
+        lines.append(_row(f"`{v.name}`{_aliases(v.aliases)}", default, v.help))
+        if v.file_help:
+            lines.append(_row(f"`{v.file_name()}`", "(none)", v.file_help))
+    return "\n".join(lines) + "\n"
+
+
+def _aliases(aliases: tuple[str, ...]) -> str:
+    if not aliases:
+        return ""
+    word = "alias" if len(aliases) == 1 else "aliases"
+    return f" ({word} {', '.join(f'`{a}`' for a in aliases)})"
+
+
+def _row(*cells: str) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")

@@ -1,56 +1,41 @@
-"""Shared fixtures: a private PostgreSQL (pytest-postgresql), databases in it, SQLite files."""
+"""Shared fixtures: a private PostgreSQL (pytest-postgresql), databases in it, SQLite
+files; the app in this process with mocked upstreams (`mocked_upstreams`, `client`); the
+stand-in servers (`standin_upstreams`; `sprm_standin`, `sprm_url` and `sprm_client`).
+What they use is in tests/harness/."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import responses
+from placement_dev.standins import SprmStandIn
 from placement_manager_client import Client
 from pytest_postgresql import factories
 from pytest_postgresql.executors import PostgreSQLExecutor
-from pytest_postgresql.janitor import DatabaseJanitor
 
-from placement.config import Config, Database, Upstream
-from placement.http.app import create_app
+from placement.config import Config, Database, RetryPolicy, Upstream
 from placement.store import ResourceStore, make_store
-from tests.support import POLICY_URL, SPRM_URL, Upstreams, serve
-
-
-def _pg_ctl() -> str:
-    """pg_ctl from PG_BINDIR, `pg_config --bindir`, PATH, or Debian's versioned
-    directories (Debian keeps the server binaries off PATH)."""
-    bindir = os.environ.get("PG_BINDIR")
-    if not bindir and shutil.which("pg_config"):
-        bindir = subprocess.run(
-            ["pg_config", "--bindir"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    candidates = [Path(bindir or "") / "pg_ctl"] if bindir else []
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), reverse=True)
-    found = next((str(c) for c in candidates if c.exists()), None)
-    return found or shutil.which("pg_ctl") or "pg_ctl"
-
-
-# Durability is not under test here: skip fsync so CREATE DATABASE per test is cheap.
-postgresql_proc = factories.postgresql_proc(
-    executable=_pg_ctl(),
-    postgres_options="-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+from placement.upstream.sprm import SprmClient
+from tests.harness.app import serve_config
+from tests.harness.databases import (
+    PG_PASSWORD,
+    POSTGRES_OPTIONS,
+    new_pg_database,
+    pg_ctl,
+    sqlite_database,
 )
+from tests.harness.mocked import MockedUpstreams
+from tests.harness.standins import StandInUpstreams
+
+postgresql_proc = factories.postgresql_proc(executable=pg_ctl(), postgres_options=POSTGRES_OPTIONS)
 
 # A server that checks passwords (the one above trusts every local connection), for the
 # tests of credentials; its superuser's password is PG_PASSWORD.
-PG_PASSWORD = "placement-test-password"
 postgresql_password_proc = factories.postgresql_proc(
-    executable=_pg_ctl(),
-    port=None,
-    password=PG_PASSWORD,
-    postgres_options="-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+    executable=pg_ctl(), port=None, password=PG_PASSWORD, postgres_options=POSTGRES_OPTIONS
 )
 
 
@@ -62,46 +47,16 @@ def base_config() -> Config:
     )
 
 
-def pg_database(proc: PostgreSQLExecutor, name: str) -> Database:
-    return Database(
-        type="pgsql",
-        host=proc.host,
-        port=int(proc.port),
-        name=name,
-        user=proc.user,
-        password=proc.password or "",
-        connect_timeout=10.0,
-        pool_size=10,
-    )
-
-
 @pytest.fixture
 def pg_db(postgresql_proc: PostgreSQLExecutor) -> Iterator[Database]:
     """A fresh, empty PostgreSQL database for one test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    janitor = DatabaseJanitor(
-        user=postgresql_proc.user,
-        host=postgresql_proc.host,
-        port=postgresql_proc.port,
-        dbname=name,
-        password=postgresql_proc.password,
-    )
-    with janitor:
-        yield pg_database(postgresql_proc, name)
+    with new_pg_database(postgresql_proc, "t_") as database:
+        yield database
 
 
 @pytest.fixture
 def sqlite_db(tmp_path: Path) -> Database:
-    return Database(
-        type="sqlite",
-        host="",
-        port=0,
-        name=str(tmp_path / "placement.db"),
-        user="",
-        password="",
-        connect_timeout=1.0,
-        pool_size=1,
-    )
+    return sqlite_database(tmp_path / "placement.db")
 
 
 @pytest.fixture(params=["pgsql", "sqlite"])
@@ -127,20 +82,51 @@ def config(base_config: Config, db: Database) -> Config:
 
 
 @pytest.fixture
-def upstreams() -> Iterator[Upstreams]:
+def mocked_upstreams() -> Iterator[MockedUpstreams]:
+    """The upstreams mocked with `responses` (loopback passes through to real servers)."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add_passthru("http://127.0.0.1")
-        yield Upstreams(mock)
+        yield MockedUpstreams(mock)
 
 
 @pytest.fixture
-def base_url(config: Config, upstreams: Upstreams) -> Iterator[str]:
-    config = replace(config, policy=Upstream(POLICY_URL, 5.0), sprm=Upstream(SPRM_URL, 5.0))
-    with serve(create_app(config)) as url:
+def base_url(config: Config, mocked_upstreams: MockedUpstreams) -> Iterator[str]:
+    """The service's app on `config` in this process, its upstreams mocked."""
+    with serve_config(config) as url:
         yield url
 
 
 @pytest.fixture
 def client(base_url: str) -> Iterator[Client]:
+    """The generated client, on the app at `base_url`."""
     with Client(base_url=f"{base_url}/api/v1alpha1", timeout=30) as client:
         yield client
+
+
+@pytest.fixture
+def standin_upstreams() -> Iterator[StandInUpstreams]:
+    """New stand-in servers for one test (their default rules)."""
+    with StandInUpstreams.serving() as standins:
+        yield standins
+
+
+@pytest.fixture
+def sprm_standin() -> SprmStandIn:
+    """The SPRM stand-in alone, for what calls nothing else; it serves at `sprm_url`."""
+    return SprmStandIn()
+
+
+@pytest.fixture
+def sprm_url(sprm_standin: SprmStandIn) -> Iterator[str]:
+    with sprm_standin.serve() as server:
+        yield server.url
+
+
+@pytest.fixture
+def sprm_client(sprm_url: str) -> Iterator[SprmClient]:
+    """The service's SPRM client, on `sprm_standin`: two tries, no waits between them."""
+    client = SprmClient(
+        Upstream(sprm_url, 5.0), RetryPolicy(tries=2, initial=0, maximum=0), pool_size=4
+    )
+    yield client
+    client.close()

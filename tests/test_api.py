@@ -25,17 +25,9 @@ from placement_manager_client.models import RehydrateRequest
 from placement_manager_client.types import UNSET, Response
 
 from placement.config import Config
-from tests.support import (
-    EVALUATE,
-    INSTANCES,
-    SPEC,
-    Upstreams,
-    assert_problem,
-    body,
-    create,
-    given_resource,
-    resource_ids,
-)
+from tests.harness.calls import SPEC, body, create, resource_ids
+from tests.harness.mocked import EVALUATE, INSTANCES, MockedUpstreams, given_resource
+from tests.harness.problems import assert_problem
 
 # --- health --------------------------------------------------------------------------
 
@@ -50,10 +42,10 @@ def test_health_is_healthy(client: Client) -> None:
 
 
 def test_create_stores_original_spec_and_provisions_evaluated_spec(
-    client: Client, upstreams: Upstreams
+    client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
-    upstreams.policy(provider="kubevirt-1", status="MODIFIED", spec={**SPEC, "vcpu": 4})
-    upstreams.sprm_create()
+    mocked_upstreams.policy(provider="kubevirt-1", status="MODIFIED", spec={**SPEC, "vcpu": 4})
+    mocked_upstreams.sprm_create()
 
     response = create(client, "web-1")
 
@@ -67,8 +59,8 @@ def test_create_stores_original_spec_and_provisions_evaluated_spec(
     assert created["spec"] == SPEC
     assert created["create_time"] == created["update_time"]
     assert created["create_time"].endswith("Z")
-    assert upstreams.evaluations() == [{"service_instance": {"spec": SPEC}}]
-    [provision] = upstreams.creates()
+    assert mocked_upstreams.evaluations() == [{"service_instance": {"spec": SPEC}}]
+    [provision] = mocked_upstreams.creates()
     assert provision.url == f"{INSTANCES}?id=web-1"
     assert json.loads(provision.body) == {
         "provider_name": "kubevirt-1",
@@ -77,16 +69,18 @@ def test_create_stores_original_spec_and_provisions_evaluated_spec(
     assert body(get_resource.sync_detailed("web-1", client=client)) == created
 
 
-def test_create_without_id_generates_a_uuid(client: Client, upstreams: Upstreams) -> None:
-    upstreams.policy()
-    upstreams.sprm_create()
+def test_create_without_id_generates_a_uuid(
+    client: Client, mocked_upstreams: MockedUpstreams
+) -> None:
+    mocked_upstreams.policy()
+    mocked_upstreams.sprm_create()
 
     response = create(client, None)
 
     assert response.status_code == 201
     rid = body(response)["id"]
     assert str(uuid.UUID(rid)) == rid
-    assert upstreams.creates()[0].url == f"{INSTANCES}?id={rid}"
+    assert mocked_upstreams.creates()[0].url == f"{INSTANCES}?id={rid}"
 
 
 @pytest.mark.parametrize(
@@ -100,57 +94,63 @@ def test_create_without_id_generates_a_uuid(client: Client, upstreams: Upstreams
     ],
 )
 def test_policy_errors_map_and_store_nothing(
-    client: Client, upstreams: Upstreams, policy_status: int, status: int, kind: str
+    client: Client, mocked_upstreams: MockedUpstreams, policy_status: int, status: int, kind: str
 ) -> None:
-    upstreams.policy_fails(policy_status)
+    mocked_upstreams.policy_fails(policy_status)
 
     response = create(client)
 
     assert_problem(response, status, kind)
-    assert upstreams.creates() == []
+    assert mocked_upstreams.creates() == []
     assert resource_ids(client) == []
 
 
-def test_policy_rejection_detail_reaches_the_client(client: Client, upstreams: Upstreams) -> None:
-    upstreams.policy_fails(406, "vcpu over quota")
+def test_policy_rejection_detail_reaches_the_client(
+    client: Client, mocked_upstreams: MockedUpstreams
+) -> None:
+    mocked_upstreams.policy_fails(406, "vcpu over quota")
     assert "vcpu over quota" in body(create(client))["detail"]
 
 
-def test_policy_5xx_is_retried_and_its_body_not_shown(client: Client, upstreams: Upstreams) -> None:
-    upstreams.policy_fails(503, "stack trace: secret")
+def test_policy_5xx_is_retried_and_its_body_not_shown(
+    client: Client, mocked_upstreams: MockedUpstreams
+) -> None:
+    mocked_upstreams.policy_fails(503, "stack trace: secret")
 
     response = create(client)
 
     assert_problem(response, 500, "internal-error")
     assert "secret" not in body(response)["detail"]
-    assert len(upstreams.evaluations()) == 4
+    assert len(mocked_upstreams.evaluations()) == 4
 
 
-def test_policy_unreachable_is_internal_error(client: Client, upstreams: Upstreams) -> None:
-    upstreams.mock.add(responses.POST, EVALUATE, body=requests.ConnectionError("refused"))
+def test_policy_unreachable_is_internal_error(
+    client: Client, mocked_upstreams: MockedUpstreams
+) -> None:
+    mocked_upstreams.mock.add(responses.POST, EVALUATE, body=requests.ConnectionError("refused"))
 
     assert_problem(create(client), 500, "internal-error")
-    assert len(upstreams.evaluations()) == 4
+    assert len(mocked_upstreams.evaluations()) == 4
 
 
 def test_no_provider_selected_is_424_and_nothing_happens(
-    client: Client, upstreams: Upstreams
+    client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
-    upstreams.policy(provider="")
+    mocked_upstreams.policy(provider="")
 
     assert_problem(create(client), 424, "policy-dependency")
-    assert upstreams.creates() == []
+    assert mocked_upstreams.creates() == []
     assert resource_ids(client) == []
 
 
 def test_duplicate_id_is_409_without_asking_the_policy_engine(
-    client: Client, upstreams: Upstreams
+    client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
-    given_resource(client, upstreams, "web-1")
-    upstreams.policy()
+    given_resource(client, mocked_upstreams, "web-1")
+    mocked_upstreams.policy()
 
     assert_problem(create(client, "web-1"), 409, "resource-conflict")
-    assert upstreams.upstream_calls() == []
+    assert mocked_upstreams.upstream_calls() == []
 
 
 @pytest.mark.parametrize(
@@ -163,32 +163,32 @@ def test_duplicate_id_is_409_without_asking_the_policy_engine(
     ],
 )
 def test_failed_provisioning_maps_and_rolls_back(
-    client: Client, upstreams: Upstreams, sprm_status: int, status: int, kind: str
+    client: Client, mocked_upstreams: MockedUpstreams, sprm_status: int, status: int, kind: str
 ) -> None:
-    upstreams.policy()
-    upstreams.sprm_create(sprm_status)
+    mocked_upstreams.policy()
+    mocked_upstreams.sprm_create(sprm_status)
 
     assert_problem(create(client, "web-1"), status, kind)
     assert_problem(get_resource.sync_detailed("web-1", client=client), 404, "not-found")
-    assert len(upstreams.creates()) == 1
-    assert len(upstreams.gets()) == 0
+    assert len(mocked_upstreams.creates()) == 1
+    assert len(mocked_upstreams.gets()) == 0
 
 
 def test_a_5xx_from_the_sprm_leaves_the_outcome_to_be_settled(
-    client: Client, upstreams: Upstreams
+    client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
     """A 5xx may follow an act: the record stays until the reconciler decides, once the
     operation's lease has run out (the SPRM may still act until then)."""
-    upstreams.policy()
-    upstreams.sprm_create(500)
-    upstreams.sprm_get("web-1", 404)
+    mocked_upstreams.policy()
+    mocked_upstreams.sprm_create(500)
+    mocked_upstreams.sprm_get("web-1", 404)
 
     response = create(client, "web-1")
     assert_problem(response, 500, "internal-error")
     assert "the SPRM did not confirm creating web-1 (HTTP 500)" in body(response)["detail"]
     assert get_resource.sync_detailed("web-1", client=client).status_code == 200
-    assert len(upstreams.creates()) == 4
-    assert len(upstreams.gets()) == 1
+    assert len(mocked_upstreams.creates()) == 4
+    assert len(mocked_upstreams.gets()) == 1
 
 
 # --- get and list --------------------------------------------------------------------
@@ -204,9 +204,9 @@ def test_list_empty_collection(client: Client) -> None:
     assert body(response) == {"resources": []}
 
 
-def test_list_pages_follow_tokens(client: Client, upstreams: Upstreams) -> None:
+def test_list_pages_follow_tokens(client: Client, mocked_upstreams: MockedUpstreams) -> None:
     for n in range(5):
-        given_resource(client, upstreams, f"r{n}")
+        given_resource(client, mocked_upstreams, f"r{n}")
     seen: list[str] = []
     token: Any = UNSET
     pages = 0
@@ -222,14 +222,14 @@ def test_list_pages_follow_tokens(client: Client, upstreams: Upstreams) -> None:
 
 
 def test_list_filters_by_provider_and_token_is_tied_to_filter(
-    client: Client, upstreams: Upstreams
+    client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
     for n, provider in enumerate(["a", "b", "a", "a"]):
-        upstreams.policy(provider=provider)
-        upstreams.sprm_create()
+        mocked_upstreams.policy(provider=provider)
+        mocked_upstreams.sprm_create()
         assert create(client, f"r{n}").status_code == 201
-        upstreams.mock.reset()
-        upstreams.mock.add_passthru("http://127.0.0.1")
+        mocked_upstreams.mock.reset()
+        mocked_upstreams.mock.add_passthru("http://127.0.0.1")
 
     page = body(list_resources.sync_detailed(client=client, provider="a", max_page_size=2))
     assert [r["id"] for r in page["resources"]] == ["r0", "r2"]
@@ -264,25 +264,25 @@ def test_list_rejects_page_sizes_out_of_range(client: Client, size: int) -> None
 
 
 def test_delete_asks_the_sprm_first_then_removes_the_record(
-    client: Client, upstreams: Upstreams
+    client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
-    given_resource(client, upstreams)
-    upstreams.sprm_delete("web-1")
+    given_resource(client, mocked_upstreams)
+    mocked_upstreams.sprm_delete("web-1")
 
     response = delete_resource.sync_detailed("web-1", client=client)
 
     assert response.status_code == 204
     assert response.content == b""
-    [call] = upstreams.deletes()
+    [call] = mocked_upstreams.deletes()
     assert call.url == f"{INSTANCES}/web-1"
     assert_problem(get_resource.sync_detailed("web-1", client=client), 404, "not-found")
 
 
 def test_delete_unknown_is_404_and_never_calls_the_sprm(
-    client: Client, upstreams: Upstreams
+    client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
     assert_problem(delete_resource.sync_detailed("nope", client=client), 404, "not-found")
-    assert upstreams.upstream_calls() == []
+    assert mocked_upstreams.upstream_calls() == []
 
 
 @pytest.mark.parametrize(
@@ -295,20 +295,20 @@ def test_delete_unknown_is_404_and_never_calls_the_sprm(
     ],
 )
 def test_failed_sprm_delete_keeps_the_record(
-    client: Client, upstreams: Upstreams, sprm_status: int, status: int, kind: str
+    client: Client, mocked_upstreams: MockedUpstreams, sprm_status: int, status: int, kind: str
 ) -> None:
-    given_resource(client, upstreams)
-    upstreams.sprm_delete("web-1", sprm_status)
+    given_resource(client, mocked_upstreams)
+    mocked_upstreams.sprm_delete("web-1", sprm_status)
 
     assert_problem(delete_resource.sync_detailed("web-1", client=client), status, kind)
     assert get_resource.sync_detailed("web-1", client=client).status_code == 200
 
 
 def test_delete_of_an_instance_the_sprm_no_longer_has_removes_the_record(
-    client: Client, upstreams: Upstreams
+    client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
-    given_resource(client, upstreams)
-    upstreams.sprm_delete("web-1", 404)
+    given_resource(client, mocked_upstreams)
+    mocked_upstreams.sprm_delete("web-1", 404)
 
     assert delete_resource.sync_detailed("web-1", client=client).status_code == 204
     assert resource_ids(client) == []
@@ -324,12 +324,12 @@ def rehydrate(client: Client, rid: str, new_id: str) -> Response[Any]:
 
 
 def test_rehydrate_places_again_and_removes_the_old_resource(
-    client: Client, upstreams: Upstreams
+    client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
-    given_resource(client, upstreams, "web-1")
-    upstreams.policy(provider="openshift-2", status="MODIFIED", spec={"vcpu": 8})
-    upstreams.sprm_create()
-    upstreams.sprm_delete("web-1")
+    given_resource(client, mocked_upstreams, "web-1")
+    mocked_upstreams.policy(provider="openshift-2", status="MODIFIED", spec={"vcpu": 8})
+    mocked_upstreams.sprm_create()
+    mocked_upstreams.sprm_delete("web-1")
 
     response = rehydrate(client, "web-1", "web-2")
 
@@ -340,20 +340,20 @@ def test_rehydrate_places_again_and_removes_the_old_resource(
     assert new["approval_status"] == "MODIFIED"
     assert new["spec"] == SPEC
     assert new["catalog_item_instance_id"] == "cat-1"
-    assert upstreams.evaluations() == [{"service_instance": {"spec": SPEC}}]
-    [provision] = upstreams.creates()
+    assert mocked_upstreams.evaluations() == [{"service_instance": {"spec": SPEC}}]
+    [provision] = mocked_upstreams.creates()
     assert provision.url == f"{INSTANCES}?id=web-2"
     assert json.loads(provision.body) == {"provider_name": "openshift-2", "spec": {"vcpu": 8}}
-    [old_delete] = upstreams.deletes()
+    [old_delete] = mocked_upstreams.deletes()
     assert old_delete.url == f"{INSTANCES}/web-1?deferred=true"
     assert resource_ids(client) == ["web-2"]
 
 
 def test_rehydrate_unknown_is_404_without_upstream_calls(
-    client: Client, upstreams: Upstreams
+    client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
     assert_problem(rehydrate(client, "nope", "web-2"), 404, "not-found")
-    assert upstreams.upstream_calls() == []
+    assert mocked_upstreams.upstream_calls() == []
 
 
 @pytest.mark.parametrize(
@@ -365,32 +365,34 @@ def test_rehydrate_unknown_is_404_without_upstream_calls(
     ],
 )
 def test_failed_rehydrate_keeps_the_old_resource(
-    client: Client, upstreams: Upstreams, arrange: Any, status: int, kind: str
+    client: Client, mocked_upstreams: MockedUpstreams, arrange: Any, status: int, kind: str
 ) -> None:
-    given_resource(client, upstreams, "web-1")
-    arrange(upstreams)
+    given_resource(client, mocked_upstreams, "web-1")
+    arrange(mocked_upstreams)
 
     assert_problem(rehydrate(client, "web-1", "web-2"), status, kind)
     assert resource_ids(client) == ["web-1"]
-    assert upstreams.deletes() == []
+    assert mocked_upstreams.deletes() == []
 
 
-def test_rehydrate_to_an_id_in_use_is_409(client: Client, upstreams: Upstreams) -> None:
-    given_resource(client, upstreams, "web-1")
-    given_resource(client, upstreams, "web-2")
+def test_rehydrate_to_an_id_in_use_is_409(
+    client: Client, mocked_upstreams: MockedUpstreams
+) -> None:
+    given_resource(client, mocked_upstreams, "web-1")
+    given_resource(client, mocked_upstreams, "web-2")
 
     assert_problem(rehydrate(client, "web-1", "web-2"), 409, "resource-conflict")
     assert_problem(rehydrate(client, "web-1", "web-1"), 409, "resource-conflict")
-    assert upstreams.upstream_calls() == []
+    assert mocked_upstreams.upstream_calls() == []
 
 
 def test_rehydrate_succeeds_when_the_deferred_delete_fails(
-    client: Client, upstreams: Upstreams
+    client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
-    given_resource(client, upstreams, "web-1")
-    upstreams.policy()
-    upstreams.sprm_create()
-    upstreams.sprm_delete("web-1", 422)
+    given_resource(client, mocked_upstreams, "web-1")
+    mocked_upstreams.policy()
+    mocked_upstreams.sprm_create()
+    mocked_upstreams.sprm_delete("web-1", 422)
 
     assert rehydrate(client, "web-1", "web-2").status_code == 200
     assert resource_ids(client) == ["web-2"]
@@ -400,9 +402,9 @@ def test_rehydrate_succeeds_when_the_deferred_delete_fails(
 
 
 def test_custom_method_path_only_takes_post(
-    base_url: str, client: Client, upstreams: Upstreams
+    base_url: str, client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
-    given_resource(client, upstreams, "web-1")
+    given_resource(client, mocked_upstreams, "web-1")
 
     for method in ("GET", "DELETE", "PUT"):
         response = requests.request(
@@ -410,7 +412,7 @@ def test_custom_method_path_only_takes_post(
         )
         assert_problem(response, 405, "method-not-allowed")
         assert response.headers["Allow"] == "POST"
-    assert upstreams.upstream_calls() == []
+    assert mocked_upstreams.upstream_calls() == []
     assert get_resource.sync_detailed("web-1", client=client).status_code == 200
 
 
@@ -435,7 +437,7 @@ def test_ids_are_validated_on_every_resource_path(base_url: str) -> None:
     ],
 )
 def test_invalid_requests_are_validation_problems(
-    base_url: str, upstreams: Upstreams, path: str, payload: Any, field: str
+    base_url: str, mocked_upstreams: MockedUpstreams, path: str, payload: Any, field: str
 ) -> None:
     response = requests.post(f"{base_url}/api/v1alpha1{path}", json=payload, timeout=10)
 
@@ -444,7 +446,7 @@ def test_invalid_requests_are_validation_problems(
     assert field in detail
     assert "\n" not in detail
     assert "Failed validating" not in detail
-    assert upstreams.upstream_calls() == []
+    assert mocked_upstreams.upstream_calls() == []
 
 
 def test_malformed_json_is_a_validation_problem(base_url: str) -> None:

@@ -5,7 +5,6 @@ Pages are small here (4 instances) so that every case spans several."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,36 +13,16 @@ from prometheus_client import REGISTRY
 
 from placement.audit import Findings, Repairs, scan
 from placement.auditor import Auditor
-from placement.config import RetryPolicy, Upstream
 from placement.model import Placement, State
 from placement.store import Lease, ResourceStore
 from placement.store.drift import DriftStore
 from placement.upstream.sprm import SprmClient
-from tests.records import put_record
-from tests.support import wait_for
+from tests.harness.concurrency import wait_for
+from tests.harness.records import put_record
 
 OLD = datetime.now(UTC) - timedelta(hours=1)
 GRACE = 60.0
 PAGE = 4
-
-
-@pytest.fixture
-def standin() -> Iterator[SprmStandIn]:
-    standin = SprmStandIn()
-    with standin.serve() as server:
-        standin.url = server.url  # type: ignore[attr-defined]
-        yield standin
-
-
-@pytest.fixture
-def sprm(standin: SprmStandIn) -> Iterator[SprmClient]:
-    client = SprmClient(
-        Upstream(standin.url, 5.0),  # type: ignore[attr-defined]
-        RetryPolicy(tries=2, initial=0, maximum=0),
-        pool_size=2,
-    )
-    yield client
-    client.close()
 
 
 @pytest.fixture
@@ -63,20 +42,20 @@ def add_records(
 
 
 def add_instances(
-    standin: SprmStandIn, *ids: str, created: datetime | None = OLD, **extra: str
+    sprm_standin: SprmStandIn, *ids: str, created: datetime | None = OLD, **extra: str
 ) -> None:
     when = None if created is None else created.isoformat()
-    standin.put_instances([{"id": rid, "create_time": when, **extra} for rid in ids])
+    sprm_standin.put_instances([{"id": rid, "create_time": when, **extra} for rid in ids])
 
 
-def in_step(store: ResourceStore, standin: SprmStandIn, *ids: str) -> None:
+def in_step(store: ResourceStore, sprm_standin: SprmStandIn, *ids: str) -> None:
     """Records and their instances, as the service leaves them."""
     add_records(store, *ids)
-    add_instances(standin, *ids)
+    add_instances(sprm_standin, *ids)
 
 
-def audit(drift: DriftStore, sprm: SprmClient, grace: float = GRACE) -> Findings:
-    return scan(drift, sprm, grace, page_size=PAGE)
+def audit(drift: DriftStore, sprm_client: SprmClient, grace: float = GRACE) -> Findings:
+    return scan(drift, sprm_client, grace, page_size=PAGE)
 
 
 def ids(prefix: str, count: int) -> list[str]:
@@ -84,13 +63,13 @@ def ids(prefix: str, count: int) -> list[str]:
 
 
 def test_lists_exactly_the_orphans_and_the_missing_across_pages(
-    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+    store: ResourceStore, sprm_standin: SprmStandIn, sprm_client: SprmClient, drift: DriftStore
 ) -> None:
-    in_step(store, standin, *ids("ok", 9))
-    add_instances(standin, "orphan-b", "orphan-a", "orphan-c")  # no records
+    in_step(store, sprm_standin, *ids("ok", 9))
+    add_instances(sprm_standin, "orphan-b", "orphan-a", "orphan-c")  # no records
     add_records(store, "missing-b", "missing-a")  # no instances
 
-    found = audit(drift, sprm)
+    found = audit(drift, sprm_client)
 
     assert found.to_json() == {
         "orphaned_instances": ["orphan-a", "orphan-b", "orphan-c"],
@@ -98,50 +77,53 @@ def test_lists_exactly_the_orphans_and_the_missing_across_pages(
         "stuck_operations": [],
         "checked": {"instances": 12, "records": 11},
     }
-    assert len([r for r in standin.requests if r.operation == "list"]) == 3
+    assert len([r for r in sprm_standin.requests if r.operation == "list"]) == 3
 
 
 def test_nothing_to_report_when_they_agree(
-    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+    store: ResourceStore, sprm_standin: SprmStandIn, sprm_client: SprmClient, drift: DriftStore
 ) -> None:
-    in_step(store, standin, *ids("ok", 8))  # exactly two full pages
-    assert audit(drift, sprm).to_json() == {
+    in_step(store, sprm_standin, *ids("ok", 8))  # exactly two full pages
+    assert audit(drift, sprm_client).to_json() == {
         "orphaned_instances": [],
         "missing_instances": [],
         "stuck_operations": [],
         "checked": {"instances": 8, "records": 8},
     }
     empty = DriftStore(store)
-    standin.forget_all()
-    assert audit(empty, sprm).missing_instances == ids("ok", 8)
+    sprm_standin.forget_all()
+    assert audit(empty, sprm_client).missing_instances == ids("ok", 8)
 
 
 def test_young_instances_and_records_are_left_to_their_operations(
-    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+    store: ResourceStore, sprm_standin: SprmStandIn, sprm_client: SprmClient, drift: DriftStore
 ) -> None:
     now = datetime.now(UTC)
-    add_instances(standin, "young-instance", created=now)
-    add_instances(standin, "no-create-time", created=None)  # counts as old
+    add_instances(sprm_standin, "young-instance", created=now)
+    add_instances(sprm_standin, "no-create-time", created=None)  # counts as old
     add_records(store, "young-record", created=now)
     add_records(store, "old-record")
 
-    found = audit(drift, sprm)
+    found = audit(drift, sprm_client)
 
     assert found.orphaned_instances == ["no-create-time"]
     assert found.missing_instances == ["old-record"]
-    assert audit(drift, sprm, grace=0).orphaned_instances == ["no-create-time", "young-instance"]
+    assert audit(drift, sprm_client, grace=0).orphaned_instances == [
+        "no-create-time",
+        "young-instance",
+    ]
 
 
 def test_scheduled_deletions_are_not_orphans_failed_ones_are(
-    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+    store: ResourceStore, sprm_standin: SprmStandIn, sprm_client: SprmClient, drift: DriftStore
 ) -> None:
-    add_instances(standin, "being-deleted", deletion_status="SCHEDULED")
-    add_instances(standin, "deletion-failed", deletion_status="FAILED")
-    assert audit(drift, sprm).orphaned_instances == ["deletion-failed"]
+    add_instances(sprm_standin, "being-deleted", deletion_status="SCHEDULED")
+    add_instances(sprm_standin, "deletion-failed", deletion_status="FAILED")
+    assert audit(drift, sprm_client).orphaned_instances == ["deletion-failed"]
 
 
 def test_a_pending_deletion_of_a_replaced_instance_is_not_an_orphan(
-    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+    store: ResourceStore, sprm_standin: SprmStandIn, sprm_client: SprmClient, drift: DriftStore
 ) -> None:
     """A rehydration's old instance, whose deferred delete the reconciler has still to
     send again, has no record; it is work in progress (a stuck operation once its lease
@@ -150,28 +132,28 @@ def test_a_pending_deletion_of_a_replaced_instance_is_not_an_orphan(
     placement = Placement("new", "cat", {"n": 1}, "p", "APPROVED", replaces="old")
     store.begin_rehydrate(placement, Lease("op", 3600))
     store.finish_rehydrate("new", "old", Lease("op", -1))
-    add_instances(standin, "old", "new")
+    add_instances(sprm_standin, "old", "new")
 
-    found = audit(drift, sprm)
+    found = audit(drift, sprm_client)
 
     assert found.orphaned_instances == []
     assert found.stuck_operations == ["old"]
     said: list[str] = []
-    Repairs(drift, sprm, found, GRACE, said.append).delete_orphans(max_deletes=100)
-    assert set(standin.instances) == {"old", "new"}
+    Repairs(drift, sprm_client, found, GRACE, said.append).delete_orphans(max_deletes=100)
+    assert set(sprm_standin.instances) == {"old", "new"}
 
 
 def test_an_instance_deleted_behind_our_back_is_missing(
-    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+    store: ResourceStore, sprm_standin: SprmStandIn, sprm_client: SprmClient, drift: DriftStore
 ) -> None:
-    in_step(store, standin, *ids("r", 6))
-    sprm.delete_instance("r-03")  # soft-deleted in the SPRM: only show_deleted sees it
-    assert sprm.find_instance("r-03") is not None
-    assert audit(drift, sprm).missing_instances == ["r-03"]
+    in_step(store, sprm_standin, *ids("r", 6))
+    sprm_client.delete_instance("r-03")  # soft-deleted in the SPRM: only show_deleted sees it
+    assert sprm_client.find_instance("r-03") is not None
+    assert audit(drift, sprm_client).missing_instances == ["r-03"]
 
 
 def test_stuck_operations_are_those_past_their_lease(
-    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+    store: ResourceStore, sprm_standin: SprmStandIn, sprm_client: SprmClient, drift: DriftStore
 ) -> None:
     expired = Lease("gone", -5)
     live = Lease("busy", 3600)
@@ -179,9 +161,9 @@ def test_stuck_operations_are_those_past_their_lease(
     add_records(store, "stuck-deleting", state=State.DELETING, lease=None)
     add_records(store, "in-flight", state=State.REHYDRATING, lease=live)
     add_records(store, "ready-old-lease", lease=expired)
-    add_instances(standin, "ready-old-lease")
+    add_instances(sprm_standin, "ready-old-lease")
 
-    found = audit(drift, sprm)
+    found = audit(drift, sprm_client)
 
     assert found.stuck_operations == ["stuck-deleting", "stuck-provisioning"]
     assert found.missing_instances == []  # records in flight are not missing instances
@@ -196,34 +178,34 @@ def test_no_operation_in_flight_has_no_oldest(store: ResourceStore, drift: Drift
 
 
 def test_records_deleted_with_their_instance_during_the_scan_are_not_orphans(
-    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+    store: ResourceStore, sprm_standin: SprmStandIn, sprm_client: SprmClient, drift: DriftStore
 ) -> None:
     """Each page is checked against the records as it arrives: a delete that completes
     while later pages are read is not drift."""
-    in_step(store, standin, *ids("r", 10))
+    in_step(store, sprm_standin, *ids("r", 10))
     pages = 0
 
     def delete_listed() -> None:
         nonlocal pages
         if pages == 0:
-            sprm.delete_instance("r-00")
+            sprm_client.delete_instance("r-00")
             assert store.begin_delete("r-00", Lease("op", 3600)) is not None
             assert store.finish_delete("r-00", "op")
         pages += 1
 
-    found = scan(drift, sprm, GRACE, page_size=PAGE, on_page=delete_listed)
+    found = scan(drift, sprm_client, GRACE, page_size=PAGE, on_page=delete_listed)
 
     assert (found.orphaned_instances, found.missing_instances) == ([], [])
 
 
 def test_repairs_delete_orphans_and_forget_records_then_nothing_is_left(
-    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+    store: ResourceStore, sprm_standin: SprmStandIn, sprm_client: SprmClient, drift: DriftStore
 ) -> None:
-    in_step(store, standin, *ids("ok", 5))
-    add_instances(standin, *ids("orphan", 5))
+    in_step(store, sprm_standin, *ids("ok", 5))
+    add_instances(sprm_standin, *ids("orphan", 5))
     add_records(store, *ids("missing", 5))
     said: list[str] = []
-    repairs = Repairs(drift, sprm, audit(drift, sprm), GRACE, said.append)
+    repairs = Repairs(drift, sprm_client, audit(drift, sprm_client), GRACE, said.append)
 
     assert repairs.delete_orphans(max_deletes=100) == []
     assert repairs.forget_missing() == []
@@ -231,31 +213,31 @@ def test_repairs_delete_orphans_and_forget_records_then_nothing_is_left(
     assert said == [f"deleted orphaned instance {rid}" for rid in ids("orphan", 5)] + [
         f"forgot record {rid}: its instance is gone" for rid in ids("missing", 5)
     ]
-    assert set(standin.instances) == set(ids("ok", 5))
+    assert set(sprm_standin.instances) == set(ids("ok", 5))
     assert all(store.get(rid) is None for rid in ids("missing", 5))
-    assert audit(drift, sprm).counts() == dict.fromkeys(
+    assert audit(drift, sprm_client).counts() == dict.fromkeys(
         ("orphaned_instances", "missing_instances", "stuck_operations"), 0
     )
 
 
 def test_repairs_leave_items_that_changed_since_the_scan(
-    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+    store: ResourceStore, sprm_standin: SprmStandIn, sprm_client: SprmClient, drift: DriftStore
 ) -> None:
-    add_instances(standin, "now-recorded", "now-gone", "now-scheduled", "recreated", "orphan")
+    add_instances(sprm_standin, "now-recorded", "now-gone", "now-scheduled", "recreated", "orphan")
     add_records(store, "came-back", "now-busy", "still-missing")
-    found = audit(drift, sprm)
+    found = audit(drift, sprm_client)
     assert len(found.orphaned_instances) == 5
     assert len(found.missing_instances) == 3
     # Meanwhile, the service and the SPRM go on working.
     add_records(store, "now-recorded")
-    standin.forget("now-gone")
-    add_instances(standin, "now-scheduled", deletion_status="SCHEDULED")
-    add_instances(standin, "recreated", created=datetime.now(UTC))
-    add_instances(standin, "came-back")
+    sprm_standin.forget("now-gone")
+    add_instances(sprm_standin, "now-scheduled", deletion_status="SCHEDULED")
+    add_instances(sprm_standin, "recreated", created=datetime.now(UTC))
+    add_instances(sprm_standin, "came-back")
     live = Lease("a-delete", 3600)
     assert store.begin_delete("now-busy", live)
     said: list[str] = []
-    repairs = Repairs(drift, sprm, found, GRACE, said.append)
+    repairs = Repairs(drift, sprm_client, found, GRACE, said.append)
 
     assert repairs.delete_orphans(max_deletes=100) == []
     assert repairs.forget_missing() == []
@@ -270,7 +252,12 @@ def test_repairs_leave_items_that_changed_since_the_scan(
         "kept record came-back: its instance exists",
         "kept record now-busy: it changed (gone, busy or no longer READY)",
     ]
-    assert set(standin.instances) == {"now-recorded", "now-scheduled", "recreated", "came-back"}
+    assert set(sprm_standin.instances) == {
+        "now-recorded",
+        "now-scheduled",
+        "recreated",
+        "came-back",
+    }
     came_back = store.get("came-back")
     assert came_back is not None
     assert came_back.state is State.READY
@@ -281,11 +268,11 @@ def test_repairs_leave_items_that_changed_since_the_scan(
 
 
 def test_deletes_are_capped_and_only_resource_ids_are_deleted(
-    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+    store: ResourceStore, sprm_standin: SprmStandIn, sprm_client: SprmClient, drift: DriftStore
 ) -> None:
-    add_instances(standin, "a-1", "a-2", "a-3", "Not_A_Resource_Id")
+    add_instances(sprm_standin, "a-1", "a-2", "a-3", "Not_A_Resource_Id")
     said: list[str] = []
-    repairs = Repairs(drift, sprm, audit(drift, sprm), GRACE, said.append)
+    repairs = Repairs(drift, sprm_client, audit(drift, sprm_client), GRACE, said.append)
 
     assert repairs.delete_orphans(max_deletes=2) == ["Not_A_Resource_Id", "a-3"]
 
@@ -295,16 +282,16 @@ def test_deletes_are_capped_and_only_resource_ids_are_deleted(
         "deleted orphaned instance a-2",
         "kept orphaned instance a-3: --max-deletes 2",
     ]
-    assert set(standin.instances) == {"a-3", "Not_A_Resource_Id"}
+    assert set(sprm_standin.instances) == {"a-3", "Not_A_Resource_Id"}
 
 
 def test_a_refused_delete_is_reported_and_still_drift(
-    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient, drift: DriftStore
+    store: ResourceStore, sprm_standin: SprmStandIn, sprm_client: SprmClient, drift: DriftStore
 ) -> None:
-    add_instances(standin, "refused")
-    standin.fail("delete", 422, detail="the provider says no")
+    add_instances(sprm_standin, "refused")
+    sprm_standin.fail("delete", 422, detail="the provider says no")
     said: list[str] = []
-    repairs = Repairs(drift, sprm, audit(drift, sprm), GRACE, said.append)
+    repairs = Repairs(drift, sprm_client, audit(drift, sprm_client), GRACE, said.append)
 
     assert repairs.delete_orphans(max_deletes=100) == ["refused"]
     [line] = said
@@ -325,20 +312,20 @@ def sample(name: str, **labels: str) -> float | None:
 
 
 def test_one_auditor_audits_and_every_one_publishes(
-    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient
+    store: ResourceStore, sprm_standin: SprmStandIn, sprm_client: SprmClient
 ) -> None:
-    in_step(store, standin, *ids("ok", 5))
-    add_instances(standin, "orphan-1", "orphan-2")
+    in_step(store, sprm_standin, *ids("ok", 5))
+    add_instances(sprm_standin, "orphan-1", "orphan-2")
     add_records(store, "missing-1")
     expired = Lease("gone", -1)
     add_records(store, "stuck-1", state=State.DELETING, lease=expired)
-    first = Auditor(store, sprm, interval=60, lease_seconds=GRACE)
-    second = Auditor(store, sprm, interval=60, lease_seconds=GRACE)
+    first = Auditor(store, sprm_client, interval=60, lease_seconds=GRACE)
+    second = Auditor(store, sprm_client, interval=60, lease_seconds=GRACE)
 
     assert first.run_once()
-    lists = len([r for r in standin.requests if r.operation == "list"])
+    lists = len([r for r in sprm_standin.requests if r.operation == "list"])
     assert not second.run_once()  # publishes the first one's counts
-    assert len([r for r in standin.requests if r.operation == "list"]) == lists
+    assert len([r for r in sprm_standin.requests if r.operation == "list"]) == lists
 
     assert sample("placement_drift", kind="orphaned_instances") == 2
     assert sample("placement_drift", kind="missing_instances") == 1
@@ -353,12 +340,12 @@ def test_one_auditor_audits_and_every_one_publishes(
 
 
 def test_an_auditor_stops_in_the_middle_of_a_scan(
-    store: ResourceStore, standin: SprmStandIn, sprm: SprmClient
+    store: ResourceStore, sprm_standin: SprmStandIn, sprm_client: SprmClient
 ) -> None:
-    add_instances(standin, *ids("i", 40))
-    standin.delay("list", 0.05)
-    auditor = Auditor(store, sprm, interval=3600, lease_seconds=GRACE, page_size=PAGE)
+    add_instances(sprm_standin, *ids("i", 40))
+    sprm_standin.delay("list", 0.05)
+    auditor = Auditor(store, sprm_client, interval=3600, lease_seconds=GRACE, page_size=PAGE)
     auditor.start()
-    wait_for(lambda: any(r.operation == "list" for r in standin.requests), what="a list call")
+    wait_for(lambda: any(r.operation == "list" for r in sprm_standin.requests), what="a list call")
     auditor.stop()  # returns: the scan stopped after its page, not after all 40 pages
-    assert len([r for r in standin.requests if r.operation == "list"]) < 40 // PAGE
+    assert len([r for r in sprm_standin.requests if r.operation == "list"]) < 40 // PAGE

@@ -5,9 +5,7 @@ status, repairs, and one-line errors."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,8 +16,9 @@ from placement_dev.standins import SprmStandIn
 from placement.cli import audit as audit_command
 from placement.config import Database
 from placement.store import ResourceStore
-from tests.processes import CONFIG_PREFIXES, ENTRY, free_port
-from tests.records import put_record
+from tests.harness.databases import database_env
+from tests.harness.processes import ENTRY, free_port, run
+from tests.harness.records import put_record
 
 ROOT = Path(__file__).resolve().parent.parent
 OLD = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
@@ -28,49 +27,25 @@ ORPHANS = ["orphan-2", "orphan-1", "orphan-3"]
 MISSING = ["missing-1", "missing-2"]
 
 
-@pytest.fixture
-def standin() -> Iterator[SprmStandIn]:
-    standin = SprmStandIn()
-    with standin.serve() as server:
-        standin.url = server.url  # type: ignore[attr-defined]
-        yield standin
-
-
-def db_env(db: Database) -> dict[str, str]:
-    env = {"DB_TYPE": db.type, "DB_NAME": db.name}
-    if db.type == "pgsql":
-        env |= {"DB_HOST": db.host, "DB_PORT": str(db.port), "DB_USER": db.user}
-        if db.password:
-            env["DB_PASSWORD"] = db.password
-    return env
-
-
 def audit(
     env: dict[str, str], *args: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     assert ENTRY is not None
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(CONFIG_PREFIXES)}
-    return subprocess.run(
-        [ENTRY, "audit", *args],
-        env=clean
-        | {"UPSTREAM_RETRY_INITIAL_INTERVAL": "0", "UPSTREAM_RETRY_MAX_INTERVAL": "0"}
-        | env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    no_waits = {"UPSTREAM_RETRY_INITIAL_INTERVAL": "0", "UPSTREAM_RETRY_MAX_INTERVAL": "0"}
+    return run([ENTRY, "audit", *args], no_waits | env, timeout=timeout)
 
 
 @pytest.fixture
-def drifted(store: ResourceStore, standin: SprmStandIn, db: Database) -> dict[str, str]:
+def drifted(
+    store: ResourceStore, sprm_standin: SprmStandIn, sprm_url: str, db: Database
+) -> dict[str, str]:
     """A stack where the SPRM holds 3 instances without records and lacks 2 that READY
     records name, among 130 that agree; the command's environment."""
     moment = datetime.fromisoformat(OLD)
     for rid in IN_STEP + MISSING:
         put_record(store, rid, moment)
-    standin.put_instances([{"id": rid, "create_time": OLD} for rid in IN_STEP + ORPHANS])
-    return db_env(db) | {"SP_RESOURCE_MANAGER_URL": standin.url}  # type: ignore[attr-defined]
+    sprm_standin.put_instances([{"id": rid, "create_time": OLD} for rid in IN_STEP + ORPHANS])
+    return database_env(db) | {"SP_RESOURCE_MANAGER_URL": sprm_url}
 
 
 def test_json_lists_exactly_the_drift_and_exits_1(drifted: dict[str, str]) -> None:
@@ -88,7 +63,7 @@ def test_json_lists_exactly_the_drift_and_exits_1(drifted: dict[str, str]) -> No
 
 
 def test_repair_then_a_second_audit_finds_nothing(
-    drifted: dict[str, str], standin: SprmStandIn, store: ResourceStore
+    drifted: dict[str, str], sprm_standin: SprmStandIn, store: ResourceStore
 ) -> None:
     repaired = audit(drifted, "--json", "--delete-orphans", "--forget-missing")
 
@@ -101,7 +76,7 @@ def test_repair_then_a_second_audit_finds_nothing(
         "forgot record missing-1: its instance is gone",
         "forgot record missing-2: its instance is gone",
     ]
-    assert set(standin.instances) == set(IN_STEP)
+    assert set(sprm_standin.instances) == set(IN_STEP)
     assert all(store.get(rid) is None for rid in MISSING)
 
     again = audit(drifted, "--json")
@@ -110,7 +85,7 @@ def test_repair_then_a_second_audit_finds_nothing(
 
 
 def test_a_capped_repair_exits_1_while_drift_remains(
-    drifted: dict[str, str], standin: SprmStandIn
+    drifted: dict[str, str], sprm_standin: SprmStandIn
 ) -> None:
     result = audit(drifted, "--delete-orphans", "--max-deletes", "1")
 
@@ -120,7 +95,7 @@ def test_a_capped_repair_exits_1_while_drift_remains(
         "kept orphaned instance orphan-2: --max-deletes 1",
         "kept orphaned instance orphan-3: --max-deletes 1",
     ]
-    assert "orphan-1" not in standin.instances
+    assert "orphan-1" not in sprm_standin.instances
 
 
 def test_the_table_names_counts_and_ids(drifted: dict[str, str]) -> None:
@@ -139,15 +114,17 @@ def test_the_table_names_counts_and_ids(drifted: dict[str, str]) -> None:
     assert "\nmissing_instances:\n  missing-1\n  missing-2\n" in result.stdout
 
 
-def test_a_grace_period_hides_young_drift(drifted: dict[str, str], standin: SprmStandIn) -> None:
-    standin.put_instances([{"id": "just-made"}])  # created now
+def test_a_grace_period_hides_young_drift(
+    drifted: dict[str, str], sprm_standin: SprmStandIn
+) -> None:
+    sprm_standin.put_instances([{"id": "just-made"}])  # created now
     assert "just-made" not in audit(drifted, "--json").stdout
     assert "just-made" in audit(drifted, "--json", "--grace", "0s").stdout
     assert "orphan-1" not in audit(drifted, "--json", "--grace", "2h").stdout
 
 
-def test_no_drift_exits_0(db: Database, store: ResourceStore, standin: SprmStandIn) -> None:
-    env = db_env(db) | {"SP_RESOURCE_MANAGER_URL": standin.url}  # type: ignore[attr-defined]
+def test_no_drift_exits_0(db: Database, store: ResourceStore, sprm_url: str) -> None:
+    env = database_env(db) | {"SP_RESOURCE_MANAGER_URL": sprm_url}
     result = audit(env, "--json")
     assert (result.returncode, result.stderr) == (0, "")
     assert json.loads(result.stdout)["checked"] == {"instances": 0, "records": 0}
@@ -163,14 +140,14 @@ def one_line_error(result: subprocess.CompletedProcess[str], *parts: str) -> Non
 
 
 def test_an_unreachable_sprm_is_one_line_and_exit_2(db: Database, store: ResourceStore) -> None:
-    env = db_env(db) | {"SP_RESOURCE_MANAGER_URL": f"http://127.0.0.1:{free_port()}"}
+    env = database_env(db) | {"SP_RESOURCE_MANAGER_URL": f"http://127.0.0.1:{free_port()}"}
     one_line_error(audit(env, "--json"), "sprm list", "no answer")
 
 
 def test_an_sprm_error_is_one_line_and_exit_2(
-    drifted: dict[str, str], standin: SprmStandIn
+    drifted: dict[str, str], sprm_standin: SprmStandIn
 ) -> None:
-    standin.fail("list", 503, detail="overloaded")
+    sprm_standin.fail("list", 503, detail="overloaded")
     one_line_error(audit(drifted), "sprm list: 503: overloaded")
 
 

@@ -10,18 +10,19 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import replace
 
 import jwt
 import pytest
 import requests
 
-from placement.config import Auth, Config, ConfigError, Upstream
+from placement.config import Auth, Config, ConfigError
 from placement.errors import Kind, PlacementError
-from placement.http.app import create_app
 from placement.http.auth import MIN_INTERVAL, REFRESH_AFTER, IssuerError, IssuerKeys, UnknownKey
-from tests.oidc import AUDIENCE, Issuer
-from tests.support import POLICY_URL, SPRM_URL, Upstreams, assert_problem, serve, wait_for
+from tests.harness.app import serve_config
+from tests.harness.concurrency import wait_for
+from tests.harness.mocked import MockedUpstreams
+from tests.harness.oidc import AUDIENCE, Issuer
+from tests.harness.problems import assert_problem
 
 
 @pytest.fixture
@@ -31,14 +32,9 @@ def issuer() -> Iterator[Issuer]:
 
 
 @pytest.fixture
-def secured_url(config: Config, issuer: Issuer, upstreams: Upstreams) -> Iterator[str]:
-    config = replace(
-        config,
-        policy=Upstream(POLICY_URL, 5.0),
-        sprm=Upstream(SPRM_URL, 5.0),
-        auth=Auth(enabled=True, issuer_url=issuer.url, audience=AUDIENCE),
-    )
-    with serve(create_app(config)) as url:
+def secured_url(config: Config, issuer: Issuer, mocked_upstreams: MockedUpstreams) -> Iterator[str]:
+    auth = Auth(enabled=True, issuer_url=issuer.url, audience=AUDIENCE)
+    with serve_config(config, auth=auth) as url:
         yield url
 
 
@@ -80,7 +76,7 @@ def test_another_scheme_is_refused(secured_url: str, issuer: Issuer) -> None:
 
 
 def test_every_api_operation_but_health_needs_a_token(
-    secured_url: str, upstreams: Upstreams
+    secured_url: str, mocked_upstreams: MockedUpstreams
 ) -> None:
     api = f"{secured_url}/api/v1alpha1"
     for method, path in [
@@ -93,7 +89,7 @@ def test_every_api_operation_but_health_needs_a_token(
         assert_unauthorized(requests.request(method, f"{api}{path}", json={}, timeout=10))
     assert requests.get(f"{api}/health", timeout=10).status_code == 200
     assert requests.get(f"{secured_url}/metrics", timeout=10).status_code == 200
-    assert upstreams.upstream_calls() == []
+    assert mocked_upstreams.upstream_calls() == []
 
 
 def test_a_rotated_key_is_fetched_when_first_seen(secured_url: str, issuer: Issuer) -> None:
@@ -126,14 +122,8 @@ def secured(config: Config, issuer: Issuer, **auth_env: str) -> Iterator[str]:
         **auth_env,
     }
     auth = Config.from_env(env).auth
-    config = replace(
-        config,
-        policy=Upstream(POLICY_URL, 5.0),
-        sprm=Upstream(SPRM_URL, 5.0),
-        auth=auth,
-        forward_auth=auth_env.get("UPSTREAM_FORWARD_AUTH") == "true",
-    )
-    with serve(create_app(config)) as url:
+    forward_auth = auth_env.get("UPSTREAM_FORWARD_AUTH") == "true"
+    with serve_config(config, auth=auth, forward_auth=forward_auth) as url:
         yield url
 
 
@@ -241,10 +231,10 @@ def send_raw(url: str, request: bytes, timeout: float = 10) -> bytes:
 
 @pytest.mark.parametrize("db", ["sqlite"], indirect=True)
 def test_two_authorization_headers_are_refused_and_the_token_checked_is_forwarded(
-    config: Config, issuer: Issuer, upstreams: Upstreams
+    config: Config, issuer: Issuer, mocked_upstreams: MockedUpstreams
 ) -> None:
-    upstreams.policy()
-    upstreams.sprm_create()
+    mocked_upstreams.policy()
+    mocked_upstreams.sprm_create()
     forged = jwt.encode({"sub": "mallory"}, "", algorithm="none")
     valid = issuer.token()
     body = json.dumps({"catalog_item_instance_id": "c", "spec": {"a": 1}}).encode()
@@ -259,7 +249,7 @@ def test_two_authorization_headers_are_refused_and_the_token_checked_is_forwarde
         )
         assert answer.startswith(b"HTTP/1.1 400 "), answer
         assert b"more than one Authorization header" in answer
-        assert upstreams.upstream_calls() == []
+        assert mocked_upstreams.upstream_calls() == []
 
         created = requests.post(
             f"{url}/api/v1alpha1/resources",
@@ -268,7 +258,7 @@ def test_two_authorization_headers_are_refused_and_the_token_checked_is_forwarde
             timeout=10,
         )
         assert created.status_code == 201, created.content
-        sent = [c.headers["Authorization"] for c in upstreams.upstream_calls()]
+        sent = [c.headers["Authorization"] for c in mocked_upstreams.upstream_calls()]
         assert sent == [f"Bearer {valid}", f"Bearer {valid}"]
 
 

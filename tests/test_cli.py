@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -11,17 +9,8 @@ from pathlib import Path
 import pytest
 from pytest_postgresql.executors import PostgreSQLExecutor
 
-from tests.conftest import PG_PASSWORD
-from tests.processes import CONFIG_PREFIXES, ENTRY, ServeProcess, free_port
-
-
-def run(
-    args: list[str], env: dict[str, str], timeout: float = 30
-) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(CONFIG_PREFIXES)}
-    return subprocess.run(
-        args, env=clean | env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+from tests.harness.databases import PG_PASSWORD
+from tests.harness.processes import ENTRY, free_port, launch, run
 
 
 def test_the_console_script_is_installed() -> None:
@@ -125,8 +114,7 @@ def test_the_right_password_from_a_file_is_accepted(
     secret = tmp_path / "password"
     secret.write_text(PG_PASSWORD + "\n")
     env = _pg_env(postgresql_password_proc, DB_PASSWORD_FILE=str(secret))
-    with ServeProcess(env, tmp_path / "serve.log") as server:
-        server.wait_healthy()
+    with launch(env, tmp_path / "serve.log") as server:
         assert server.stop() == 0
 
 

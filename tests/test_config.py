@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from placement.config import Config, ConfigError, parse_duration, variables
+from placement.config import (
+    Config,
+    ConfigError,
+    Variable,
+    _table,
+    markdown_table,
+    parse_duration,
+    variables,
+)
+
+AUTH_ON = {"AUTH_DISABLED": "false", "AUTH_ISSUER_URL": "https://idp", "AUTH_JWT_AUDIENCE": "a"}
 
 
 def test_defaults_match_the_go_service() -> None:
@@ -127,13 +139,71 @@ def test_variables_lists_every_name_the_configuration_reads() -> None:
     assert "PGSSLMODE" not in names  # libpq's own, not ours
 
 
-def test_the_readme_configuration_table_lists_every_variable() -> None:
+class _Recorder(dict[str, str]):
+    """An environment that notes every variable asked for."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        self.asked.add(key)
+        return super().get(key, default)
+
+
+def test_the_configuration_reads_every_declared_variable() -> None:
+    env = _Recorder(AUTH_ON)
+    Config.from_env(env)
+    assert env.asked == variables()
+
+
+def test_auth_settings_are_read_only_when_auth_is_on() -> None:
+    env = _Recorder({"AUTH_ISSUER_URL": "not a url"})  # ignored: auth is off
+    assert not Config.from_env(env).auth.enabled
+    assert {name for name in env.asked if name.startswith("AUTH_")} == {"AUTH_DISABLED"}
+
+
+def test_a_name_declared_twice_is_refused() -> None:
+    twice = Variable("A", "", str, "a", aliases=("B",))
+    with pytest.raises(ValueError, match=r"declared twice: \['B'\]"):
+        _table(twice, Variable("B", "", str, "b"))
+
+
+def _readme_table() -> str:
+    """The README's configuration table: its header and every table line after it."""
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("| `")]
-    first_cells = [row.split("|")[1] for row in rows]
-    listed = {name for cell in first_cells for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", cell)}
-    assert listed == variables()
+    lines = section.splitlines()
+    start = lines.index("| variable | default | meaning |")
+    end = start
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    return "\n".join(lines[start:end]) + "\n"
+
+
+def test_the_readme_configuration_table_is_the_declared_one() -> None:
+    # A row added, changed, moved or cut off from the table (a stray blank line) fails.
+    assert _readme_table() == markdown_table(), (
+        "README.md's configuration table differs from placement/config.py's VARIABLES:"
+        " paste the output of `python -m placement.config` over it"
+    )
+
+
+def test_the_table_names_every_variable_each_in_one_row() -> None:
+    rows = markdown_table().splitlines()[2:]
+    first_cells = [row.split(" | ")[0] for row in rows]
+    listed = [name for cell in first_cells for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", cell)]
+    assert sorted(listed) == sorted(variables())
+    assert "| `AUDIT_INTERVAL` | `0` (off) |" in markdown_table()
+    assert "| `DB_USER` | (none) |" in markdown_table()
+
+
+def test_python_m_placement_config_prints_the_table() -> None:
+    printed = subprocess.run(
+        [sys.executable, "-m", "placement.config"], capture_output=True, text=True, check=True
+    )
+    assert printed.stdout == markdown_table()
+    assert printed.stderr == ""
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from placement.store import (
     migrations,
 )
 from placement.store.sql import _SQL_LIST
-from tests.processes import free_port
+from tests.harness.processes import free_port
 
 GO_TABLE = {
     "pgsql": """CREATE TABLE resources (

@@ -23,7 +23,7 @@ import pytest
 import requests
 from placement_dev.devstack import default_data_dir
 
-from tests.processes import ENTRY
+from tests.harness.processes import ENTRY
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0

@@ -13,39 +13,34 @@ database only to know when the reconciler has settled a record, never to change 
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import psycopg
 import pytest
 import requests
-from placement_dev.standins import HANG, PolicyStandIn, SprmStandIn
+from placement_dev.standins import HANG
 from placement_manager_client import Client
 from placement_manager_client.api.resource import delete_resource, get_resource
 from placement_manager_client.types import Response
-from psycopg.conninfo import make_conninfo
 from pytest_postgresql import factories
 from pytest_postgresql.executors import PostgreSQLExecutor
-from pytest_postgresql.janitor import DatabaseJanitor
 
 from placement.config import Database
-from tests.conftest import _pg_ctl, pg_database
-from tests.processes import API, ServeProcess
-from tests.support import body, create, wait_for
-
-T = TypeVar("T")
-
-PROBLEM_JSON = "application/problem+json"
+from tests.harness.calls import body, create
+from tests.harness.concurrency import in_background, wait_for
+from tests.harness.databases import POSTGRES_OPTIONS, database_env, new_pg_database, pg_ctl
+from tests.harness.problems import problem_type
+from tests.harness.processes import API, ServeProcess, launch
+from tests.harness.records import in_flight, record_state
+from tests.harness.standins import StandInUpstreams
 
 # The service's settings in every test here (the Go syntax of the real variables).
 FAST = {
@@ -71,8 +66,7 @@ SETTLE = LEASE + 15.0
 # every other test of the session). Its data directory survives stop() and start():
 # the executor runs initdb only once.
 postgresql_faults_proc = factories.postgresql_proc(
-    executable=_pg_ctl(),
-    postgres_options="-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+    executable=pg_ctl(), postgres_options=POSTGRES_OPTIONS
 )
 
 
@@ -82,113 +76,38 @@ def faults_pg(
 ) -> Iterator[tuple[PostgreSQLExecutor, Database]]:
     """The private PostgreSQL and a fresh database in it; running again afterwards."""
     proc = postgresql_faults_proc
-    name = f"f_{uuid.uuid4().hex[:12]}"
-    janitor = DatabaseJanitor(
-        user=proc.user, host=proc.host, port=proc.port, dbname=name, password=proc.password
-    )
-    with janitor:
+    with new_pg_database(proc, "f_") as database:
         try:
-            yield proc, pg_database(proc, name)
+            yield proc, database
         finally:
             if not proc.running():  # a test that failed while it was stopped
                 proc.start()
 
 
 @dataclass
-class StandIns:
-    policy_url: str
-    sprm_url: str
-    sprm: SprmStandIn
-
-    def creates(self) -> list[str]:
-        """The id of every create the SPRM received, in order."""
-        return [r.query.get("id", "") for r in self.sprm.requests if r.operation == "create"]
-
-    def held(self, operation: str) -> int:
-        """Calls of `operation` waiting at a hold right now (the admin endpoint)."""
-        faults = requests.get(f"{self.sprm_url}/_standin/faults", timeout=5).json()["faults"]
-        held: int = faults[operation]["held"]
-        return held
-
-
-@pytest.fixture
-def standins() -> Iterator[StandIns]:
-    sprm = SprmStandIn()
-    with PolicyStandIn().serve() as policy_server, sprm.serve() as sprm_server:
-        yield StandIns(policy_server.url, sprm_server.url, sprm)
-
-
-@dataclass
 class Launcher:
     """Starts services on a database with the stand-ins as upstreams; stops them all."""
 
-    standins: StandIns
+    standins: StandInUpstreams
     logs: Path
     started: list[ServeProcess] = field(default_factory=list)
 
     def start(self, db: Database, **overrides: str) -> ServeProcess:
-        env = FAST | {
-            "DB_HOST": db.host,
-            "DB_PORT": str(db.port),
-            "DB_NAME": db.name,
-            "DB_USER": db.user,
-            "DB_PASSWORD": db.password,
-            "POLICY_MANAGER_EVALUATION_URL": self.standins.policy_url,
-            "SP_RESOURCE_MANAGER_URL": self.standins.sprm_url,
-        }
-        service = ServeProcess(env | overrides, self.logs / f"service-{len(self.started)}.log")
+        env = FAST | database_env(db) | self.standins.env() | overrides
+        service = launch(env, self.logs / f"service-{len(self.started)}.log")
         self.started.append(service)
-        service.wait_healthy()
         return service
 
 
 @pytest.fixture
-def launcher(standins: StandIns, tmp_path: Path) -> Iterator[Launcher]:
-    launcher = Launcher(standins, tmp_path)
+def launcher(standin_upstreams: StandInUpstreams, tmp_path: Path) -> Iterator[Launcher]:
+    launcher = Launcher(standin_upstreams, tmp_path)
     try:
         yield launcher
     finally:
-        standins.sprm.reset_faults()  # release held calls before their servers stop
+        standin_upstreams.sprm.reset_faults()  # release held calls before their servers stop
         for service in launcher.started:
             service.stop(signal.SIGKILL, timeout=10)
-
-
-def in_background(call: Callable[[], T]) -> Future[T]:
-    """Run `call` in a thread of its own; its result (or exception) as a future."""
-    pool = ThreadPoolExecutor(max_workers=1)
-    future = pool.submit(call)
-    pool.shutdown(wait=False)
-    return future
-
-
-def problem_type(response: Response[Any] | requests.Response) -> str | None:
-    """The problem `type` of an error answer in problem details, else None."""
-    if not response.headers.get("Content-Type", "").startswith(PROBLEM_JSON):
-        return None
-    kind = json.loads(response.content).get("type")
-    return str(kind) if kind is not None else None
-
-
-def read_db(db: Database, query: str, *params: Any) -> tuple[Any, ...] | None:
-    """The first row of a read-only query, to see what the reconciler has settled
-    without touching a record over the API."""
-    conninfo = make_conninfo(
-        host=db.host, port=db.port, dbname=db.name, user=db.user, password=db.password or None
-    )
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        return conn.execute(query, params).fetchone()
-
-
-def record_state(db: Database, rid: str) -> str | None:
-    """The lifecycle state of a record as stored (None: no record)."""
-    row = read_db(db, "SELECT state FROM resources WHERE id = %s", rid)
-    return None if row is None else str(row[0])
-
-
-def in_flight(db: Database) -> int:
-    """How many records an operation (or the reconciler) has yet to settle."""
-    row = read_db(db, "SELECT count(*) FROM resources WHERE state <> 'READY'")
-    return int(row[0]) if row else 0
 
 
 # 1. The service killed (SIGKILL) while the SPRM holds its create.
@@ -196,7 +115,7 @@ def in_flight(db: Database) -> int:
 
 @pytest.mark.parametrize("sprm_acts", [True, False], ids=["sprm-acts-later", "sprm-never-acts"])
 def test_service_killed_mid_create_is_settled_after_restart(
-    pg_db: Database, standins: StandIns, launcher: Launcher, sprm_acts: bool
+    pg_db: Database, standin_upstreams: StandInUpstreams, launcher: Launcher, sprm_acts: bool
 ) -> None:
     """The record outlives the process; after a restart the reconciler asks the SPRM and
     completes it (the instance exists) or removes it (it does not), so record and SPRM
@@ -204,7 +123,7 @@ def test_service_killed_mid_create_is_settled_after_restart(
     its own delete can never remove (SPRM 404). The first case is the control: there a
     naive service is right by accident; here it shows that the reconciler completes the
     record (READY, usable) rather than undoing it or leaving it in PROVISIONING."""
-    sprm = standins.sprm
+    sprm = standin_upstreams.sprm
     service = launcher.start(pg_db)
     sprm.hold("create")
     answer = in_background(lambda: create(service.client, "crash-1"))
@@ -217,9 +136,9 @@ def test_service_killed_mid_create_is_settled_after_restart(
     if not sprm_acts:
         sprm.fail("create", 503, times=1)  # the held call answers 503 without acting
     sprm.release("create")  # the held call goes on although its client is gone
-    wait_for(lambda: standins.held("create") == 0, what="the held create to end")
+    wait_for(lambda: standin_upstreams.held("create") == 0, what="the held create to end")
     assert set(sprm.instances) == ({"crash-1"} if sprm_acts else set())
-    assert standins.creates() == ["crash-1"]
+    assert standin_upstreams.creates() == ["crash-1"]
     assert record_state(pg_db, "crash-1") == "PROVISIONING"  # left as the crash left it
 
     restarted = launcher.start(pg_db)
@@ -238,7 +157,7 @@ def test_service_killed_mid_create_is_settled_after_restart(
         assert record_state(pg_db, "crash-1") is None
     assert sprm.instances == {}
     assert get_resource.sync_detailed("crash-1", client=client).status_code == 404
-    assert standins.creates() == ["crash-1"]  # the reconciler only asks, never re-creates
+    assert standin_upstreams.creates() == ["crash-1"]  # the reconciler only asks, never re-creates
     # The id is free again: a new create works end to end.
     assert create(client, "crash-1").status_code == 201
     assert set(sprm.instances) == {"crash-1"}
@@ -253,11 +172,11 @@ def test_service_killed_mid_create_is_settled_after_restart(
     ids=["hangs-once-then-retry-meets-409", "hangs-no-retry-get-finds-it", "answers-500-always"],
 )
 def test_create_the_sprm_acted_on_before_failing_is_created(
-    pg_db: Database, standins: StandIns, launcher: Launcher, after: Any, tries: str
+    pg_db: Database, standin_upstreams: StandInUpstreams, launcher: Launcher, after: Any, tries: str
 ) -> None:
     """The naive design rolls the record back (its retry meets 409, or it gives up) and
     answers an error while the instance exists."""
-    sprm = standins.sprm
+    sprm = standin_upstreams.sprm
     service = launcher.start(pg_db, UPSTREAM_RETRY_MAX_TRIES=tries)
     sprm.after_acting("create", after, times=1 if after == HANG else None)
 
@@ -269,7 +188,7 @@ def test_create_the_sprm_acted_on_before_failing_is_created(
     if after == HANG:
         assert time.monotonic() - started >= 1.0  # the SPRM timeout did fire
     assert set(sprm.instances) == {"slow-1"}
-    assert set(standins.creates()) == {"slow-1"}
+    assert set(standin_upstreams.creates()) == {"slow-1"}
     got = get_resource.sync_detailed("slow-1", client=service.client)
     assert got.status_code == 200
     assert body(got)["provider_name"] == sprm.instances["slow-1"]["provider_name"]
@@ -284,13 +203,13 @@ def test_create_the_sprm_acted_on_before_failing_is_created(
 
 @pytest.mark.parametrize("fault", [False, True], ids=["clean", "sprm-acts-then-500-once"])
 def test_many_clients_creating_one_id_have_one_winner(
-    pg_db: Database, standins: StandIns, launcher: Launcher, fault: bool
+    pg_db: Database, standin_upstreams: StandInUpstreams, launcher: Launcher, fault: bool
 ) -> None:
     """Exactly one 201, every other client a 409 resource-conflict, one instance. With
     the fault, the naive design answers no 201 at all (the winner's retry meets 409
     and rolls back) and leaves an instance without a record; the clean race is the
     control (the primary key decides it in either design)."""
-    sprm = standins.sprm
+    sprm = standin_upstreams.sprm
     service = launcher.start(pg_db)
     if fault:
         sprm.after_acting("create", 500, times=1)
@@ -310,7 +229,7 @@ def test_many_clients_creating_one_id_have_one_winner(
     assert {kind for status, kind in answers if status == 409} == {"resource-conflict"}
     assert set(sprm.instances) == {"contested"}
     # One create; with the fault, the winner's own retry as well (it met 409: success).
-    assert standins.creates() == ["contested"] * (2 if fault else 1)
+    assert standin_upstreams.creates() == ["contested"] * (2 if fault else 1)
     assert get_resource.sync_detailed("contested", client=service.client).status_code == 200
 
 
@@ -389,7 +308,9 @@ class Load:
 
 
 def test_postgresql_stopped_and_started_under_load(
-    faults_pg: tuple[PostgreSQLExecutor, Database], standins: StandIns, launcher: Launcher
+    faults_pg: tuple[PostgreSQLExecutor, Database],
+    standin_upstreams: StandInUpstreams,
+    launcher: Launcher,
 ) -> None:
     """While PostgreSQL is down every request is a 503 service-unavailable; once
     it is back the same process serves again; and once the reconciler has settled what
@@ -398,7 +319,7 @@ def test_postgresql_stopped_and_started_under_load(
     create succeeded and none whose delete did. The naive design leaves a record whose
     instance was deleted (and that it can never delete: SPRM 404), and answers 500."""
     proc, db = faults_pg
-    sprm = standins.sprm
+    sprm = standin_upstreams.sprm
     # SPRM calls take a while, so that the outage finds some requests inside one.
     sprm.delay("create", 0.05)
     sprm.delay("delete", 0.05)
@@ -493,13 +414,15 @@ def test_postgresql_stopped_and_started_under_load(
 
 
 def test_create_cut_off_from_the_database_after_the_sprm_acted_tells_the_truth(
-    faults_pg: tuple[PostgreSQLExecutor, Database], standins: StandIns, launcher: Launcher
+    faults_pg: tuple[PostgreSQLExecutor, Database],
+    standin_upstreams: StandInUpstreams,
+    launcher: Launcher,
 ) -> None:
     """PostgreSQL stops while the SPRM works on a create; the SPRM then creates the
     instance. Whatever the client is answered must be what ends up true: 201 and the
     resource exists, or an error and nothing is left once the reconciler has settled."""
     proc, db = faults_pg
-    sprm = standins.sprm
+    sprm = standin_upstreams.sprm
     # One try of 2 s: PostgreSQL stops (about 0.1 s) well within the held SPRM call.
     service = launcher.start(db, SP_RESOURCE_MANAGER_TIMEOUT="2s", UPSTREAM_RETRY_MAX_TRIES="1")
     sprm.hold("create")
@@ -533,14 +456,14 @@ def test_create_cut_off_from_the_database_after_the_sprm_acted_tells_the_truth(
     ["retry-meets-404", "fails-look-up-confirms", "fails-reconciler-settles"],
 )
 def test_delete_the_sprm_acted_on_before_failing_ends_with_both_gone(
-    pg_db: Database, standins: StandIns, launcher: Launcher, then: str
+    pg_db: Database, standin_upstreams: StandInUpstreams, launcher: Launcher, then: str
 ) -> None:
     """The SPRM deletes, then hangs past the service's timeout. The service's own retry
     meets 404 (gone: 204); or its retry fails too, and its look-up finds the instance
     gone (204); or the look-up fails as well (500), a client's retry is told the resource
     is busy, and the reconciler finishes the delete once the lease has run out. The
     naive design treats the SPRM 404 as a failure and can never remove the record."""
-    sprm = standins.sprm
+    sprm = standin_upstreams.sprm
     service = launcher.start(pg_db)
     client = service.client
     assert create(client, "going-1").status_code == 201

@@ -40,7 +40,7 @@ from placement.reconciler import Reconciler
 from placement.service import PlacementService
 from placement.store import Lease, ResourceStore, make_store
 from placement.store.sqlite import SqliteStore
-from tests.fakes import Act, FakeClock, FakePolicy, FakeSprm, MemoryStore
+from tests.harness.fakes import Act, FakeClock, FakePolicy, FakeSprm, MemoryStore
 
 EXCHANGE = 10.0  # an SPRM exchange never lasts longer (its timeouts and retries)
 LEASE = 2 * EXCHANGE + 5.0  # as Config.operation_lease: a call and a look-up, and a grace

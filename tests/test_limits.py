@@ -15,13 +15,16 @@ from pathlib import Path
 
 import pytest
 import requests
-from placement_dev.standins import PolicyStandIn, SprmStandIn
+from placement_dev.standins import PolicyStandIn
 
 from placement.config import Database
 from placement.model import Placement
 from placement.store import Lease, make_store
-from tests.processes import ServeProcess
-from tests.support import assert_problem, wait_for
+from tests.harness.concurrency import wait_for
+from tests.harness.databases import database_env
+from tests.harness.problems import assert_problem
+from tests.harness.processes import ServeProcess, launch
+from tests.harness.standins import StandInUpstreams
 
 BODY = {"catalog_item_instance_id": "c", "spec": {"service_type": "vm"}}
 
@@ -64,21 +67,10 @@ def _read_all(sock: socket.socket) -> bytes:
 
 @contextmanager
 def serve_stack(tmp_path: Path, db: Database, **env: str) -> Iterator[Stack]:
-    policy = PolicyStandIn()
-    with policy.serve() as policy_server, SprmStandIn().serve() as sprm_server:
-        full_env = {
-            "DB_TYPE": db.type,
-            "DB_HOST": db.host or "localhost",
-            "DB_PORT": str(db.port or 5432),
-            "DB_NAME": db.name,
-            "DB_USER": db.user,
-            "POLICY_MANAGER_EVALUATION_URL": policy_server.url,
-            "SP_RESOURCE_MANAGER_URL": sprm_server.url,
-            **env,
-        }
-        with ServeProcess(full_env, tmp_path / "serve.log") as server:
-            server.wait_healthy()
-            yield Stack(server, policy)
+    with StandInUpstreams.serving() as standins:
+        settings = database_env(db) | standins.env() | env
+        with launch(settings, tmp_path / "serve.log") as server:
+            yield Stack(server, standins.policy)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 
 import psycopg
 import pytest
@@ -19,19 +18,13 @@ from placement_manager_client import Client
 from placement_manager_client.api.resource import get_resource
 
 from placement import context
-from placement.config import Config, Database, Upstream
-from placement.http.app import create_app
+from placement.config import Config, Database
 from placement.logs import JsonFormatter, TextFormatter
-from tests.support import (
-    EVALUATE,
-    POLICY_URL,
-    SPRM_URL,
-    Upstreams,
-    assert_problem,
-    create,
-    serve,
-    wait_for,
-)
+from tests.harness.app import serve_config
+from tests.harness.calls import create
+from tests.harness.concurrency import wait_for
+from tests.harness.mocked import EVALUATE, MockedUpstreams
+from tests.harness.problems import assert_problem
 
 GENERATED_ID = re.compile(r"req-[0-9a-f]{12}-[0-9a-f]+")
 
@@ -47,15 +40,15 @@ def test_a_request_id_is_generated_and_echoed(base_url: str) -> None:
 
 
 def test_the_clients_request_id_is_kept_and_passed_upstream(
-    base_url: str, client: Client, upstreams: Upstreams
+    base_url: str, client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
-    upstreams.policy()
-    upstreams.sprm_create()
+    mocked_upstreams.policy()
+    mocked_upstreams.sprm_create()
 
     response = create(client.with_headers({"X-Request-ID": "ticket-4711.a"}), "web-1")
 
     assert response.headers["X-Request-ID"] == "ticket-4711.a"
-    calls = upstreams.upstream_calls()
+    calls = mocked_upstreams.upstream_calls()
     assert len(calls) == 2
     assert {c.headers["X-Request-ID"] for c in calls} == {"ticket-4711.a"}
     assert all("Authorization" not in c.headers for c in calls)
@@ -72,10 +65,13 @@ def test_unsafe_request_ids_are_replaced(base_url: str, given: str) -> None:
 
 
 def test_each_request_logs_one_structured_line(
-    base_url: str, client: Client, upstreams: Upstreams, caplog: pytest.LogCaptureFixture
+    base_url: str,
+    client: Client,
+    mocked_upstreams: MockedUpstreams,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    upstreams.policy()
-    upstreams.sprm_create()
+    mocked_upstreams.policy()
+    mocked_upstreams.sprm_create()
     caplog.set_level(logging.INFO)
 
     response = create(client.with_headers({"X-Request-ID": "r-1"}), "web-1")
@@ -145,10 +141,10 @@ def metric(page: str, name: str, **labels: str) -> float:
 
 
 def test_metrics_count_requests_upstream_calls_and_retries(
-    base_url: str, client: Client, upstreams: Upstreams
+    base_url: str, client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
     before = requests.get(f"{base_url}/metrics", timeout=10).text
-    upstreams.policy_fails(503)
+    mocked_upstreams.policy_fails(503)
 
     create(client, "web-1")
     get_resource.sync_detailed("nope", client=client)
@@ -171,22 +167,16 @@ def test_metrics_count_requests_upstream_calls_and_retries(
 
 
 @pytest.fixture
-def forwarding_url(config: Config, upstreams: Upstreams) -> Iterator[str]:
-    config = replace(
-        config,
-        policy=Upstream(POLICY_URL, 5.0),
-        sprm=Upstream(SPRM_URL, 5.0),
-        forward_auth=True,
-    )
-    with serve(create_app(config)) as url:
+def forwarding_url(config: Config, mocked_upstreams: MockedUpstreams) -> Iterator[str]:
+    with serve_config(config, forward_auth=True) as url:
         yield url
 
 
 def test_the_callers_token_is_forwarded_when_configured(
-    forwarding_url: str, upstreams: Upstreams
+    forwarding_url: str, mocked_upstreams: MockedUpstreams
 ) -> None:
-    upstreams.policy()
-    upstreams.sprm_create()
+    mocked_upstreams.policy()
+    mocked_upstreams.sprm_create()
 
     response = requests.post(
         f"{forwarding_url}/api/v1alpha1/resources",
@@ -196,11 +186,11 @@ def test_the_callers_token_is_forwarded_when_configured(
     )
 
     assert response.status_code == 201
-    assert [c.headers["Authorization"] for c in upstreams.upstream_calls()] == [
+    assert [c.headers["Authorization"] for c in mocked_upstreams.upstream_calls()] == [
         "Bearer tok-123",
         "Bearer tok-123",
     ]
-    assert EVALUATE in upstreams.upstream_calls()[0].url
+    assert EVALUATE in mocked_upstreams.upstream_calls()[0].url
 
 
 def _admin(db: Database) -> psycopg.Connection[tuple[object, ...]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pytest_postgresql.executors import PostgreSQLExecutor
 
 from placement.store import pg_probe
-from tests.processes import free_port
+from tests.harness.processes import free_port
 
 
 def conninfo(proc: PostgreSQLExecutor, **parts: str) -> str:

@@ -6,18 +6,20 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from placement_dev.standins import PolicyStandIn, SprmStandIn
+from placement_dev.standins import SprmStandIn
 from placement_manager_client import Client
 from placement_manager_client.api.resource import delete_resource, rehydrate_resource
 from placement_manager_client.models import RehydrateRequest
 
-from placement.config import Config, Upstream
-from placement.http.app import create_app
-from tests.support import create, resource_ids, serve
+from placement.config import Config
+from tests.harness.app import serve_config
+from tests.harness.calls import create, resource_ids
+from tests.harness.concurrency import in_background
+from tests.harness.standins import StandInUpstreams
 
 
 @dataclass
@@ -30,17 +32,14 @@ class Stack:
 
 
 @pytest.fixture
-def stack(config: Config) -> Iterator[Stack]:
-    sprm = SprmStandIn()
-    with PolicyStandIn().serve() as policy_server, sprm.serve() as sprm_server:
-        config = replace(
-            config,
-            policy=Upstream(policy_server.url, 10.0),
-            sprm=Upstream(sprm_server.url, 10.0),
-        )
-        with serve(create_app(config)) as url, Client(f"{url}/api/v1alpha1", timeout=30) as client:
-            yield Stack(client, sprm)
-        sprm.reset_faults()
+def stack(config: Config, standin_upstreams: StandInUpstreams) -> Iterator[Stack]:
+    standins = standin_upstreams
+    with (
+        serve_config(config, standins.policy_url, standins.sprm_url, 10.0) as url,
+        Client(f"{url}/api/v1alpha1", timeout=30) as client,
+    ):
+        yield Stack(client, standins.sprm)
+    standins.sprm.reset_faults()
 
 
 def together(*calls: Callable[[], int]) -> list[int]:
@@ -60,13 +59,6 @@ def together(*calls: Callable[[], int]) -> list[int]:
     return statuses
 
 
-def in_background(call: Callable[[], int]) -> tuple[threading.Thread, dict[str, int]]:
-    result: dict[str, int] = {}
-    thread = threading.Thread(target=lambda: result.update(status=call()))
-    thread.start()
-    return thread, result
-
-
 def test_many_creates_of_one_id_have_one_winner(stack: Stack) -> None:
     statuses = together(*[lambda: create(stack.client, "web-1").status_code] * 16)
 
@@ -78,14 +70,13 @@ def test_many_creates_of_one_id_have_one_winner(stack: Stack) -> None:
 
 def test_create_and_delete_of_one_id(stack: Stack) -> None:
     stack.sprm.hold("create")
-    creating, created = in_background(lambda: create(stack.client, "web-1").status_code)
+    creating = in_background(lambda: create(stack.client, "web-1").status_code)
     stack.sprm.wait_held("create", timeout=10)
 
     assert delete_resource.sync_detailed("web-1", client=stack.client).status_code == 409
 
     stack.sprm.release("create")
-    creating.join(30)
-    assert created == {"status": 201}
+    assert creating.result(timeout=30) == 201
     assert stack.sprm_calls("DELETE") == 0
     assert list(stack.sprm.instances) == ["web-1"]
 
@@ -93,7 +84,7 @@ def test_create_and_delete_of_one_id(stack: Stack) -> None:
 def test_two_deletes_of_one_resource(stack: Stack) -> None:
     assert create(stack.client, "web-1").status_code == 201
     stack.sprm.hold("delete")
-    first, outcome = in_background(
+    first = in_background(
         lambda: delete_resource.sync_detailed("web-1", client=stack.client).status_code
     )
     stack.sprm.wait_held("delete", timeout=10)
@@ -101,8 +92,7 @@ def test_two_deletes_of_one_resource(stack: Stack) -> None:
     assert delete_resource.sync_detailed("web-1", client=stack.client).status_code == 409
 
     stack.sprm.release("delete")
-    first.join(30)
-    assert outcome == {"status": 204}
+    assert first.result(timeout=30) == 204
     assert stack.sprm_calls("DELETE") == 1
     assert resource_ids(stack.client) == []
 
@@ -130,14 +120,13 @@ def test_rehydrate_and_delete_of_one_resource(stack: Stack) -> None:
         answer: Any = rehydrate_resource.sync_detailed("web-1", client=stack.client, body=body)
         return int(answer.status_code)
 
-    rehydrating, outcome = in_background(rehydrate)
+    rehydrating = in_background(rehydrate)
     stack.sprm.wait_held("create", timeout=10)
 
     assert delete_resource.sync_detailed("web-1", client=stack.client).status_code == 409
 
     stack.sprm.release("create")
-    rehydrating.join(30)
-    assert outcome == {"status": 200}
+    assert rehydrating.result(timeout=30) == 200
     assert resource_ids(stack.client) == ["web-2"]
     deletes = [r for r in stack.sprm.requests if r.method == "DELETE"]
     assert [(r.path.rsplit("/", 1)[-1], r.query) for r in deletes] == [

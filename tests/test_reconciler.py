@@ -6,44 +6,24 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 from placement_dev.standins import SprmStandIn
 
-from placement.config import Database, RetryPolicy, Upstream
+from placement.config import Database
 from placement.model import Placement, State
 from placement.reconciler import Reconciler
 from placement.store import Lease, ResourceStore, make_store
 from placement.upstream.sprm import SprmClient
-from tests.support import wait_for
+from tests.harness.concurrency import wait_for
 
 CRASHED = Lease("crashed-owner", -1)
 LIVE = Lease("live-owner", 3600)
 
 
 @pytest.fixture
-def sprm_standin() -> Iterator[SprmStandIn]:
-    standin = SprmStandIn()
-    with standin.serve() as server:
-        standin.url = server.url  # type: ignore[attr-defined]
-        yield standin
-
-
-@pytest.fixture
-def sprm(sprm_standin: SprmStandIn) -> Iterator[SprmClient]:
-    client = SprmClient(
-        Upstream(sprm_standin.url, 5.0),  # type: ignore[attr-defined]
-        RetryPolicy(tries=2, initial=0, maximum=0),
-        pool_size=4,
-    )
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def reconciler(store: ResourceStore, sprm: SprmClient) -> Reconciler:
-    return Reconciler(store, sprm, lease_seconds=60)
+def reconciler(store: ResourceStore, sprm_client: SprmClient) -> Reconciler:
+    return Reconciler(store, sprm_client, lease_seconds=60)
 
 
 def placement(rid: str, replaces: str | None = None) -> Placement:
@@ -75,10 +55,10 @@ def state_of(store: ResourceStore, rid: str) -> State | None:
 
 
 def test_provisioning_whose_instance_exists_becomes_ready(
-    store: ResourceStore, sprm: SprmClient, reconciler: Reconciler
+    store: ResourceStore, sprm_client: SprmClient, reconciler: Reconciler
 ) -> None:
     provisioning(store, "web-1")
-    sprm.create_instance("web-1", "kubevirt", {"vcpu": 2})
+    sprm_client.create_instance("web-1", "kubevirt", {"vcpu": 2})
 
     assert reconciler.run_once() == Counter(provisioning_completed=1)
     assert state_of(store, "web-1") is State.READY
@@ -104,12 +84,12 @@ def test_operations_still_in_flight_are_left_alone(
 
 
 def test_an_unreachable_sprm_defers_settling(
-    store: ResourceStore, sprm: SprmClient, sprm_standin: SprmStandIn
+    store: ResourceStore, sprm_client: SprmClient, sprm_standin: SprmStandIn
 ) -> None:
     provisioning(store, "web-1")
     sprm_standin.fail("get", 503)
 
-    reconciler = Reconciler(store, sprm, lease_seconds=60, retry_seconds=0.2)
+    reconciler = Reconciler(store, sprm_client, lease_seconds=60, retry_seconds=0.2)
     assert reconciler.run_once() == Counter(deferred=1)
     assert state_of(store, "web-1") is State.PROVISIONING
 
@@ -119,11 +99,11 @@ def test_an_unreachable_sprm_defers_settling(
 
 
 def test_abandoned_delete_is_completed(
-    store: ResourceStore, sprm: SprmClient, reconciler: Reconciler, sprm_standin: SprmStandIn
+    store: ResourceStore, sprm_client: SprmClient, reconciler: Reconciler, sprm_standin: SprmStandIn
 ) -> None:
     deleting(store, "web-1")
     deleting(store, "web-2")
-    sprm.create_instance("web-1", "kubevirt", {})
+    sprm_client.create_instance("web-1", "kubevirt", {})
 
     assert reconciler.run_once() == Counter(delete_completed=2)
     assert store.get("web-1") is None
@@ -132,10 +112,10 @@ def test_abandoned_delete_is_completed(
 
 
 def test_delete_the_sprm_refuses_puts_the_resource_back(
-    store: ResourceStore, sprm: SprmClient, reconciler: Reconciler, sprm_standin: SprmStandIn
+    store: ResourceStore, sprm_client: SprmClient, reconciler: Reconciler, sprm_standin: SprmStandIn
 ) -> None:
     deleting(store, "web-1")
-    sprm.create_instance("web-1", "kubevirt", {})
+    sprm_client.create_instance("web-1", "kubevirt", {})
     sprm_standin.fail("delete", 422)
 
     assert reconciler.run_once() == Counter(delete_refused=1)
@@ -143,11 +123,11 @@ def test_delete_the_sprm_refuses_puts_the_resource_back(
 
 
 def test_rehydration_whose_replacement_exists_is_completed(
-    store: ResourceStore, sprm: SprmClient, reconciler: Reconciler, sprm_standin: SprmStandIn
+    store: ResourceStore, sprm_client: SprmClient, reconciler: Reconciler, sprm_standin: SprmStandIn
 ) -> None:
     rehydrating(store, "old", "new")
-    sprm.create_instance("old", "kubevirt", {})
-    sprm.create_instance("new", "openshift", {})
+    sprm_client.create_instance("old", "kubevirt", {})
+    sprm_client.create_instance("new", "openshift", {})
 
     assert reconciler.run_once() == Counter(rehydrate_completed=1)
     assert store.get("old") is None
@@ -160,10 +140,10 @@ def test_rehydration_whose_replacement_exists_is_completed(
 
 
 def test_rehydration_whose_replacement_failed_is_undone(
-    store: ResourceStore, sprm: SprmClient, reconciler: Reconciler
+    store: ResourceStore, sprm_client: SprmClient, reconciler: Reconciler
 ) -> None:
     rehydrating(store, "old", "new")
-    sprm.create_instance("old", "kubevirt", {})
+    sprm_client.create_instance("old", "kubevirt", {})
 
     assert reconciler.run_once() == Counter(rehydrate_undone=1)
     assert state_of(store, "old") is State.READY
@@ -181,7 +161,7 @@ def test_rehydration_abandoned_before_its_replacement_was_recorded_is_undone(
 
 
 def test_replicas_reconciling_at_once_settle_each_record_once(
-    db: Database, store: ResourceStore, sprm: SprmClient, sprm_standin: SprmStandIn
+    db: Database, store: ResourceStore, sprm_client: SprmClient, sprm_standin: SprmStandIn
 ) -> None:
     for n in range(30):
         deleting(store, f"r{n}")
@@ -191,7 +171,9 @@ def test_replicas_reconciling_at_once_settle_each_record_once(
     totals: list[Counter[str]] = []
     threads = [
         threading.Thread(
-            target=lambda s=replica: totals.append(Reconciler(s, sprm, 60, 1, batch=7).run_once())
+            target=lambda s=replica: totals.append(
+                Reconciler(s, sprm_client, 60, 1, batch=7).run_once()
+            )
         )
         for replica in stores
     ]
@@ -203,15 +185,17 @@ def test_replicas_reconciling_at_once_settle_each_record_once(
         replica.close()
 
     settled = sum(totals, Counter())
-    leftovers = Reconciler(store, sprm, 60).run_once()
+    leftovers = Reconciler(store, sprm_client, 60).run_once()
     assert settled["delete_completed"] + leftovers["delete_completed"] == 30
     deletes = [r for r in sprm_standin.requests if r.method == "DELETE"]
     assert len(deletes) == 30
 
 
-def test_background_loop_runs_at_start_and_stops(store: ResourceStore, sprm: SprmClient) -> None:
+def test_background_loop_runs_at_start_and_stops(
+    store: ResourceStore, sprm_client: SprmClient
+) -> None:
     provisioning(store, "web-1")
-    reconciler = Reconciler(store, sprm, 60)
+    reconciler = Reconciler(store, sprm_client, 60)
 
     reconciler.start(interval=3600)
     try:
@@ -221,15 +205,15 @@ def test_background_loop_runs_at_start_and_stops(store: ResourceStore, sprm: Spr
 
 
 def test_a_pending_deletion_is_retried_until_the_sprm_takes_it(
-    store: ResourceStore, sprm: SprmClient, sprm_standin: SprmStandIn
+    store: ResourceStore, sprm_client: SprmClient, sprm_standin: SprmStandIn
 ) -> None:
     ready(store, "old")
     store.begin_rehydrate(placement("new", replaces="old"), LIVE)
     store.finish_rehydrate("new", "old", Lease(LIVE.owner, -1))  # its delete never happened
-    sprm.create_instance("old", "kubevirt", {})
-    sprm.create_instance("new", "kubevirt", {})
+    sprm_client.create_instance("old", "kubevirt", {})
+    sprm_client.create_instance("new", "kubevirt", {})
     sprm_standin.fail("delete", 503, times=2)  # both tries of the first round fail
-    reconciler = Reconciler(store, sprm, lease_seconds=0.3)
+    reconciler = Reconciler(store, sprm_client, lease_seconds=0.3)
 
     assert reconciler.run_once() == Counter(deferred=1)
     assert set(sprm_standin.instances) == {"old", "new"}

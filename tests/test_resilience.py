@@ -1,6 +1,6 @@
 """What the Go service got wrong under faults, through the HTTP API: unknown SPRM
 outcomes, retried creates meeting 409, abandoned deletes, busy resources, tampered
-page tokens, hostile bodies. Upstreams stood in for by `responses`."""
+page tokens, hostile bodies. MockedUpstreams stood in for by `responses`."""
 
 from __future__ import annotations
 
@@ -18,15 +18,9 @@ from placement_manager_client import Client
 from placement_manager_client.api.resource import delete_resource, get_resource, list_resources
 
 from placement.config import Config
-from tests.support import (
-    INSTANCES,
-    Upstreams,
-    assert_problem,
-    body,
-    create,
-    given_resource,
-    resource_ids,
-)
+from tests.harness.calls import body, create, resource_ids
+from tests.harness.mocked import INSTANCES, MockedUpstreams, given_resource
+from tests.harness.problems import assert_problem
 
 
 @pytest.fixture
@@ -35,48 +29,50 @@ def config(base_config: Config, db: Any) -> Config:
 
 
 def test_create_whose_outcome_is_unknown_succeeds_if_the_instance_exists(
-    client: Client, upstreams: Upstreams
+    client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
-    upstreams.policy()
-    upstreams.sprm_create(503)
-    upstreams.sprm_get("web-1", 200)
+    mocked_upstreams.policy()
+    mocked_upstreams.sprm_create(503)
+    mocked_upstreams.sprm_get("web-1", 200)
 
     response = create(client, "web-1")
 
     assert response.status_code == 201, response.content
-    assert len(upstreams.gets()) == 1
-    upstreams.sprm_delete("web-1")
+    assert len(mocked_upstreams.gets()) == 1
+    mocked_upstreams.sprm_delete("web-1")
     assert delete_resource.sync_detailed("web-1", client=client).status_code == 204
 
 
-def test_retried_create_meeting_409_is_a_success(client: Client, upstreams: Upstreams) -> None:
-    upstreams.policy()
-    upstreams.mock.add(responses.POST, INSTANCES, body=requests.ConnectionError("reset"))
-    upstreams.sprm_create(409)
+def test_retried_create_meeting_409_is_a_success(
+    client: Client, mocked_upstreams: MockedUpstreams
+) -> None:
+    mocked_upstreams.policy()
+    mocked_upstreams.mock.add(responses.POST, INSTANCES, body=requests.ConnectionError("reset"))
+    mocked_upstreams.sprm_create(409)
 
     response = create(client, "web-1")
 
     assert response.status_code == 201, response.content
-    assert len(upstreams.creates()) == 2
+    assert len(mocked_upstreams.creates()) == 2
     assert resource_ids(client) == ["web-1"]
 
 
 def test_first_try_meeting_409_is_a_conflict_and_rolls_back(
-    client: Client, upstreams: Upstreams
+    client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
-    upstreams.policy()
-    upstreams.sprm_create(409)
+    mocked_upstreams.policy()
+    mocked_upstreams.sprm_create(409)
 
     assert_problem(create(client, "web-1"), 409, "resource-conflict")
     assert resource_ids(client) == []
 
 
 def test_create_with_unknowable_outcome_keeps_the_record_for_the_reconciler(
-    client: Client, upstreams: Upstreams
+    client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
-    upstreams.policy()
-    upstreams.sprm_create(503)
-    upstreams.sprm_get("web-1", 503)
+    mocked_upstreams.policy()
+    mocked_upstreams.sprm_create(503)
+    mocked_upstreams.sprm_get("web-1", 503)
 
     assert_problem(create(client, "web-1"), 500, "internal-error")
 
@@ -85,47 +81,47 @@ def test_create_with_unknowable_outcome_keeps_the_record_for_the_reconciler(
 
 
 def test_delete_with_unknown_outcome_keeps_the_record_under_its_lease(
-    client: Client, upstreams: Upstreams
+    client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
-    given_resource(client, upstreams)
-    upstreams.sprm_delete("web-1", 503)
-    upstreams.sprm_get("web-1", 200)  # still there: it may yet be deleted
+    given_resource(client, mocked_upstreams)
+    mocked_upstreams.sprm_delete("web-1", 503)
+    mocked_upstreams.sprm_get("web-1", 200)  # still there: it may yet be deleted
 
     assert_problem(delete_resource.sync_detailed("web-1", client=client), 500, "internal-error")
     assert resource_ids(client) == ["web-1"]
 
-    upstreams.mock.replace(responses.DELETE, f"{INSTANCES}/web-1", status=204)
+    mocked_upstreams.mock.replace(responses.DELETE, f"{INSTANCES}/web-1", status=204)
     busy = delete_resource.sync_detailed("web-1", client=client)
     assert_problem(busy, 409, "resource-conflict")
-    assert upstreams.deletes()[-1].url.endswith("/web-1")
-    assert len(upstreams.deletes()) == 4  # the retry did not call the SPRM
+    assert mocked_upstreams.deletes()[-1].url.endswith("/web-1")
+    assert len(mocked_upstreams.deletes()) == 4  # the retry did not call the SPRM
 
 
 def test_delete_with_unknown_outcome_whose_instance_is_gone_succeeds(
-    client: Client, upstreams: Upstreams
+    client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
-    given_resource(client, upstreams)
-    upstreams.sprm_delete("web-1", 503)
-    upstreams.sprm_get("web-1", 404)  # the delete acted before the 503
+    given_resource(client, mocked_upstreams)
+    mocked_upstreams.sprm_delete("web-1", 503)
+    mocked_upstreams.sprm_get("web-1", 404)  # the delete acted before the 503
 
     assert delete_resource.sync_detailed("web-1", client=client).status_code == 204
     assert resource_ids(client) == []
 
 
 def test_delete_refused_by_the_sprm_leaves_the_resource_usable(
-    client: Client, upstreams: Upstreams
+    client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
-    given_resource(client, upstreams)
-    upstreams.sprm_delete("web-1", 422)
-    upstreams.sprm_get("web-1", 200)
+    given_resource(client, mocked_upstreams)
+    mocked_upstreams.sprm_delete("web-1", 422)
+    mocked_upstreams.sprm_get("web-1", 200)
     assert_problem(delete_resource.sync_detailed("web-1", client=client), 422, "provider-error")
 
-    upstreams.mock.replace(responses.DELETE, f"{INSTANCES}/web-1", status=204)
+    mocked_upstreams.mock.replace(responses.DELETE, f"{INSTANCES}/web-1", status=204)
     assert delete_resource.sync_detailed("web-1", client=client).status_code == 204
 
 
 @pytest.fixture
-def held_create(upstreams: Upstreams) -> Iterator[threading.Event]:
+def held_create(mocked_upstreams: MockedUpstreams) -> Iterator[threading.Event]:
     """The SPRM create blocks until the returned event is set."""
     arrived, release = threading.Event(), threading.Event()
 
@@ -134,15 +130,15 @@ def held_create(upstreams: Upstreams) -> Iterator[threading.Event]:
         release.wait(20)
         return 201, {}, json.dumps({"provider_name": "p", "spec": {}})
 
-    upstreams.policy()
-    upstreams.mock.add_callback(responses.POST, INSTANCES, callback=answer)
+    mocked_upstreams.policy()
+    mocked_upstreams.mock.add_callback(responses.POST, INSTANCES, callback=answer)
     release.arrived = arrived  # type: ignore[attr-defined]
     yield release
     release.set()
 
 
 def test_resource_being_provisioned_is_busy_for_delete_and_rehydrate(
-    base_url: str, client: Client, upstreams: Upstreams, held_create: threading.Event
+    base_url: str, client: Client, mocked_upstreams: MockedUpstreams, held_create: threading.Event
 ) -> None:
     outcome: dict[str, int] = {}
     creating = threading.Thread(target=lambda: outcome.update(status=create(client).status_code))
@@ -160,22 +156,22 @@ def test_resource_being_provisioned_is_busy_for_delete_and_rehydrate(
     held_create.set()
     creating.join(10)
     assert outcome == {"status": 201}
-    assert upstreams.deletes() == []
+    assert mocked_upstreams.deletes() == []
 
 
 # --- page tokens -------------------------------------------------------------------
 
 
-def two_pages(client: Client, upstreams: Upstreams) -> str:
+def two_pages(client: Client, mocked_upstreams: MockedUpstreams) -> str:
     for rid in ("r1", "r2"):
-        given_resource(client, upstreams, rid)
+        given_resource(client, mocked_upstreams, rid)
     token = body(list_resources.sync_detailed(client=client, max_page_size=1))["next_page_token"]
     assert isinstance(token, str)
     return token
 
 
-def test_tampered_page_token_is_refused(client: Client, upstreams: Upstreams) -> None:
-    token = two_pages(client, upstreams)
+def test_tampered_page_token_is_refused(client: Client, mocked_upstreams: MockedUpstreams) -> None:
+    token = two_pages(client, mocked_upstreams)
     payload, mac = token.split(".")
     document = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     document["i"] = "r0"
@@ -189,10 +185,10 @@ def test_tampered_page_token_is_refused(client: Client, upstreams: Upstreams) ->
 
 
 def test_page_token_survives_the_deletion_of_the_last_row_seen(
-    client: Client, upstreams: Upstreams
+    client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
-    token = two_pages(client, upstreams)
-    upstreams.sprm_delete("r1")
+    token = two_pages(client, mocked_upstreams)
+    mocked_upstreams.sprm_delete("r1")
     assert delete_resource.sync_detailed("r1", client=client).status_code == 204
 
     page = body(list_resources.sync_detailed(client=client, page_token=token))
@@ -230,10 +226,10 @@ def test_body_over_the_limit_is_413_when_streamed(base_url: str) -> None:
 
 
 def test_chunked_body_within_the_limit_is_accepted(
-    client: Client, upstreams: Upstreams, base_url: str
+    client: Client, mocked_upstreams: MockedUpstreams, base_url: str
 ) -> None:
-    upstreams.policy()
-    upstreams.sprm_create()
+    mocked_upstreams.policy()
+    mocked_upstreams.sprm_create()
     payload = json.dumps({"catalog_item_instance_id": "c", "spec": {"x": "a" * 1000}}).encode()
 
     response = requests.post(
@@ -248,7 +244,9 @@ def test_chunked_body_within_the_limit_is_accepted(
 
 
 @pytest.mark.parametrize("depth", [65, 3000])
-def test_deeply_nested_json_is_refused(base_url: str, upstreams: Upstreams, depth: int) -> None:
+def test_deeply_nested_json_is_refused(
+    base_url: str, mocked_upstreams: MockedUpstreams, depth: int
+) -> None:
     spec = "[" * depth + "]" * depth
     data = f'{{"catalog_item_instance_id": "c", "spec": {{"x": {spec}}}}}'.encode()
     response = requests.post(
@@ -259,12 +257,14 @@ def test_deeply_nested_json_is_refused(base_url: str, upstreams: Upstreams, dept
     )
     assert_problem(response, 400, "validation-error")
     assert "nested" in response.json()["detail"]
-    assert upstreams.upstream_calls() == []
+    assert mocked_upstreams.upstream_calls() == []
 
 
-def test_nesting_within_the_limit_is_accepted(client: Client, upstreams: Upstreams) -> None:
-    upstreams.policy()
-    upstreams.sprm_create()
+def test_nesting_within_the_limit_is_accepted(
+    client: Client, mocked_upstreams: MockedUpstreams
+) -> None:
+    mocked_upstreams.policy()
+    mocked_upstreams.sprm_create()
     nested: Any = "leaf"
     for _ in range(60):
         nested = {"n": nested}
@@ -278,7 +278,7 @@ def test_nesting_within_the_limit_is_accepted(client: Client, upstreams: Upstrea
 
 @pytest.mark.parametrize("number", ["1e999", "-1e999"])
 def test_a_number_beyond_a_float_is_refused_at_once(
-    base_url: str, upstreams: Upstreams, number: str
+    base_url: str, mocked_upstreams: MockedUpstreams, number: str
 ) -> None:
     data = f'{{"catalog_item_instance_id": "c", "spec": {{"cpu": {number}}}}}'.encode()
     response = requests.post(
@@ -289,20 +289,20 @@ def test_a_number_beyond_a_float_is_refused_at_once(
     )
     assert_problem(response, 400, "validation-error")
     assert number in response.json()["detail"]
-    assert upstreams.upstream_calls() == []
+    assert mocked_upstreams.upstream_calls() == []
 
 
 @pytest.mark.parametrize("path", ["/resources?id=web-2", "/resources/web-1:rehydrate"])
 def test_a_body_without_content_type_is_415(
-    client: Client, base_url: str, upstreams: Upstreams, path: str
+    client: Client, base_url: str, mocked_upstreams: MockedUpstreams, path: str
 ) -> None:
-    given_resource(client, upstreams)
+    given_resource(client, mocked_upstreams)
     data = json.dumps({"catalog_item_instance_id": "c", "spec": {"a": 1}, "new_resource_id": "x"})
     response = requests.post(f"{base_url}/api/v1alpha1{path}", data=data.encode(), timeout=10)
     assert "Content-Type" not in response.request.headers
     assert_problem(response, 415, "unsupported-media-type")
     assert "Content-Type" in response.json()["detail"]
-    assert upstreams.upstream_calls() == []
+    assert mocked_upstreams.upstream_calls() == []
 
 
 @pytest.mark.parametrize(
@@ -316,12 +316,12 @@ def test_a_body_without_content_type_is_415(
     ids=["catalog-item", "spec-value", "spec-list", "spec-key"],
 )
 def test_nul_characters_are_refused_naming_the_field(
-    client: Client, base_url: str, upstreams: Upstreams, payload: Any, field: str
+    client: Client, base_url: str, mocked_upstreams: MockedUpstreams, payload: Any, field: str
 ) -> None:
     response = requests.post(f"{base_url}/api/v1alpha1/resources", json=payload, timeout=10)
     assert_problem(response, 400, "validation-error")
     assert response.json()["detail"] == f"{field} must not contain NUL characters"
-    assert upstreams.upstream_calls() == []
+    assert mocked_upstreams.upstream_calls() == []
     assert resource_ids(client) == []
 
 

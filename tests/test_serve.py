@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from placement_dev.standins import PolicyStandIn, SprmStandIn
 from placement_manager_client.api.resource import (
     create_resource,
     delete_resource,
@@ -23,38 +22,24 @@ from placement_manager_client.models import Resource, ResourceSpec
 from placement.cli.serve import SHUTDOWN_GRACE
 from placement.config import Database
 from placement.http.app import STOP_DRAIN
-from tests.processes import ServeProcess
-
-
-@pytest.fixture
-def upstreams() -> Iterator[tuple[str, str, SprmStandIn]]:
-    sprm = SprmStandIn()
-    with PolicyStandIn().serve() as policy_server, sprm.serve() as sprm_server:
-        yield policy_server.url, sprm_server.url, sprm
+from tests.harness.databases import database_env
+from tests.harness.processes import ServeProcess, launch
+from tests.harness.standins import StandInUpstreams
 
 
 @pytest.fixture
 def server(
-    pg_db: Database, upstreams: tuple[str, str, SprmStandIn], tmp_path: Path
+    pg_db: Database, standin_upstreams: StandInUpstreams, tmp_path: Path
 ) -> Iterator[ServeProcess]:
-    policy_url, sprm_url, _ = upstreams
-    env = {
-        "DB_HOST": pg_db.host,
-        "DB_PORT": str(pg_db.port),
-        "DB_NAME": pg_db.name,
-        "DB_USER": pg_db.user,
-        "POLICY_MANAGER_EVALUATION_URL": policy_url,
-        "SP_RESOURCE_MANAGER_URL": sprm_url,
-    }
-    with ServeProcess(env, tmp_path / "serve.log") as server:
-        server.wait_healthy()
+    env = database_env(pg_db) | standin_upstreams.env()
+    with launch(env, tmp_path / "serve.log") as server:
         yield server
 
 
 def test_serve_places_lists_and_deletes_then_stops_on_sigterm(
-    server: ServeProcess, upstreams: tuple[str, str, SprmStandIn]
+    server: ServeProcess, standin_upstreams: StandInUpstreams
 ) -> None:
-    sprm = upstreams[2]
+    sprm = standin_upstreams.sprm
     client = server.client
     body = Resource(
         catalog_item_instance_id="cat-1",
@@ -83,18 +68,10 @@ def test_serve_places_lists_and_deletes_then_stops_on_sigterm(
 
 
 def test_several_workers_serve_and_merge_their_metrics(
-    tmp_path: Path, upstreams: tuple[str, str, SprmStandIn]
+    tmp_path: Path, sqlite_db: Database, standin_upstreams: StandInUpstreams
 ) -> None:
-    policy_url, sprm_url, _ = upstreams
-    env = {
-        "SVC_WORKERS": "2",
-        "DB_TYPE": "sqlite",
-        "DB_NAME": str(tmp_path / "placement.db"),
-        "POLICY_MANAGER_EVALUATION_URL": policy_url,
-        "SP_RESOURCE_MANAGER_URL": sprm_url,
-    }
-    with ServeProcess(env, tmp_path / "serve.log") as server:
-        server.wait_healthy()
+    env = database_env(sqlite_db) | standin_upstreams.env() | {"SVC_WORKERS": "2"}
+    with launch(env, tmp_path / "serve.log") as server:
         session = requests.Session()
         for _ in range(20):
             response = session.get(f"{server.api}/resources/nope", timeout=10)
@@ -109,11 +86,11 @@ def test_several_workers_serve_and_merge_their_metrics(
 
 
 def test_a_request_stuck_on_an_upstream_does_not_hold_the_stop(
-    server: ServeProcess, upstreams: tuple[str, str, SprmStandIn]
+    server: ServeProcess, standin_upstreams: StandInUpstreams
 ) -> None:
     # `podman stop` and compose send SIGKILL 10 s after SIGTERM.
     assert SHUTDOWN_GRACE + STOP_DRAIN < 10
-    sprm = upstreams[2]
+    sprm = standin_upstreams.sprm
     sprm.hold("create")  # the SPRM never answers (until the test ends)
     body = {"catalog_item_instance_id": "cat-1", "spec": {"service_type": "vm"}}
 

@@ -15,7 +15,7 @@ from placement.reconciler import Reconciler
 from placement.service import PlacementService
 from placement.store import Lease
 from placement.upstream.errors import UpstreamError
-from tests.fakes import Act, FakeClock, FakePolicy, FakeSprm, MemoryStore
+from tests.harness.fakes import Act, FakeClock, FakePolicy, FakeSprm, MemoryStore
 
 LEASE = 100.0
 EXCHANGE = 30.0  # the longest one SPRM exchange may take; the lease covers two and more

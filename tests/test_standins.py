@@ -31,8 +31,8 @@ from placement_dev.standins import (
 from placement_dev.standins.recording import redact
 from placement_dev.standins.server import exposure_warning
 
-from tests.processes import free_port
-from tests.support import wait_for
+from tests.harness.concurrency import wait_for
+from tests.harness.processes import free_port
 
 EVALUATE = "/api/v1alpha1/policies:evaluateRequest"
 INSTANCES = "/api/v1alpha1/service-type-instances"

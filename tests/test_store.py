@@ -14,7 +14,7 @@ import pytest
 from placement.config import Database
 from placement.model import Placement, Resource, State
 from placement.store import DuplicateId, Lease, ResourceStore, make_store
-from tests.fakes import FakeClock, MemoryStore
+from tests.harness.fakes import FakeClock, MemoryStore
 
 LIVE = Lease("owner-1", 3600)
 CRASHED = Lease("crashed", -1)

@@ -20,7 +20,7 @@ from placement.upstream.errors import UpstreamError
 from placement.upstream.policy import PolicyClient
 from placement.upstream.sprm import InstancePage, InstanceState, SprmClient
 from placement.upstream.transport import pooled_session
-from tests.support import EVALUATE, INSTANCES, POLICY_URL, SPRM_URL, problem
+from tests.harness.mocked import EVALUATE, INSTANCES, POLICY_URL, SPRM_URL, upstream_problem
 
 NO_WAIT = RetryPolicy(tries=4, initial=0, maximum=0)
 
@@ -85,7 +85,7 @@ def test_delete_instance_plain_and_deferred(http: responses.RequestsMock) -> Non
 
 
 def test_get_instance_answers_none_when_unknown(http: responses.RequestsMock) -> None:
-    http.add(responses.GET, f"{INSTANCES}/gone", status=404, json=problem(404))
+    http.add(responses.GET, f"{INSTANCES}/gone", status=404, json=upstream_problem(404))
     http.add(
         responses.GET,
         f"{INSTANCES}/web-1",
@@ -99,7 +99,7 @@ def test_get_instance_answers_none_when_unknown(http: responses.RequestsMock) ->
 def test_delete_of_an_instance_the_sprm_does_not_have_is_already_gone(
     http: responses.RequestsMock,
 ) -> None:
-    http.add(responses.DELETE, f"{INSTANCES}/gone", status=404, json=problem(404))
+    http.add(responses.DELETE, f"{INSTANCES}/gone", status=404, json=upstream_problem(404))
 
     assert sprm().delete_instance("gone") is False
     assert len(http.calls) == 1
@@ -151,7 +151,7 @@ def test_find_instance_sees_deleted_ones(http: responses.RequestsMock) -> None:
         "deletion_status": "FAILED",
     }
     http.add(responses.GET, f"{INSTANCES}/web-1", json=body)
-    http.add(responses.GET, f"{INSTANCES}/web-2", status=404, json=problem(404))
+    http.add(responses.GET, f"{INSTANCES}/web-2", status=404, json=upstream_problem(404))
 
     found = sprm().find_instance("web-1")
 
@@ -197,7 +197,7 @@ def test_transient_statuses_are_retried_until_success(
     http: responses.RequestsMock, status: int
 ) -> None:
     for _ in range(3):
-        http.add(responses.POST, EVALUATE, status=status, json=problem(status))
+        http.add(responses.POST, EVALUATE, status=status, json=upstream_problem(status))
     http.add(responses.POST, EVALUATE, json=VERDICT)
 
     assert policy().evaluate({"a": 1}).provider == "kubevirt"
@@ -205,7 +205,7 @@ def test_transient_statuses_are_retried_until_success(
 
 
 def test_transient_errors_give_up_after_the_last_try(http: responses.RequestsMock) -> None:
-    http.add(responses.POST, INSTANCES, status=503, json=problem(503))
+    http.add(responses.POST, INSTANCES, status=503, json=upstream_problem(503))
 
     with pytest.raises(UpstreamError) as raised:
         sprm().create_instance("web-1", "p", {"a": 1})
@@ -216,7 +216,7 @@ def test_transient_errors_give_up_after_the_last_try(http: responses.RequestsMoc
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 406, 409, 422])
 def test_other_4xx_are_permanent(http: responses.RequestsMock, status: int) -> None:
-    http.add(responses.POST, EVALUATE, status=status, json=problem(status, "because"))
+    http.add(responses.POST, EVALUATE, status=status, json=upstream_problem(status, "because"))
 
     with pytest.raises(UpstreamError) as raised:
         policy().evaluate({"a": 1})
@@ -266,7 +266,7 @@ def test_backoff_waits_double_from_the_initial_wait_up_to_the_maximum(
 ) -> None:
     waits: list[float] = []
     monkeypatch.setattr("backoff._sync.time.sleep", waits.append)
-    http.add(responses.POST, EVALUATE, status=500, json=problem(500))
+    http.add(responses.POST, EVALUATE, status=500, json=upstream_problem(500))
 
     with pytest.raises(UpstreamError):
         policy(RetryPolicy(tries=5, initial=1.0, maximum=4.0)).evaluate({"a": 1})

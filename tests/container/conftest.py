@@ -16,8 +16,8 @@ import yaml
 from placement_dev.standins import PolicyStandIn, SprmStandIn
 from pytest_postgresql.executors import PostgreSQLExecutor
 
-from tests.conftest import PG_PASSWORD
 from tests.container import images
+from tests.harness.databases import PG_PASSWORD
 
 COMPOSE = images.ROOT / "deploy" / "compose.yaml"
 # What the test output says about how the image was built and run.

@@ -19,8 +19,8 @@ import requests
 from placement.config import variables
 from tests.container import images
 from tests.container.conftest import Postgres, StandIns, Tree, compose
-from tests.processes import free_port
-from tests.support import wait_for
+from tests.harness.concurrency import wait_for
+from tests.harness.processes import free_port
 
 DCM_HEALTH_CMD = "echo > /dev/tcp/localhost/{port}"
 CREATE = {

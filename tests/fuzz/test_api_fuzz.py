@@ -6,23 +6,22 @@ the stand-ins; authentication is on, with tokens from a local issuer."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from placement_dev.standins import PolicyStandIn, SprmStandIn
 from schemathesis.specs.openapi.checks import (
     negative_data_rejection,
     positive_data_acceptance,
 )
 
-from placement.config import Auth, Config, Upstream
-from placement.http.app import SPEC, create_app
-from tests.oidc import AUDIENCE, Issuer
-from tests.support import serve
+from placement.config import Auth, Config
+from placement.http.app import SPEC
+from tests.harness.app import serve_config
+from tests.harness.oidc import AUDIENCE, Issuer
+from tests.harness.standins import StandInUpstreams
 
 schema = schemathesis.openapi.from_path(SPEC)
 
@@ -37,15 +36,12 @@ def issuer() -> Iterator[Issuer]:
 def api_url(tmp_path_factory: pytest.TempPathFactory, issuer: Issuer) -> Iterator[str]:
     database = Path(tmp_path_factory.mktemp("fuzz")) / "placement.db"
     config = Config.from_env({"DB_TYPE": "sqlite", "DB_NAME": str(database)})
-    with PolicyStandIn().serve() as policy, SprmStandIn().serve() as sprm:
-        config = replace(
-            config,
-            policy=Upstream(policy.url, 5.0),
-            sprm=Upstream(sprm.url, 5.0),
-            auth=Auth(enabled=True, issuer_url=issuer.url, audience=AUDIENCE),
-        )
-        with serve(create_app(config)) as url:
-            yield f"{url}/api/v1alpha1"
+    auth = Auth(enabled=True, issuer_url=issuer.url, audience=AUDIENCE)
+    with (
+        StandInUpstreams.serving() as standins,
+        serve_config(config, standins.policy_url, standins.sprm_url, auth=auth) as url,
+    ):
+        yield f"{url}/api/v1alpha1"
 
 
 @schema.parametrize()

@@ -9,23 +9,15 @@ import pytest
 from placement_dev.standins import HANG
 from placement_manager_client import Client
 
-from tests.subsystem.support import (
-    GOLD,
-    GOLD_EVALUATED,
-    INSTANCES_PATH,
-    SPEC,
-    Upstreams,
-    all_ids,
-    create,
-    get,
-    problem,
-    resource,
-    spec_of,
-)
+from tests.harness.calls import SPEC, create, get, resource, resource_ids, spec_of
+from tests.harness.problems import parsed_problem
+from tests.harness.standins import GOLD, GOLD_EVALUATED, INSTANCES_PATH, StandInUpstreams
 
 
-def test_create_is_approved_recorded_and_provisioned(client: Client, upstreams: Upstreams) -> None:
-    created = resource(create(client, spec=SPEC, catalog_item_instance_id="catalog-a1"))
+def test_create_is_approved_recorded_and_provisioned(
+    service_client: Client, suite_standins: StandInUpstreams
+) -> None:
+    created = resource(create(service_client, None, SPEC, "catalog-a1"))
 
     rid = str(created.id)
     assert str(uuid.UUID(rid)) == rid  # no id given: the service makes a UUID
@@ -36,39 +28,41 @@ def test_create_is_approved_recorded_and_provisioned(client: Client, upstreams: 
     assert spec_of(created) == SPEC
     assert created.create_time == created.update_time
     # Each upstream was asked once, with the spec.
-    assert upstreams.evaluations() == [{"service_instance": {"spec": SPEC}}]
-    [provision] = upstreams.sprm_calls()
+    assert suite_standins.evaluations() == [{"service_instance": {"spec": SPEC}}]
+    [provision] = suite_standins.sprm_calls()
     assert (provision.operation, provision.path, provision.query) == (
         "create",
         INSTANCES_PATH,
         {"id": rid},
     )
     assert provision.body == {"provider_name": "test-provider", "spec": SPEC}
-    assert upstreams.instance_ids() == {rid}
-    assert resource(get(client, rid), 200) == created
+    assert suite_standins.instance_ids() == {rid}
+    assert resource(get(service_client, rid), 200) == created
 
 
-def test_create_with_a_client_given_id(client: Client, upstreams: Upstreams) -> None:
-    created = resource(create(client, "web-1", {"cpu": 4}))
+def test_create_with_a_client_given_id(
+    service_client: Client, suite_standins: StandInUpstreams
+) -> None:
+    created = resource(create(service_client, "web-1", {"cpu": 4}))
 
     assert created.id == "web-1"
     assert created.path == "resources/web-1"
-    assert [c.query for c in upstreams.sprm_calls("create")] == [{"id": "web-1"}]
-    assert upstreams.instance_ids() == {"web-1"}
+    assert [c.query for c in suite_standins.sprm_calls("create")] == [{"id": "web-1"}]
+    assert suite_standins.instance_ids() == {"web-1"}
 
 
 def test_a_modified_spec_is_provisioned_but_the_original_is_kept(
-    client: Client, upstreams: Upstreams
+    service_client: Client, suite_standins: StandInUpstreams
 ) -> None:
-    created = resource(create(client, "web-1", GOLD))
+    created = resource(create(service_client, "web-1", GOLD))
 
     assert created.approval_status == "MODIFIED"
     assert created.provider_name == "modified-provider"
     assert spec_of(created) == GOLD
-    [provision] = upstreams.sprm_calls("create")
+    [provision] = suite_standins.sprm_calls("create")
     assert provision.body == {"provider_name": "modified-provider", "spec": GOLD_EVALUATED}
-    assert upstreams.sprm.instances["web-1"]["spec"] == GOLD_EVALUATED
-    assert spec_of(resource(get(client, "web-1"), 200)) == GOLD
+    assert suite_standins.sprm.instances["web-1"]["spec"] == GOLD_EVALUATED
+    assert spec_of(resource(get(service_client, "web-1"), 200)) == GOLD
 
 
 @pytest.mark.parametrize(
@@ -80,60 +74,67 @@ def test_a_modified_spec_is_provisioned_but_the_original_is_kept(
     ],
 )
 def test_a_policy_refusal_stores_nothing_and_never_calls_the_sprm(
-    client: Client, upstreams: Upstreams, tier: str, status: int, kind: str, detail: str
+    service_client: Client,
+    suite_standins: StandInUpstreams,
+    tier: str,
+    status: int,
+    kind: str,
+    detail: str,
 ) -> None:
-    refused = problem(create(client, "web-1", {**SPEC, "tier": tier}), status, kind)
+    refused = parsed_problem(create(service_client, "web-1", {**SPEC, "tier": tier}), status, kind)
 
     assert detail in str(refused.detail)
-    assert len(upstreams.evaluations()) == 1
-    assert upstreams.sprm_calls() == []
-    problem(get(client, "web-1"), 404, "not-found")
-    assert all_ids(client) == []
+    assert len(suite_standins.evaluations()) == 1
+    assert suite_standins.sprm_calls() == []
+    parsed_problem(get(service_client, "web-1"), 404, "not-found")
+    assert resource_ids(service_client) == []
 
 
 def test_a_failing_policy_engine_is_500_and_the_sprm_is_never_called(
-    client: Client, upstreams: Upstreams
+    service_client: Client, suite_standins: StandInUpstreams
 ) -> None:
-    upstreams.policy.fail("evaluate", 500, detail="policy engine stack trace")
+    suite_standins.policy.fail("evaluate", 500, detail="policy engine stack trace")
 
-    failed = problem(create(client, "web-1"), 500, "internal-error")
+    failed = parsed_problem(create(service_client, "web-1"), 500, "internal-error")
 
     assert "stack trace" not in str(failed.detail)  # upstream 5xx bodies are not passed on
-    assert len(upstreams.evaluations()) >= 1
-    assert upstreams.sprm_calls() == []
-    assert all_ids(client) == []
+    assert len(suite_standins.evaluations()) >= 1
+    assert suite_standins.sprm_calls() == []
+    assert resource_ids(service_client) == []
 
 
-def test_a_policy_engine_failing_once_is_retried(client: Client, upstreams: Upstreams) -> None:
-    upstreams.policy.fail("evaluate", 503, times=1)
+def test_a_policy_engine_failing_once_is_retried(
+    service_client: Client, suite_standins: StandInUpstreams
+) -> None:
+    suite_standins.policy.fail("evaluate", 503, times=1)
 
-    assert resource(create(client, "web-1")).provider_name == "test-provider"
-    assert len(upstreams.evaluations()) >= 2
-    assert upstreams.instance_ids() == {"web-1"}
+    assert resource(create(service_client, "web-1")).provider_name == "test-provider"
+    assert len(suite_standins.evaluations()) >= 2
+    assert suite_standins.instance_ids() == {"web-1"}
 
 
 def test_a_failing_sprm_leaves_the_record_until_the_outcome_is_known(
-    client: Client, upstreams: Upstreams
+    service_client: Client, suite_standins: StandInUpstreams
 ) -> None:
     """A 5xx may come after the SPRM acted: the record stays (PROVISIONING) until the
     reconciler learns the outcome once the operation's lease has run out
     (tests/subsystem/test_unknown_outcomes.py waits for that, with short leases)."""
-    upstreams.sprm.fail("create", 500)
+    suite_standins.sprm.fail("create", 500)
 
-    failed = problem(create(client, "web-1"), 500, "internal-error")
+    failed = parsed_problem(create(service_client, "web-1"), 500, "internal-error")
     assert "GET the resource to follow" in str(failed.detail)
 
-    assert len(upstreams.evaluations()) == 1
-    attempts = upstreams.sprm_calls("create")
+    assert len(suite_standins.evaluations()) == 1
+    attempts = suite_standins.sprm_calls("create")
     assert len(attempts) >= 1
     assert all(a.query == {"id": "web-1"} for a in attempts)
     assert all(a.body == {"provider_name": "test-provider", "spec": SPEC} for a in attempts)
     # Whatever the service asked to learn the outcome, it only asked about this instance.
-    assert all(c.path == f"{INSTANCES_PATH}/web-1" for c in upstreams.sprm_calls("get"))
-    assert upstreams.sprm_calls("delete") == []
-    assert upstreams.instance_ids() == set()
-    assert get(client, "web-1").status_code == 200
-    again = problem(create(client, "web-1"), 409, "resource-conflict")
+    assert all(c.path == f"{INSTANCES_PATH}/web-1" for c in suite_standins.sprm_calls("get"))
+    assert suite_standins.sprm_calls("delete") == []
+    assert suite_standins.instance_ids() == set()
+    assert get(service_client, "web-1").status_code == 200
+    again = parsed_problem(create(service_client, "web-1"), 409, "resource-conflict")
     assert "still being provisioned" in str(again.detail)
 
 
@@ -147,50 +148,60 @@ def test_a_failing_sprm_leaves_the_record_until_the_outcome_is_known(
     ],
 )
 def test_an_sprm_refusal_is_passed_on_once_and_rolls_back(
-    client: Client, upstreams: Upstreams, sprm_status: int, status: int, kind: str
+    service_client: Client,
+    suite_standins: StandInUpstreams,
+    sprm_status: int,
+    status: int,
+    kind: str,
 ) -> None:
-    upstreams.sprm.fail("create", sprm_status, detail="provider says no")
+    suite_standins.sprm.fail("create", sprm_status, detail="provider says no")
 
-    refused = problem(create(client, "web-1"), status, kind)
+    refused = parsed_problem(create(service_client, "web-1"), status, kind)
 
     assert "provider says no" in str(refused.detail)  # 4xx explanations are passed on
-    assert len(upstreams.sprm_calls("create")) == 1  # a 4xx is never retried
-    assert upstreams.instance_ids() == set()
-    assert all_ids(client) == []
+    assert len(suite_standins.sprm_calls("create")) == 1  # a 4xx is never retried
+    assert suite_standins.instance_ids() == set()
+    assert resource_ids(service_client) == []
 
 
-def test_an_sprm_failing_once_is_retried(client: Client, upstreams: Upstreams) -> None:
-    upstreams.sprm.fail("create", 503, times=1)
+def test_an_sprm_failing_once_is_retried(
+    service_client: Client, suite_standins: StandInUpstreams
+) -> None:
+    suite_standins.sprm.fail("create", 503, times=1)
 
-    resource(create(client, "web-1"))
+    resource(create(service_client, "web-1"))
 
-    assert len(upstreams.sprm_calls("create")) >= 2
-    assert upstreams.instance_ids() == {"web-1"}
-    assert all_ids(client) == ["web-1"]
+    assert len(suite_standins.sprm_calls("create")) >= 2
+    assert suite_standins.instance_ids() == {"web-1"}
+    assert resource_ids(service_client) == ["web-1"]
 
 
 @pytest.mark.parametrize("outcome", [500, HANG], ids=["answers-500", "times-out"])
 def test_a_create_the_sprm_performed_but_failed_to_confirm_is_kept(
-    client: Client, upstreams: Upstreams, outcome: int | str
+    service_client: Client, suite_standins: StandInUpstreams, outcome: int | str
 ) -> None:
     """The SPRM creates the instance, then answers 500 or never answers: the record and
     the instance must agree (the Go service removed the record, orphaning the instance)."""
-    upstreams.sprm.after_acting("create", 500 if outcome == 500 else HANG, times=1)
+    suite_standins.sprm.after_acting("create", 500 if outcome == 500 else HANG, times=1)
 
-    created = resource(create(client, "web-1"))
+    created = resource(create(service_client, "web-1"))
 
     assert created.id == "web-1"
-    assert upstreams.instance_ids() == {"web-1"}
-    assert all_ids(client) == ["web-1"]
-    assert len(upstreams.evaluations()) == 1
+    assert suite_standins.instance_ids() == {"web-1"}
+    assert resource_ids(service_client) == ["web-1"]
+    assert len(suite_standins.evaluations()) == 1
 
 
-def test_a_duplicate_id_is_409_and_changes_nothing(client: Client, upstreams: Upstreams) -> None:
-    first = resource(create(client, "web-1", SPEC, "catalog-1"))
-    upstreams.sprm.clear()
+def test_a_duplicate_id_is_409_and_changes_nothing(
+    service_client: Client, suite_standins: StandInUpstreams
+) -> None:
+    first = resource(create(service_client, "web-1", SPEC, "catalog-1"))
+    suite_standins.sprm.clear()
 
-    problem(create(client, "web-1", {"cpu": 4}, "catalog-2"), 409, "resource-conflict")
+    parsed_problem(
+        create(service_client, "web-1", {"cpu": 4}, "catalog-2"), 409, "resource-conflict"
+    )
 
-    assert upstreams.sprm_calls() == []
-    assert resource(get(client, "web-1"), 200) == first
-    assert upstreams.sprm.instances["web-1"]["spec"] == SPEC
+    assert suite_standins.sprm_calls() == []
+    assert resource(get(service_client, "web-1"), 200) == first
+    assert suite_standins.sprm.instances["web-1"]["spec"] == SPEC

@@ -8,77 +8,61 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from placement_manager_client import Client
 
-from tests.subsystem.support import (
-    INSTANCES_PATH,
-    Upstreams,
-    all_ids,
-    create,
-    delete,
-    get,
-    problem,
-    resource,
-)
-
-
-@pytest.fixture
-def web_1(client: Client, upstreams: Upstreams) -> str:
-    """A resource "web-1", created through the API; the stand-ins' recordings cleared."""
-    resource(create(client, "web-1"))
-    upstreams.policy.clear()
-    upstreams.sprm.clear()
-    return "web-1"
+from tests.harness.calls import delete, get, resource, resource_ids
+from tests.harness.problems import parsed_problem
+from tests.harness.standins import INSTANCES_PATH, StandInUpstreams
 
 
 def test_delete_removes_the_instance_then_the_record(
-    client: Client, upstreams: Upstreams, web_1: str
+    service_client: Client, suite_standins: StandInUpstreams, web_1: str
 ) -> None:
-    upstreams.sprm.hold("delete")
+    suite_standins.sprm.hold("delete")
     with ThreadPoolExecutor(1) as pool:
         try:
-            deleting = pool.submit(delete, client, web_1)
-            upstreams.sprm.wait_held("delete")
+            deleting = pool.submit(delete, service_client, web_1)
+            suite_standins.sprm.wait_held("delete")
             # The SPRM is being asked: the record is still there.
-            assert resource(get(client, web_1), 200).id == web_1
+            assert resource(get(service_client, web_1), 200).id == web_1
         finally:
-            upstreams.sprm.release("delete")
+            suite_standins.sprm.release("delete")
         response = deleting.result(timeout=30)
 
     assert response.status_code == 204
     assert response.content == b""
-    [call] = upstreams.sprm_calls()
+    [call] = suite_standins.sprm_calls()
     assert (call.operation, call.path) == ("delete", f"{INSTANCES_PATH}/{web_1}")
     assert call.query.get("deferred", "false") == "false"
-    assert upstreams.instance_ids() == set()
-    assert upstreams.evaluations() == []
-    problem(get(client, web_1), 404, "not-found")
-    assert all_ids(client) == []
+    assert suite_standins.instance_ids() == set()
+    assert suite_standins.evaluations() == []
+    parsed_problem(get(service_client, web_1), 404, "not-found")
+    assert resource_ids(service_client) == []
 
 
 def test_delete_of_an_unknown_id_is_404_and_never_calls_the_sprm(
-    client: Client, upstreams: Upstreams, web_1: str
+    service_client: Client, suite_standins: StandInUpstreams, web_1: str
 ) -> None:
-    problem(delete(client, "non-existent-id"), 404, "not-found")
+    parsed_problem(delete(service_client, "non-existent-id"), 404, "not-found")
 
-    assert upstreams.sprm_calls() == []
-    assert all_ids(client) == [web_1]
+    assert suite_standins.sprm_calls() == []
+    assert resource_ids(service_client) == [web_1]
 
 
 def test_a_failing_sprm_keeps_the_record_until_the_outcome_is_known(
-    client: Client, upstreams: Upstreams, web_1: str
+    service_client: Client, suite_standins: StandInUpstreams, web_1: str
 ) -> None:
     """A 5xx may follow an act: the delete stays under its lease, and the reconciler
     finishes it once the lease has run out (test_unknown_outcomes.py waits for that)."""
-    upstreams.sprm.fail("delete", 500)
+    suite_standins.sprm.fail("delete", 500)
 
-    failed = problem(delete(client, web_1), 500, "internal-error")
+    failed = parsed_problem(delete(service_client, web_1), 500, "internal-error")
     assert f"did not confirm deleting {web_1}" in str(failed.detail)
 
-    assert len(upstreams.sprm_calls("delete")) >= 1
-    assert resource(get(client, web_1), 200).id == web_1
-    assert upstreams.instance_ids() == {web_1}
+    assert len(suite_standins.sprm_calls("delete")) >= 1
+    assert resource(get(service_client, web_1), 200).id == web_1
+    assert suite_standins.instance_ids() == {web_1}
 
-    upstreams.sprm.reset_faults()
-    busy = problem(delete(client, web_1), 409, "resource-conflict")
+    suite_standins.sprm.reset_faults()
+    busy = parsed_problem(delete(service_client, web_1), 409, "resource-conflict")
     assert busy.detail == f"resource {web_1} is busy (being deleted); retry later"
 
 
@@ -91,27 +75,32 @@ def test_a_failing_sprm_keeps_the_record_until_the_outcome_is_known(
     ],
 )
 def test_an_sprm_refusal_is_passed_on_once_and_keeps_the_record(
-    client: Client, upstreams: Upstreams, web_1: str, sprm_status: int, status: int, kind: str
+    service_client: Client,
+    suite_standins: StandInUpstreams,
+    web_1: str,
+    sprm_status: int,
+    status: int,
+    kind: str,
 ) -> None:
-    upstreams.sprm.fail("delete", sprm_status, detail="instance is busy")
+    suite_standins.sprm.fail("delete", sprm_status, detail="instance is busy")
 
-    refused = problem(delete(client, web_1), status, kind)
+    refused = parsed_problem(delete(service_client, web_1), status, kind)
 
     assert "instance is busy" in str(refused.detail)
-    assert len(upstreams.sprm_calls("delete")) == 1
-    assert resource(get(client, web_1), 200).id == web_1
-    assert upstreams.instance_ids() == {web_1}
+    assert len(suite_standins.sprm_calls("delete")) == 1
+    assert resource(get(service_client, web_1), 200).id == web_1
+    assert suite_standins.instance_ids() == {web_1}
 
 
 def test_an_instance_the_sprm_no_longer_has_is_already_gone(
-    client: Client, upstreams: Upstreams, web_1: str
+    service_client: Client, suite_standins: StandInUpstreams, web_1: str
 ) -> None:
-    upstreams.remove_instance(web_1)  # behind the service's back
-    upstreams.sprm.clear()
+    suite_standins.remove_instance(web_1)  # behind the service's back
+    suite_standins.sprm.clear()
 
-    response = delete(client, web_1)
+    response = delete(service_client, web_1)
 
     assert response.status_code == 204
-    assert [c.operation for c in upstreams.sprm_calls()] == ["delete"]
-    problem(get(client, web_1), 404, "not-found")
-    assert all_ids(client) == []
+    assert [c.operation for c in suite_standins.sprm_calls()] == ["delete"]
+    parsed_problem(get(service_client, web_1), 404, "not-found")
+    assert resource_ids(service_client) == []

@@ -7,38 +7,18 @@ from __future__ import annotations
 import pytest
 from placement_manager_client import Client
 
-from tests.subsystem.support import (
-    INSTANCES_PATH,
-    SPEC,
-    Upstreams,
-    all_ids,
-    create,
-    get,
-    problem,
-    rehydrate,
-    resource,
-    rules,
-    spec_of,
-    suite_rules,
-)
-
-
-@pytest.fixture
-def web_1(client: Client, upstreams: Upstreams) -> str:
-    """A resource "web-1" on test-provider; the stand-ins' recordings cleared."""
-    resource(create(client, "web-1", SPEC, "catalog-r1"))
-    upstreams.policy.clear()
-    upstreams.sprm.clear()
-    return "web-1"
+from tests.harness.calls import SPEC, create, get, rehydrate, resource, resource_ids, spec_of
+from tests.harness.problems import parsed_problem
+from tests.harness.standins import INSTANCES_PATH, StandInUpstreams, rules, suite_rules
 
 
 def test_rehydrate_places_the_original_spec_again_and_retires_the_old_resource(
-    client: Client, upstreams: Upstreams, web_1: str
+    service_client: Client, suite_standins: StandInUpstreams, web_1: str
 ) -> None:
-    upstreams.policy.rules = rules("rehydrated-provider", {"cpu": 16})
-    old = resource(get(client, web_1), 200)
+    suite_standins.policy.rules = rules("rehydrated-provider", {"cpu": 16})
+    old = resource(get(service_client, web_1), 200)
 
-    new = resource(rehydrate(client, web_1, "web-2"), 200)
+    new = resource(rehydrate(service_client, web_1, "web-2"), 200)
 
     assert new.id == "web-2"
     assert new.path == "resources/web-2"
@@ -47,29 +27,29 @@ def test_rehydrate_places_the_original_spec_again_and_retires_the_old_resource(
     assert new.provider_name == "rehydrated-provider"
     assert new.approval_status == "MODIFIED"
     # The old record's original spec was evaluated, once.
-    assert upstreams.evaluations() == [{"service_instance": {"spec": SPEC}}]
+    assert suite_standins.evaluations() == [{"service_instance": {"spec": SPEC}}]
     # The SPRM created the new instance with the evaluated spec, then deleted the old
     # one, deferred.
-    calls = upstreams.sprm_calls()
+    calls = suite_standins.sprm_calls()
     assert [(c.operation, c.path, c.query) for c in calls] == [
         ("create", INSTANCES_PATH, {"id": "web-2"}),
         ("delete", f"{INSTANCES_PATH}/{web_1}", {"deferred": "true"}),
     ]
     assert calls[0].body == {"provider_name": "rehydrated-provider", "spec": {**SPEC, "cpu": 16}}
-    assert upstreams.instance_ids() == {"web-2"}
-    problem(get(client, web_1), 404, "not-found")
-    assert resource(get(client, "web-2"), 200) == new
-    assert all_ids(client) == ["web-2"]
+    assert suite_standins.instance_ids() == {"web-2"}
+    parsed_problem(get(service_client, web_1), 404, "not-found")
+    assert resource(get(service_client, "web-2"), 200) == new
+    assert resource_ids(service_client) == ["web-2"]
 
 
 def test_rehydrate_of_an_unknown_id_is_404_without_upstream_calls(
-    client: Client, upstreams: Upstreams, web_1: str
+    service_client: Client, suite_standins: StandInUpstreams, web_1: str
 ) -> None:
-    problem(rehydrate(client, "non-existent-id", "web-2"), 404, "not-found")
+    parsed_problem(rehydrate(service_client, "non-existent-id", "web-2"), 404, "not-found")
 
-    assert upstreams.evaluations() == []
-    assert upstreams.sprm_calls() == []
-    assert all_ids(client) == [web_1]
+    assert suite_standins.evaluations() == []
+    assert suite_standins.sprm_calls() == []
+    assert resource_ids(service_client) == [web_1]
 
 
 @pytest.mark.parametrize(
@@ -77,85 +57,94 @@ def test_rehydrate_of_an_unknown_id_is_404_without_upstream_calls(
     [("forbidden", 406, "policy-rejected"), ("orphan", 424, "policy-dependency")],
 )
 def test_a_policy_refusal_keeps_the_old_resource(
-    client: Client, upstreams: Upstreams, web_1: str, tier: str, status: int, kind: str
+    service_client: Client,
+    suite_standins: StandInUpstreams,
+    web_1: str,
+    tier: str,
+    status: int,
+    kind: str,
 ) -> None:
     # The policies changed since web-1 was placed: now every spec is in `tier`.
-    upstreams.policy.rules = suite_rules({"set": {"tier": tier}})
+    suite_standins.policy.rules = suite_rules({"set": {"tier": tier}})
 
-    problem(rehydrate(client, web_1, "web-2"), status, kind)
+    parsed_problem(rehydrate(service_client, web_1, "web-2"), status, kind)
 
-    assert len(upstreams.evaluations()) == 1
-    assert upstreams.sprm_calls() == []
-    assert upstreams.instance_ids() == {web_1}
-    assert all_ids(client) == [web_1]
+    assert len(suite_standins.evaluations()) == 1
+    assert suite_standins.sprm_calls() == []
+    assert suite_standins.instance_ids() == {web_1}
+    assert resource_ids(service_client) == [web_1]
 
 
 def test_an_unknown_provisioning_leaves_both_records_until_the_outcome_is_known(
-    client: Client, upstreams: Upstreams, web_1: str
+    service_client: Client, suite_standins: StandInUpstreams, web_1: str
 ) -> None:
     """A 5xx may follow an act: the rehydration stays under its lease, and the
     reconciler completes or undoes it as a whole once the lease has run out."""
-    old = resource(get(client, web_1), 200)
-    upstreams.sprm.fail("create", 500)
+    old = resource(get(service_client, web_1), 200)
+    suite_standins.sprm.fail("create", 500)
 
-    failed = problem(rehydrate(client, web_1, "web-2"), 500, "internal-error")
+    failed = parsed_problem(rehydrate(service_client, web_1, "web-2"), 500, "internal-error")
     assert "did not confirm creating web-2" in str(failed.detail)
-    assert resource(get(client, web_1), 200) == old
-    assert resource(get(client, "web-2"), 200).id == "web-2"
-    busy = problem(rehydrate(client, web_1, "web-3"), 409, "resource-conflict")
+    assert resource(get(service_client, web_1), 200) == old
+    assert resource(get(service_client, "web-2"), 200).id == "web-2"
+    busy = parsed_problem(rehydrate(service_client, web_1, "web-3"), 409, "resource-conflict")
     assert busy.detail == f"resource {web_1} is busy (being rehydrated); retry later"
-    assert upstreams.sprm_calls("delete") == []  # the old instance is left alone
+    assert suite_standins.sprm_calls("delete") == []  # the old instance is left alone
 
 
 @pytest.mark.parametrize(("sprm_status", "kind"), [(422, "provider-error")])
 def test_a_failed_provisioning_keeps_the_old_resource_and_removes_the_new(
-    client: Client, upstreams: Upstreams, web_1: str, sprm_status: int, kind: str
+    service_client: Client,
+    suite_standins: StandInUpstreams,
+    web_1: str,
+    sprm_status: int,
+    kind: str,
 ) -> None:
-    old = resource(get(client, web_1), 200)
-    upstreams.sprm.fail("create", sprm_status)
+    old = resource(get(service_client, web_1), 200)
+    suite_standins.sprm.fail("create", sprm_status)
 
-    problem(rehydrate(client, web_1, "web-2"), sprm_status, kind)
+    parsed_problem(rehydrate(service_client, web_1, "web-2"), sprm_status, kind)
 
-    assert len(upstreams.evaluations()) == 1
-    creates = upstreams.sprm_calls("create")
+    assert len(suite_standins.evaluations()) == 1
+    creates = suite_standins.sprm_calls("create")
     assert len(creates) >= 1
     assert all(c.query == {"id": "web-2"} for c in creates)
-    assert upstreams.sprm_calls("delete") == []  # the old instance is left alone
-    assert upstreams.instance_ids() == {web_1}
-    problem(get(client, "web-2"), 404, "not-found")
-    assert resource(get(client, web_1), 200) == old
-    assert all_ids(client) == [web_1]
+    assert suite_standins.sprm_calls("delete") == []  # the old instance is left alone
+    assert suite_standins.instance_ids() == {web_1}
+    parsed_problem(get(service_client, "web-2"), 404, "not-found")
+    assert resource(get(service_client, web_1), 200) == old
+    assert resource_ids(service_client) == [web_1]
 
 
 def test_a_failed_deferred_delete_of_the_old_instance_is_not_an_error(
-    client: Client, upstreams: Upstreams, web_1: str
+    service_client: Client, suite_standins: StandInUpstreams, web_1: str
 ) -> None:
     # The old instance's deferred delete gets an error answer, which is logged and kept
     # as a pending deletion for the reconciler (test_unknown_outcomes.py), not returned.
-    upstreams.remove_instance(web_1)
-    upstreams.sprm.clear()
-    upstreams.sprm.fail("delete", 500)
+    suite_standins.remove_instance(web_1)
+    suite_standins.sprm.clear()
+    suite_standins.sprm.fail("delete", 500)
 
-    new = resource(rehydrate(client, web_1, "web-2"), 200)
+    new = resource(rehydrate(service_client, web_1, "web-2"), 200)
 
     assert new.id == "web-2"
-    deletes = upstreams.sprm_calls("delete")
+    deletes = suite_standins.sprm_calls("delete")
     assert len(deletes) >= 1
     assert all(d.query == {"deferred": "true"} for d in deletes)
-    assert upstreams.instance_ids() == {"web-2"}
-    problem(get(client, web_1), 404, "not-found")
-    assert all_ids(client) == ["web-2"]
+    assert suite_standins.instance_ids() == {"web-2"}
+    parsed_problem(get(service_client, web_1), 404, "not-found")
+    assert resource_ids(service_client) == ["web-2"]
 
 
 @pytest.mark.parametrize("new_id", ["web-1", "web-3"])
 def test_rehydrate_to_an_id_in_use_is_409_and_changes_nothing(
-    client: Client, upstreams: Upstreams, web_1: str, new_id: str
+    service_client: Client, suite_standins: StandInUpstreams, web_1: str, new_id: str
 ) -> None:
-    resource(create(client, "web-3"))
-    upstreams.sprm.clear()
+    resource(create(service_client, "web-3"))
+    suite_standins.sprm.clear()
 
-    problem(rehydrate(client, web_1, new_id), 409, "resource-conflict")
+    parsed_problem(rehydrate(service_client, web_1, new_id), 409, "resource-conflict")
 
-    assert upstreams.sprm_calls() == []
-    assert upstreams.instance_ids() == {web_1, "web-3"}
-    assert all_ids(client) == [web_1, "web-3"]
+    assert suite_standins.sprm_calls() == []
+    assert suite_standins.instance_ids() == {web_1, "web-3"}
+    assert resource_ids(service_client) == [web_1, "web-3"]

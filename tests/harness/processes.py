@@ -8,13 +8,15 @@ import signal
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
 import requests
 from placement_manager_client import Client
 
-from tests.support import wait_for
+from placement.config import Database
+from tests.harness.concurrency import wait_for
 
 # The console script installed next to this interpreter: what an operator runs.
 ENTRY = shutil.which("placement-manager", path=str(Path(sys.executable).parent))
@@ -25,6 +27,20 @@ CONFIG_PREFIXES = (
     *("DB_", "SVC_", "POLICY_", "SP_", "UPSTREAM_", "RECONCILE_", "AUTH_", "LOG_"),
     *("PROMETHEUS_", "BIND_", "WEB_"),
 )
+
+
+def clean_env() -> dict[str, str]:
+    """The tests' environment without the service's settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(CONFIG_PREFIXES)}
+
+
+def run(
+    args: list[str], env: dict[str, str], timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run a command to its end, configured by `env` alone (on top of `clean_env()`)."""
+    return subprocess.run(
+        args, env=clean_env() | env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def free_port() -> int:
@@ -45,11 +61,10 @@ class ServeProcess:
         self.url = f"http://127.0.0.1:{port}"
         self.api = f"{self.url}{API}"
         self.log_path = log
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(CONFIG_PREFIXES)}
         with log.open("w") as sink:
             self.process = subprocess.Popen(
                 [str(ENTRY), "serve"],
-                env=clean | env | {"SVC_ADDRESS": f"127.0.0.1:{port}"},
+                env=clean_env() | env | {"SVC_ADDRESS": f"127.0.0.1:{port}"},
                 stdin=subprocess.DEVNULL,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
@@ -102,3 +117,23 @@ class ServeProcess:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def launch(env: dict[str, str], log: Path) -> ServeProcess:
+    """`placement-manager serve` configured by `env`, once it answers its health check
+    (stopped again if it never does). Stop it with `stop()` or a `with` block."""
+    process = ServeProcess(env, log)
+    try:
+        process.wait_healthy()
+    except BaseException:
+        process.stop()
+        raise
+    return process
+
+
+@dataclass(frozen=True)
+class Service:
+    """A `serve` process and the database it runs on."""
+
+    process: ServeProcess
+    database: Database
