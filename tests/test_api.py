@@ -194,10 +194,6 @@ def test_a_5xx_from_the_sprm_leaves_the_outcome_to_be_settled(
 # --- get and list --------------------------------------------------------------------
 
 
-def test_get_unknown_is_404(client: Client) -> None:
-    assert_problem(get_resource.sync_detailed("nope", client=client), 404, "not-found")
-
-
 def test_list_empty_collection(client: Client) -> None:
     response = list_resources.sync_detailed(client=client)
     assert response.status_code == 200
@@ -447,25 +443,6 @@ def test_invalid_requests_are_validation_problems(
     assert "\n" not in detail
     assert "Failed validating" not in detail
     assert mocked_upstreams.upstream_calls() == []
-
-
-def test_malformed_json_is_a_validation_problem(base_url: str) -> None:
-    response = requests.post(
-        f"{base_url}/api/v1alpha1/resources",
-        data=b'{"spec": ',
-        headers={"Content-Type": "application/json"},
-        timeout=10,
-    )
-    assert_problem(response, 400, "validation-error")
-
-
-def test_unknown_path_and_method_are_problems(base_url: str) -> None:
-    assert_problem(requests.get(f"{base_url}/api/v1alpha1/nope", timeout=10), 404, "not-found")
-    response = requests.put(f"{base_url}/api/v1alpha1/resources", timeout=10)
-    assert_problem(response, 405, "method-not-allowed")
-    assert response.headers["Allow"] == "GET, POST"
-    response = requests.post(f"{base_url}/api/v1alpha1/resources/web-1", timeout=10)
-    assert response.headers["Allow"] == "GET, DELETE"
 
 
 def test_problems_name_the_request_path(base_url: str) -> None:
