@@ -40,6 +40,7 @@ from placement.http.middleware import (
     SpecRoutes,
 )
 from placement.http.threads import RequestThreads
+from placement.reads import ReadFlows
 from placement.reconciler import Reconciler
 from placement.service import PlacementService
 from placement.store import make_store
@@ -62,9 +63,9 @@ def create_app(config: Config, *, stop_drain: float | None = None) -> connexion.
     store = make_store(config.database)
     policy = PolicyClient(config.policy, config.retry, config.threads, config.forward_auth)
     sprm = SprmClient(config.sprm, config.retry, config.threads, config.forward_auth)
-    service = PlacementService(
-        store, policy, sprm, config.operation_lease(), page_max_bytes=config.limits.page_max_bytes
-    )
+    service = PlacementService(store, policy, sprm, config.operation_lease())
+    reads = store.reads()
+    read_flows = ReadFlows(reads, page_max_bytes=config.limits.page_max_bytes)
     reconciler = Reconciler(
         store, sprm, config.operation_lease(), retry_seconds=config.reconcile.interval
     )
@@ -77,12 +78,13 @@ def create_app(config: Config, *, stop_drain: float | None = None) -> connexion.
 
     # The handlers run here; the number of threads caps the requests served at once.
     threads = RequestThreads(config.threads, config.limits.queue_wait)
-    handlers = Handlers(service, threads)
+    handlers = Handlers(service, read_flows, threads)
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(threads.executor, store.open)
+        await reads.open()
         reconciler.start(config.reconcile.interval)
         if auditor is not None:
             auditor.start()
@@ -95,7 +97,7 @@ def create_app(config: Config, *, stop_drain: float | None = None) -> connexion.
             if auditor is not None:
                 await loop.run_in_executor(threads.executor, auditor.stop)
             threads.shutdown()
-            handlers.health_threads.shutdown(wait=True)
+            await reads.close()
             if verifier is not None:
                 verifier.keys.close()
             store.close()
