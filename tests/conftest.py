@@ -18,9 +18,8 @@ from pytest_postgresql.executors import PostgreSQLExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from placement.config import Config, Database, Upstream
-from placement.http.app import create_app
 from placement.store import ResourceStore, make_store
-from tests.support import POLICY_URL, SPRM_URL, Upstreams, serve
+from tests.support import POLICY_URL, SPRM_URL, Upstreams, serve, service_app
 
 
 def _pg_ctl() -> str:
@@ -136,7 +135,7 @@ def upstreams() -> Iterator[Upstreams]:
 @pytest.fixture
 def base_url(config: Config, upstreams: Upstreams) -> Iterator[str]:
     config = replace(config, policy=Upstream(POLICY_URL, 5.0), sprm=Upstream(SPRM_URL, 5.0))
-    with serve(create_app(config)) as url:
+    with serve(service_app(config)) as url:
         yield url
 
 

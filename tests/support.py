@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,9 @@ from placement_manager_client import Client
 from placement_manager_client.api.resource import create_resource, list_resources
 from placement_manager_client.models import Resource, ResourceSpec
 from placement_manager_client.types import UNSET, Response
+
+from placement.config import Config
+from placement.http.app import create_app
 
 SPEC = {"service_type": "vm", "vcpu": 2, "memory": "2GB"}
 POLICY_URL = "http://policy.test:8081"
@@ -30,6 +34,18 @@ def wait_for(condition: Any, timeout: float = 10.0, what: str = "condition") -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.005)
+
+
+# Set to 1 (`tox -e stock-connexion`), the API tests run on Connexion's own per-request
+# machinery instead of the adaptations of `placement/http/connexion.py`: they must pass
+# alike (the adaptations change nothing but speed). Read by the tests only.
+STOCK_CONNEXION = "PLACEMENT_TEST_STOCK_CONNEXION"
+
+
+def service_app(config: Config) -> Any:
+    """The service's app as the tests serve it (see STOCK_CONNEXION)."""
+    stock = os.environ.get(STOCK_CONNEXION) == "1"
+    return create_app(config, connexion_adaptations=not stock)
 
 
 @contextmanager

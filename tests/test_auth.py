@@ -18,10 +18,17 @@ import requests
 
 from placement.config import Auth, Config, ConfigError, Upstream
 from placement.errors import Kind, PlacementError
-from placement.http.app import create_app
 from placement.http.auth import MIN_INTERVAL, REFRESH_AFTER, IssuerError, IssuerKeys, UnknownKey
 from tests.oidc import AUDIENCE, Issuer
-from tests.support import POLICY_URL, SPRM_URL, Upstreams, assert_problem, serve, wait_for
+from tests.support import (
+    POLICY_URL,
+    SPRM_URL,
+    Upstreams,
+    assert_problem,
+    serve,
+    service_app,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -38,7 +45,7 @@ def secured_url(config: Config, issuer: Issuer, upstreams: Upstreams) -> Iterato
         sprm=Upstream(SPRM_URL, 5.0),
         auth=Auth(enabled=True, issuer_url=issuer.url, audience=AUDIENCE),
     )
-    with serve(create_app(config)) as url:
+    with serve(service_app(config)) as url:
         yield url
 
 
@@ -133,7 +140,7 @@ def secured(config: Config, issuer: Issuer, **auth_env: str) -> Iterator[str]:
         auth=auth,
         forward_auth=auth_env.get("UPSTREAM_FORWARD_AUTH") == "true",
     )
-    with serve(create_app(config)) as url:
+    with serve(service_app(config)) as url:
         yield url
 
 

@@ -20,7 +20,6 @@ from placement_manager_client.api.resource import get_resource
 
 from placement import context
 from placement.config import Config, Database, Upstream
-from placement.http.app import create_app
 from placement.logs import JsonFormatter, TextFormatter
 from tests.support import (
     EVALUATE,
@@ -30,6 +29,7 @@ from tests.support import (
     assert_problem,
     create,
     serve,
+    service_app,
     wait_for,
 )
 
@@ -178,7 +178,7 @@ def forwarding_url(config: Config, upstreams: Upstreams) -> Iterator[str]:
         sprm=Upstream(SPRM_URL, 5.0),
         forward_auth=True,
     )
-    with serve(create_app(config)) as url:
+    with serve(service_app(config)) as url:
         yield url
 
 

@@ -16,8 +16,7 @@ from placement_manager_client.api.resource import delete_resource, rehydrate_res
 from placement_manager_client.models import RehydrateRequest
 
 from placement.config import Config, Upstream
-from placement.http.app import create_app
-from tests.support import create, resource_ids, serve
+from tests.support import create, resource_ids, serve, service_app
 
 
 @dataclass
@@ -38,7 +37,7 @@ def stack(config: Config) -> Iterator[Stack]:
             policy=Upstream(policy_server.url, 10.0),
             sprm=Upstream(sprm_server.url, 10.0),
         )
-        with serve(create_app(config)) as url, Client(f"{url}/api/v1alpha1", timeout=30) as client:
+        with serve(service_app(config)) as url, Client(f"{url}/api/v1alpha1", timeout=30) as client:
             yield Stack(client, sprm)
         sprm.reset_faults()
 

@@ -29,7 +29,7 @@ from placement.auditor import Auditor
 from placement.config import Auth, Config
 from placement.http import problems
 from placement.http.auth import OneAuthorization, TokenVerifier, bearer_handler
-from placement.http.connexion import VALIDATORS, middlewares, speed_up
+from placement.http.connexion import middlewares, speed_up, validator_map
 from placement.http.handlers import Handlers
 from placement.http.middleware import (
     AccessLog,
@@ -56,10 +56,15 @@ STOP_DRAIN = 3.0
 log = logging.getLogger("placement")
 
 
-def create_app(config: Config, *, stop_drain: float | None = None) -> connexion.AsyncApp:
+def create_app(
+    config: Config, *, stop_drain: float | None = None, connexion_adaptations: bool = True
+) -> connexion.AsyncApp:
     """Build the whole service: store, upstream clients, flows, HTTP app. With
     `stop_drain` (seconds), the process exits at most that long after shutdown begins,
-    even if a request or the reconciler is still waiting on an upstream."""
+    even if a request or the reconciler is still waiting on an upstream.
+    `connexion_adaptations=False` (tests only) serves with Connexion's own per-request
+    machinery instead of the faster one of `http/connexion.py`: it must change nothing
+    but speed."""
     store = make_store(config.database)
     policy = PolicyClient(config.policy, config.retry, config.threads, config.forward_auth)
     sprm = SprmClient(config.sprm, config.retry, config.threads, config.forward_auth)
@@ -111,15 +116,18 @@ def create_app(config: Config, *, stop_drain: float | None = None) -> connexion.
     app = connexion.AsyncApp(
         __name__,
         lifespan=lifespan,
-        middlewares=middlewares(config.auth.enabled, before_validation=[body_limit]),
+        middlewares=middlewares(
+            config.auth.enabled, before_validation=[body_limit], adapted=connexion_adaptations
+        ),
     )
-    speed_up(app)
+    if connexion_adaptations:
+        speed_up(app)
     app.add_api(
         _spec(config.auth),
         resolver=resolver(handlers),
         security_map=_security(verifier),
         pythonic_params=False,
-        validator_map=VALIDATORS,
+        validator_map=validator_map(connexion_adaptations),
     )
     # Outermost first (each goes in before Connexion's exception handling).
     outer = MiddlewarePosition.BEFORE_EXCEPTION

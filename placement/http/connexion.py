@@ -1,21 +1,27 @@
 """Every adaptation of Connexion 3, in one place: what it does is Connexion's own
 (routing, request validation from the spec, parameter passing); how is changed.
 
-1. Speed: Connexion rebuilds, on every request, a handler's whole decorator chain
-   (signature inspection, URI parser, parameter and response wrappers) and the request
-   validators of the operation; here each is built once per operation (per content
-   type, for body validators), and layers that only pass requests through are left out.
-2. Validation (`VALIDATORS`): errors name the parameter; JSON bodies are refused when
-   deeper than MAX_JSON_DEPTH, not UTF-8, holding NaN/Infinity (not JSON) or numbers
-   beyond a float's range (1e999), and any string (parameter, body key or value) holding
-   NUL, which PostgreSQL cannot store: refused here, the same on both databases. Schema
-   validators are built once per schema.
+1. Speed (`adapted=True`, the service's only mode; switched off only by the tests, to
+   prove these change nothing but speed): Connexion rebuilds, on every request, a
+   handler's whole decorator chain (signature inspection, URI parser, parameter and
+   response wrappers) and the request validators of the operation; here each is built
+   once per operation (per content type, for body validators; per schema, for schema
+   validators), and layers that only pass requests through are left out.
+2. Behaviour (always on): a body without Content-Type is 415 (Connexion would guess JSON,
+   then hand the handler raw bytes); validation errors name the parameter; JSON bodies
+   are refused when deeper than MAX_JSON_DEPTH, not UTF-8, holding NaN/Infinity (not
+   JSON) or numbers beyond a float's range (1e999), and any string (parameter, body key
+   or value) holding NUL, which PostgreSQL cannot store: refused here, the same on both
+   databases.
 
-Tied to Connexion 3's AsyncApp internals (pinned below 4 in pyproject.toml); the API
-tests and the fuzz run cover every operation through them."""
+Tied to Connexion 3.3's AsyncApp internals (pinned to 3.3 in pyproject.toml);
+`tests/test_connexion_canary.py` fails when one of the internals used here changes, and
+the API tests and the fuzz run cover every operation through them, adapted and not
+(`tox -e stock-connexion`)."""
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import math
@@ -75,8 +81,23 @@ class _Api(AsyncApi):  # type: ignore[misc]
         return made
 
 
-class _Validation(RequestValidationOperation):  # type: ignore[misc]
-    """Connexion's request validation with its validators kept between requests."""
+class _CheckedValidation(RequestValidationOperation):  # type: ignore[misc]
+    """Connexion's request validation, refusing a body without Content-Type (415)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._check_content_type(scope)
+        await super().__call__(scope, receive, send)
+
+    def _check_content_type(self, scope: Scope) -> None:
+        if self._operation.consumes and not _has_content_type(scope):
+            # Connexion would guess JSON here, then hand the handler the raw bytes.
+            raise UnsupportedMediaTypeProblem(
+                detail=f"Content-Type is missing; expected {', '.join(self._operation.consumes)}"
+            )
+
+
+class _Validation(_CheckedValidation):
+    """The same, with its validators kept between requests."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -85,11 +106,7 @@ class _Validation(RequestValidationOperation):  # type: ignore[misc]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._parameter_validator().validate(scope)
-        if self._operation.consumes and not _has_content_type(scope):
-            # Connexion would guess JSON here, then hand the handler the raw bytes.
-            raise UnsupportedMediaTypeProblem(
-                detail=f"Content-Type is missing; expected {', '.join(self._operation.consumes)}"
-            )
+        self._check_content_type(scope)
         mime_type, encoding = self.extract_content_type(scope["headers"])
         self.validate_mime_type(mime_type)
         body = self._body_validator(mime_type, encoding)
@@ -141,9 +158,11 @@ def _has_content_type(scope: Scope) -> bool:
     return any(name == b"content-type" and value.strip() for name, value in scope["headers"])
 
 
-class _ValidationApi(RequestValidationAPI):  # type: ignore[misc]
-    def make_operation(self, operation: Any) -> _Validation:
-        return _Validation(
+class _CheckedValidationApi(RequestValidationAPI):  # type: ignore[misc]
+    operation_cls: type[_CheckedValidation] = _CheckedValidation
+
+    def make_operation(self, operation: Any) -> _CheckedValidation:
+        return self.operation_cls(
             self.next_app,
             operation=operation,
             strict_validation=self.strict_validation,
@@ -151,28 +170,41 @@ class _ValidationApi(RequestValidationAPI):  # type: ignore[misc]
         )
 
 
+class _ValidationApi(_CheckedValidationApi):
+    operation_cls = _Validation
+
+
+class _CheckedValidationMiddleware(RequestValidationMiddleware):  # type: ignore[misc]
+    api_cls = _CheckedValidationApi
+
+
 class _ValidationMiddleware(RequestValidationMiddleware):  # type: ignore[misc]
     api_cls = _ValidationApi
 
 
-def middlewares(security: bool, before_validation: Sequence[Any] = ()) -> list[Any]:
-    """Connexion's middleware stack with the faster request validation and without the
-    layers that would only pass requests through: response validation (off), security
-    (when authentication is off); `before_validation` go right before the validation
-    (MiddlewarePosition.BEFORE_VALIDATION names Connexion's own, replaced here). A new
-    list for each app (Connexion inserts added middlewares into it)."""
+def middlewares(
+    security: bool, before_validation: Sequence[Any] = (), adapted: bool = True
+) -> list[Any]:
+    """Connexion's middleware stack; `before_validation` go right before the request
+    validation (MiddlewarePosition.BEFORE_VALIDATION names Connexion's own, replaced
+    here). Adapted: the faster request validation, and without the layers that would
+    only pass requests through: response validation (off), security (when
+    authentication is off). A new list for each app (Connexion inserts added middlewares
+    into it)."""
     unused = {ResponseValidationMiddleware} | (set() if security else {SecurityMiddleware})
+    validation = _ValidationMiddleware if adapted else _CheckedValidationMiddleware
     stack: list[Any] = []
     for m in ConnexionMiddleware.default_middlewares:
         if m is RequestValidationMiddleware:
-            stack += [*before_validation, _ValidationMiddleware]
-        elif m not in unused:
+            stack += [*before_validation, validation]
+        elif not adapted or m not in unused:
             stack.append(m)
     return stack
 
 
 def speed_up(app: connexion.AsyncApp) -> None:
-    """Call before `add_api`; create the app with `middlewares=middlewares()`."""
+    """Call before `add_api`; create the app with `middlewares=middlewares()` and
+    `validator_map=validator_map()`."""
     app._middleware_app.api_cls = _Api
 
 
@@ -185,17 +217,24 @@ _validators: dict[int, tuple[Any, Any]] = {}
 def _cached(schema: dict[str, Any], build: Any) -> Any:
     entry = _validators.get(id(schema))
     if entry is None or entry[0] is not schema:
-        entry = (schema, build(schema, format_checker=Draft4Validator.FORMAT_CHECKER))
+        entry = (schema, _fresh(schema, build))
         _validators[id(schema)] = entry
     return entry[1]
+
+
+def _fresh(schema: dict[str, Any], build: Any) -> Any:
+    """A new validator, as Connexion makes one for each request."""
+    return build(copy.deepcopy(schema), format_checker=Draft4Validator.FORMAT_CHECKER)
 
 
 class NamedParameterValidator(ParameterValidator):  # type: ignore[misc]
     """Connexion's parameter validation; errors name the parameter."""
 
-    @staticmethod
+    schema_validator = staticmethod(_cached)
+
+    @classmethod
     def validate_parameter(
-        parameter_type: str, value: Any, param: dict[str, Any], param_name: str | None = None
+        cls, parameter_type: str, value: Any, param: dict[str, Any], param_name: str | None = None
     ) -> str | None:
         if is_nullable(param) and value is None:
             return None
@@ -206,7 +245,7 @@ class NamedParameterValidator(ParameterValidator):  # type: ignore[misc]
         if isinstance(value, str) and "\x00" in value:
             return f"{parameter_type} parameter {param['name']} must not contain NUL characters"
         try:
-            _cached(param.get("schema", param), Draft4Validator).validate(value)
+            cls.schema_validator(param.get("schema", param), Draft4Validator).validate(value)
         except ValidationError as exc:
             return f"{parameter_type} parameter {param['name']}: {exc.message}"
         return None
@@ -215,9 +254,11 @@ class NamedParameterValidator(ParameterValidator):  # type: ignore[misc]
 class JsonBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
     """Connexion's JSON body validation with stricter parsing (see the module doc)."""
 
+    schema_validator = staticmethod(_cached)
+
     @property
     def _validator(self) -> Any:
-        return _cached(self._schema, Draft4RequestValidator)
+        return self.schema_validator(self._schema, Draft4RequestValidator)
 
     async def _parse(self, stream: Any, scope: Scope) -> Any:
         raw = b"".join([chunk async for chunk in stream])
@@ -292,7 +333,23 @@ def json_depth(document: Any) -> int:
     return deepest
 
 
-VALIDATORS = {
-    "parameter": NamedParameterValidator,
-    "body": MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": JsonBodyValidator}),
-}
+class _FreshParameterValidator(NamedParameterValidator):
+    schema_validator = staticmethod(_fresh)
+
+
+class _FreshJsonBodyValidator(JsonBodyValidator):
+    schema_validator = staticmethod(_fresh)
+
+
+def validator_map(adapted: bool = True) -> dict[str, Any]:
+    """Connexion's `validator_map`: ours (see the module doc); adapted, each schema
+    validator is built once, else for each request as Connexion does."""
+    parameter, body = (
+        (NamedParameterValidator, JsonBodyValidator)
+        if adapted
+        else (_FreshParameterValidator, _FreshJsonBodyValidator)
+    )
+    return {
+        "parameter": parameter,
+        "body": MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": body}),
+    }

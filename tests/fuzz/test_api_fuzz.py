@@ -20,9 +20,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from placement.config import Auth, Config, Upstream
-from placement.http.app import SPEC, create_app
+from placement.http.app import SPEC
 from tests.oidc import AUDIENCE, Issuer
-from tests.support import serve
+from tests.support import serve, service_app
 
 schema = schemathesis.openapi.from_path(SPEC)
 
@@ -44,7 +44,7 @@ def api_url(tmp_path_factory: pytest.TempPathFactory, issuer: Issuer) -> Iterato
             sprm=Upstream(sprm.url, 5.0),
             auth=Auth(enabled=True, issuer_url=issuer.url, audience=AUDIENCE),
         )
-        with serve(create_app(config)) as url:
+        with serve(service_app(config)) as url:
             yield f"{url}/api/v1alpha1"
 
 
