@@ -117,7 +117,9 @@ class Evaluation:
 
 def rfc3339(moment: datetime) -> str:
     """Format as Go's RFC3339Nano does (UTC, `Z`, no trailing zeros), as the Go service did."""
-    text = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0").rstrip(".")
+    text = moment.astimezone(UTC).isoformat()[:-6]  # without "+00:00"
+    if "." in text:  # microseconds, six digits: drop the trailing zeros
+        text = text.rstrip("0").rstrip(".")
     return text + "Z"
 
 

@@ -43,10 +43,11 @@ from connexion.middleware.request_validation import (
 )
 from connexion.middleware.response_validation import ResponseValidationMiddleware
 from connexion.middleware.security import SecurityMiddleware
+from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.utils import is_nullable
 from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator, ParameterValidator
 from jsonschema import Draft4Validator, ValidationError
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 class _DecorateOnce(StarletteDecorator):  # type: ignore[misc]
@@ -158,6 +159,33 @@ def _has_content_type(scope: Scope) -> bool:
     return any(name == b"content-type" and value.strip() for name, value in scope["headers"])
 
 
+class _SwaggerUIOnItsPaths(SwaggerUIMiddleware):  # type: ignore[misc]
+    """Connexion's Swagger UI middleware, asked only about the paths its router can
+    match (the spec as JSON and YAML, the UI): every other request skips its router (a
+    copy of the scope and a match of the API's mount each time), which would pass it on
+    unchanged anyway."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        super().__init__(app)
+        self._prefixes: tuple[str, ...] = ()
+
+    def add_api(self, *args: Any, **kwargs: Any) -> None:
+        super().add_api(*args, **kwargs)
+        # Each route matches only paths that start with its own (Route: the whole path,
+        # Mount: the path and "/..."); the routes are the mount's, under its path.
+        self._prefixes = tuple(
+            mount.path + route.path
+            for mount in self.router.routes
+            for route in getattr(mount, "routes", ())
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith(self._prefixes):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 class _CheckedValidationApi(RequestValidationAPI):  # type: ignore[misc]
     operation_cls: type[_CheckedValidation] = _CheckedValidation
 
@@ -187,16 +215,18 @@ def middlewares(
 ) -> list[Any]:
     """Connexion's middleware stack; `before_validation` go right before the request
     validation (MiddlewarePosition.BEFORE_VALIDATION names Connexion's own, replaced
-    here). Adapted: the faster request validation, and without the layers that would
-    only pass requests through: response validation (off), security (when
-    authentication is off). A new list for each app (Connexion inserts added middlewares
-    into it)."""
+    here). Adapted: the faster request validation, the Swagger UI's router asked only
+    about its own paths, and without the layers that would only pass requests through:
+    response validation (off), security (when authentication is off). A new list for
+    each app (Connexion inserts added middlewares into it)."""
     unused = {ResponseValidationMiddleware} | (set() if security else {SecurityMiddleware})
     validation = _ValidationMiddleware if adapted else _CheckedValidationMiddleware
     stack: list[Any] = []
     for m in ConnexionMiddleware.default_middlewares:
         if m is RequestValidationMiddleware:
             stack += [*before_validation, validation]
+        elif adapted and m is SwaggerUIMiddleware:
+            stack.append(_SwaggerUIOnItsPaths)
         elif not adapted or m not in unused:
             stack.append(m)
     return stack
