@@ -231,7 +231,9 @@ class PostgresReads:
 
     async def setting(self, name: str, default: Callable[[], str]) -> str:
         sql = self._store._sql
-        await self._rows(sql["setting_insert"], (name, default()))
+        with _translated():
+            async with self.pool.connection() as conn:
+                await conn.execute(sql["setting_insert"], (name, default()))
         [(value,)] = await self._rows(sql["setting_get"], (name,))
         return str(value)
 
@@ -250,10 +252,12 @@ class PostgresReads:
         return [store._view(row) for row in rows], cursor
 
     async def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """The rows of a query (every statement here returns rows: no need to look at
+        the cursor's description, which builds an object per column)."""
         with _translated():
             async with self.pool.connection() as conn:
                 cursor = await conn.execute(statement, params)
-                return await cursor.fetchall() if cursor.description else []
+                return await cursor.fetchall()
 
 
 async def _specs_as_text(conn: psycopg.AsyncConnection[Any]) -> None:
