@@ -120,6 +120,29 @@ SIGNATURES = {
     "connexion.validators.json:JSONRequestBodyValidator._parse": ["self", "stream", "scope"],
     "connexion.security:BearerSecurityHandler._resolve_func": ["self", "security_scheme"],
     "connexion.utils:is_nullable": ["param_def"],
+    "connexion.utils:inspect_function_arguments": ["function"],
+    "connexion.decorators.parameter:_get_path_arguments": ["path_params", "operation", "sanitize"],
+    "connexion.decorators.parameter:_get_query_arguments": [
+        "query_params",
+        "operation",
+        "arguments",
+        "has_kwargs",
+        "sanitize",
+    ],
+    "connexion.decorators.parameter:unwrap_decorators": ["function"],
+    "connexion.decorators.parameter:BaseParameterDecorator.__init__": [
+        "self",
+        "framework",
+        "pythonic_params",
+    ],
+    "connexion.operations:OpenAPIOperation.body_name": ["self", "_content_type"],
+    "connexion.middleware.swagger_ui:SwaggerUIMiddleware.add_api": [
+        "self",
+        "specification",
+        "base_path",
+        "arguments",
+        "kwargs",
+    ],
     "connexion.lifecycle:ConnexionResponse.__init__": [
         "self",
         "status_code",
@@ -141,6 +164,20 @@ IMITATED = {
     "connexion.apps.asynchronous:AsyncOperation.fn": "9cad70e32840",
     # NamedParameterValidator.validate_parameter
     "connexion.validators.parameter:ParameterValidator.validate_parameter": "2d9293659a1c",
+    # _Parameters (no body, no form, no files for an operation without a request body)
+    "connexion.decorators.parameter:AsyncParameterDecorator.__call__": "c3223e31eb92",
+    "connexion.decorators.parameter:prep_kwargs": "46eb57dd9685",
+    "connexion.decorators.parameter:get_arguments": "b2912a96f010",
+    "connexion.decorators.parameter:BaseParameterDecorator._maybe_get_body": "181830672481",
+    # _Validation: no Content-Type parsing for an operation without a request body
+    "connexion.middleware.request_validation:RequestValidationOperation.validate_mime_type": (
+        "cdb95c7df215"
+    ),
+    "connexion.operations:OpenAPIOperation.consumes": "715cbbe402f7",
+    "connexion.operations:OpenAPIOperation.body_schema": "89f917e679d6",
+    # _SwaggerUIOnItsPaths
+    "connexion.middleware.swagger_ui:SwaggerUIMiddleware.__call__": "63d1a07033fd",
+    "connexion.middleware.swagger_ui:SwaggerUIAPI.__init__": "7a6906ffd8a0",
     # JsonBodyValidator._validator and _parse
     "connexion.validators.json:JSONRequestBodyValidator._validator": "3b8e1028fc2d",
     "connexion.validators.json:JSONRequestBodyValidator._parse": "653b0d4025a2",
@@ -148,6 +185,12 @@ IMITATED = {
 
 # Attributes read or set on Connexion's objects (beyond the methods above).
 NAMES = [
+    "connexion.decorators.parameter:CONTEXT_NAME",
+    "connexion.context:operation",
+    "connexion.context:context",
+    "connexion.operations:OpenAPIOperation.is_request_body_defined",
+    "connexion.operations:OpenAPIOperation.consumes",
+    "connexion.decorators.main:BaseDecorator._parameter_decorator_cls",
     "connexion:AsyncApp.add_api",
     "connexion:AsyncApp.add_middleware",
     "connexion:AsyncApp.add_error_handler",
