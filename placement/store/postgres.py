@@ -194,9 +194,12 @@ class PostgresStore(SqlStore):
 
 def pool_sizes(pool_size: int) -> tuple[int, int]:
     """DB_POOL_SIZE split between the reads' pool (asynchronous, on the event loop) and
-    the request threads' (writes, the reconciler): a third for the reads, rounded up, the
-    rest for the threads; at least one each (so 2 connections when DB_POOL_SIZE is 1)."""
-    reads = max(1, -(-pool_size // 3))
+    the request threads' (writes, the reconciler): a quarter for the reads, rounded down,
+    the rest for the threads; at least one each (so 2 connections when DB_POOL_SIZE is 1).
+    The reads need few: one event loop keeps only a handful of queries in flight, while
+    each thread holds its connection for a whole statement (with 6 of 10 for the
+    threads, creates at 256 connections saw timeouts that 8 did not)."""
+    reads = max(1, pool_size // 4)
     return reads, max(1, pool_size - reads)
 
 
