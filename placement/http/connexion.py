@@ -65,7 +65,7 @@ class _Parameters(AsyncParameterDecorator):  # type: ignore[misc]
     regular expressions per parameter per request)."""
 
     def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
-        stock = super().__call__(function)
+        stock: Callable[..., Any] = super().__call__(function)
         found = operation._get_current_object()  # decorated during its first request
         arguments, has_kwargs = inspect_function_arguments(unwrap_decorators(function))
         sanitize = functools.lru_cache(maxsize=256)(self.sanitize_fn)
