@@ -75,7 +75,7 @@ class _Parameters(AsyncParameterDecorator):  # type: ignore[misc]
 
         @functools.wraps(function)
         async def wrapper(request: Any) -> Any:
-            if _has_content_type(request.scope):
+            if _has_content_type(request.scope["headers"]):
                 return await stock(request)
             kwargs = _get_path_arguments(request.path_params, operation=found, sanitize=sanitize)
             kwargs.update(
@@ -137,16 +137,14 @@ class _Api(AsyncApi):  # type: ignore[misc]
 class _CheckedValidation(RequestValidationOperation):  # type: ignore[misc]
     """Connexion's request validation, refusing a body without Content-Type (415)."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._check_content_type(scope)
-        await super().__call__(scope, receive, send)
-
-    def _check_content_type(self, scope: Scope) -> None:
-        if self._operation.consumes and not _has_content_type(scope):
+    def extract_content_type(self, headers: list[tuple[bytes, bytes]]) -> tuple[str, str]:
+        if self._operation.consumes and not _has_content_type(headers):
             # Connexion would guess JSON here, then hand the handler the raw bytes.
             raise UnsupportedMediaTypeProblem(
                 detail=f"Content-Type is missing; expected {', '.join(self._operation.consumes)}"
             )
+        found: tuple[str, str] = super().extract_content_type(headers)
+        return found
 
 
 class _Validation(_CheckedValidation):
@@ -164,7 +162,6 @@ class _Validation(_CheckedValidation):
             # find no media type to check it against and no body schema.
             await self.next_app(scope, receive, send)
             return
-        self._check_content_type(scope)
         mime_type, encoding = self.extract_content_type(scope["headers"])
         self.validate_mime_type(mime_type)
         body = self._body_validator(mime_type, encoding)
@@ -212,8 +209,8 @@ class _Validation(_CheckedValidation):
         return operation.uri_parser_class(operation.parameters, operation.body_definition())
 
 
-def _has_content_type(scope: Scope) -> bool:
-    return any(name == b"content-type" and value.strip() for name, value in scope["headers"])
+def _has_content_type(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name == b"content-type" and value.strip() for name, value in headers)
 
 
 class _SwaggerUIOnItsPaths(SwaggerUIMiddleware):  # type: ignore[misc]
