@@ -432,7 +432,12 @@ VARIABLES: dict[str, Variable] = _table(
         "DB_CONNECT_TIMEOUT", "30s", parse_duration, "how long start-up waits for the database"
     ),
     Variable(
-        "DB_POOL_SIZE", "10", _int_between(1, 1000), "PostgreSQL connections per worker process"
+        "DB_POOL_SIZE",
+        "10",
+        _int_between(1, 1000),
+        "PostgreSQL connections per worker process, both pools together: a quarter (rounded"
+        " down) for the reads served on the event loop, the rest for the request threads;"
+        " at least one each (so 2 when set to 1)",
     ),
     Variable(
         "DB_POOL_TIMEOUT",
@@ -466,8 +471,9 @@ VARIABLES: dict[str, Variable] = _table(
         "SVC_THREADS",
         "256",
         _int_between(1, 4096),
-        "request threads per worker: caps the requests served at once"
-        " (each holds a thread while it waits for an upstream)",
+        "request threads per worker: caps the creates, deletes and rehydrations served at"
+        " once (each holds a thread while it waits for an upstream); reads run on the event"
+        " loop",
     ),
     Variable(
         "SVC_WORKERS",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -58,16 +59,39 @@ class Resource:
         return f"resources/{self.id}"
 
     def to_json(self) -> JSONObject:
-        return {
-            "id": self.id,
-            "path": self.path,
-            "provider_name": self.provider_name,
-            "catalog_item_instance_id": self.catalog_item_instance_id,
-            "spec": self.spec,
-            "approval_status": self.approval_status,
-            "create_time": rfc3339(self.create_time),
-            "update_time": rfc3339(self.update_time),
-        }
+        return _wire(self, self.spec)
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceView:
+    """A stored resource as the reads (GET, list) serve it: `spec_json` is the spec's JSON
+    text as the database holds it, never decoded (the answer embeds it as it is)."""
+
+    id: str
+    catalog_item_instance_id: str
+    spec_json: str
+    provider_name: str
+    approval_status: str
+    create_time: datetime
+    update_time: datetime
+
+    def to_json(self, embed: Callable[[str], Any]) -> JSONObject:
+        """The wire form, the spec given by `embed(spec_json)` (e.g. orjson.Fragment)."""
+        return _wire(self, embed(self.spec_json))
+
+
+def _wire(resource: Resource | ResourceView, spec: Any) -> JSONObject:
+    """A resource's JSON form, the Go service's fields in its order."""
+    return {
+        "id": resource.id,
+        "path": f"resources/{resource.id}",
+        "provider_name": resource.provider_name,
+        "catalog_item_instance_id": resource.catalog_item_instance_id,
+        "spec": spec,
+        "approval_status": resource.approval_status,
+        "create_time": rfc3339(resource.create_time),
+        "update_time": rfc3339(resource.update_time),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +117,9 @@ class Evaluation:
 
 def rfc3339(moment: datetime) -> str:
     """Format as Go's RFC3339Nano does (UTC, `Z`, no trailing zeros), as the Go service did."""
-    text = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0").rstrip(".")
+    text = moment.astimezone(UTC).isoformat()[:-6]  # without "+00:00"
+    if "." in text:  # microseconds, six digits: drop the trailing zeros
+        text = text.rstrip("0").rstrip(".")
     return text + "Z"
 
 

@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Callable
 
 from placement.errors import Kind, PlacementError
 from placement.store import Cursor
@@ -29,11 +28,10 @@ def new_key() -> str:
 
 
 class PageTokens:
-    """Encodes and checks tokens; the key is fetched once, on first use."""
+    """Encodes and checks tokens signed with `key` (hex, as `new_key` makes it)."""
 
-    def __init__(self, key_source: Callable[[], str]) -> None:
-        self._key_source = key_source
-        self._key: bytes | None = None
+    def __init__(self, key: str) -> None:
+        self._key = bytes.fromhex(key)
 
     def encode(self, cursor: Cursor, provider: str | None) -> str:
         document = {"v": _VERSION, "t": cursor.create_key, "i": cursor.id, "p": provider}
@@ -63,8 +61,6 @@ class PageTokens:
         return cursor
 
     def _mac(self, payload: bytes) -> bytes:
-        if self._key is None:
-            self._key = bytes.fromhex(self._key_source())
         return hmac.new(self._key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
 
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Protocol
 
 from placement.errors import Kind, PlacementError
 from placement.model import Evaluation, JSONObject, Placement, Resource, State
-from placement.pagination import KEY_SETTING, PageTokens, new_key
 from placement.store import DuplicateId, Lease, ResourceStore, StoreError
 from placement.upstream.errors import UpstreamError
 
@@ -42,12 +41,6 @@ class ResourceManager(Protocol):
         """True once deleted, False when the SPRM has no such instance (404)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    resources: list[Resource]
-    next_page_token: str | None
-
-
 class PlacementService:
     def __init__(
         self,
@@ -56,24 +49,12 @@ class PlacementService:
         sprm: ResourceManager,
         lease_seconds: float,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
-        page_max_bytes: int | None = None,
     ) -> None:
         self._store = store
         self._policy = policy
         self._sprm = sprm
         self._lease_seconds = lease_seconds
         self._new_id = new_id
-        self._page_max_bytes = page_max_bytes
-        self._tokens = PageTokens(lambda: store.setting(KEY_SETTING, new_key))
-
-    def check_health(self) -> None:
-        self._store.ping()
-
-    def list_resources(self, provider: str | None, page_size: int, page_token: str | None) -> Page:
-        after = self._tokens.decode(page_token, provider) if page_token else None
-        resources, cursor = self._store.list_page(provider, page_size, after, self._page_max_bytes)
-        token = self._tokens.encode(cursor, provider) if cursor else None
-        return Page(resources, token)
 
     def get_resource(self, resource_id: str) -> Resource:
         resource = self._store.get(resource_id)

@@ -4,6 +4,8 @@ a negative one has already run out (an owner that crashed)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -12,8 +14,8 @@ from typing import Any
 import pytest
 
 from placement.config import Database
-from placement.model import Placement, Resource, State
-from placement.store import DuplicateId, Lease, ResourceStore, make_store
+from placement.model import Placement, Resource, ResourceView, State
+from placement.store import Cursor, DuplicateId, Lease, ResourceStore, make_store
 from tests.harness.fakes import FakeClock, MemoryStore
 
 LIVE = Lease("owner-1", 3600)
@@ -34,6 +36,64 @@ def store(request: pytest.FixtureRequest) -> Iterator[ResourceStore]:
     store.close()
 
 
+class Reader:
+    """The reads the API serves: the store's own (`list_page`, `get`), or its
+    asynchronous reads (`ResourceStore.reads()`, on an event loop of their own here)."""
+
+    def __init__(self, store: ResourceStore, path: str) -> None:
+        self.path = path
+        self._store = store
+        self._runner: asyncio.Runner | None = None
+        if path == "reads":
+            self._runner = asyncio.Runner()
+            self._reads = store.reads()
+            self._runner.run(self._reads.open())
+
+    def get(self, rid: str) -> Resource | ResourceView | None:
+        if self._runner is None:
+            return self._store.get(rid)
+        return self._runner.run(self._reads.get(rid))
+
+    def list_page(
+        self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None = None
+    ) -> tuple[list[Resource] | list[ResourceView], Cursor | None]:
+        if self._runner is None:
+            return self._store.list_page(provider, limit, after, max_bytes)
+        return self._runner.run(self._reads.list_page(provider, limit, after, max_bytes))
+
+    def ping(self) -> None:
+        if self._runner is None:
+            self._store.ping()
+        else:
+            self._runner.run(self._reads.ping())
+
+    def setting(self, name: str, default: Any) -> str:
+        if self._runner is None:
+            return self._store.setting(name, default)
+        return self._runner.run(self._reads.setting(name, default))
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.run(self._reads.close())
+            self._runner.close()
+
+
+@pytest.fixture(params=["store", "reads"])
+def reader(request: pytest.FixtureRequest, store: ResourceStore) -> Iterator[Reader]:
+    """Each read test runs through the store's reads and through the API's (async) ones."""
+    reader = Reader(store, request.param)
+    yield reader
+    reader.close()
+
+
+def spec_of(found: Resource | ResourceView) -> Any:
+    """The spec as the reads give it: a dict, or the JSON text stored (decoded here)."""
+    if isinstance(found, ResourceView):
+        assert isinstance(found.spec_json, str)
+        return json.loads(found.spec_json)
+    return found.spec
+
+
 def placement(rid: str, provider: str = "kubevirt", replaces: str | None = None) -> Placement:
     return Placement(rid, f"cat-{rid}", SPEC, provider, "APPROVED", replaces)
 
@@ -48,7 +108,7 @@ def ready(
     return made
 
 
-def ids(resources: list[Resource]) -> list[str]:
+def ids(resources: list[Resource] | list[ResourceView]) -> list[str]:
     return [r.id for r in resources]
 
 
@@ -164,7 +224,7 @@ def test_begin_rehydrate_to_an_id_in_use_changes_nothing(store: ResourceStore) -
     assert store.begin_delete("old", Lease("next", 60)) is not None  # no lease was left
 
 
-def test_finish_rehydrate_retires_the_old_record(store: ResourceStore) -> None:
+def test_finish_rehydrate_retires_the_old_record(store: ResourceStore, reader: Reader) -> None:
     ready(store, "old")
     store.begin_rehydrate(placement("new", replaces="old"), LIVE)
     assert store.finish_rehydrate("new", "old", LIVE) is True
@@ -172,7 +232,8 @@ def test_finish_rehydrate_retires_the_old_record(store: ResourceStore) -> None:
     assert new is not None
     assert (new.state, new.replaces) == (State.READY, None)
     assert store.get("old") is None
-    assert "old" not in ids(store.list_page(None, 10, None)[0])
+    assert "old" not in ids(reader.list_page(None, 10, None)[0])
+    assert reader.get("old") is None
     with pytest.raises(DuplicateId):  # its instance is still to be deleted
         store.begin_create(placement("old"), LIVE)
     assert store.claim_retired(Lease("reconciler", 60)) is None  # under the lease still
@@ -279,93 +340,115 @@ def test_claim_retired_takes_pending_deletions_whose_lease_ran_out(store: Resour
 # --- reading ----------------------------------------------------------------------
 
 
-def test_get_unknown_id_is_none(store: ResourceStore) -> None:
-    assert store.get("nope") is None
+def test_get_unknown_id_is_none(reader: Reader) -> None:
+    assert reader.get("nope") is None
 
 
-def test_list_orders_by_create_time(store: ResourceStore) -> None:
+def test_get_gives_the_record_as_stored(store: ResourceStore, reader: Reader) -> None:
+    made = ready(store, "web-1")
+    found = reader.get("web-1")
+    assert found is not None
+    assert spec_of(found) == SPEC
+    assert (found.id, found.catalog_item_instance_id, found.provider_name) == (
+        "web-1",
+        "cat-web-1",
+        "kubevirt",
+    )
+    assert (found.approval_status, found.create_time) == ("APPROVED", made.create_time)
+    wire = found.to_json(json.loads) if isinstance(found, ResourceView) else found.to_json()
+    assert wire == made.to_json()
+
+
+def test_list_orders_by_create_time(store: ResourceStore, reader: Reader) -> None:
     for rid in ("c", "a", "b"):
         ready(store, rid)
-    page, cursor = store.list_page(None, 10, None)
+    page, cursor = reader.list_page(None, 10, None)
     assert ids(page) == ["c", "a", "b"]
     assert cursor is None
 
 
-def test_list_pages_follow_cursors_without_skips_or_repeats(store: ResourceStore) -> None:
+def test_list_pages_follow_cursors_without_skips_or_repeats(
+    store: ResourceStore, reader: Reader
+) -> None:
     for n in range(7):
         ready(store, f"r{n}")
     seen: list[str] = []
-    page, cursor = store.list_page(None, 3, None)
+    page, cursor = reader.list_page(None, 3, None)
     seen += ids(page)
     while cursor is not None:
-        page, cursor = store.list_page(None, 3, cursor)
+        page, cursor = reader.list_page(None, 3, cursor)
         seen += ids(page)
     assert seen == [f"r{n}" for n in range(7)]
 
 
-def test_list_exact_page_has_no_cursor(store: ResourceStore) -> None:
+def test_list_exact_page_has_no_cursor(store: ResourceStore, reader: Reader) -> None:
     for n in range(3):
         ready(store, f"r{n}")
-    page, cursor = store.list_page(None, 3, None)
+    page, cursor = reader.list_page(None, 3, None)
     assert ids(page) == ["r0", "r1", "r2"]
     assert cursor is None
 
 
-def test_list_filters_by_provider(store: ResourceStore) -> None:
+def test_list_filters_by_provider(store: ResourceStore, reader: Reader) -> None:
     for n in range(5):
         ready(store, f"r{n}", provider="p" + str(n % 2))
-    page, cursor = store.list_page("p1", 1, None)
+    page, cursor = reader.list_page("p1", 1, None)
     assert ids(page) == ["r1"]
     assert cursor is not None
-    page, cursor = store.list_page("p1", 5, cursor)
+    page, cursor = reader.list_page("p1", 5, cursor)
     assert ids(page) == ["r3"]
     assert cursor is None
 
 
-def test_a_page_ends_early_once_its_specs_pass_the_budget(store: ResourceStore) -> None:
+def test_a_page_ends_early_once_its_specs_pass_the_budget(
+    store: ResourceStore, reader: Reader
+) -> None:
     big = {"blob": "x" * 300_000}  # about 300 kB of JSON each
     for n in range(5):
         ready(store, f"r{n}", spec=big)
     ready(store, "small")
     pages = []
-    page, cursor = store.list_page(None, 100, None, max_bytes=500_000)
+    page, cursor = reader.list_page(None, 100, None, max_bytes=500_000)
     pages.append(ids(page))
     while cursor is not None:
-        page, cursor = store.list_page(None, 100, cursor, max_bytes=500_000)
+        page, cursor = reader.list_page(None, 100, cursor, max_bytes=500_000)
         pages.append(ids(page))
     # A spec is taken while those before it stay under the budget: two a page here.
     assert pages == [["r0", "r1"], ["r2", "r3"], ["r4", "small"]]
-    assert page[0].spec == big
-    one, cursor = store.list_page("kubevirt", 100, None, max_bytes=1)
+    assert spec_of(page[0]) == big
+    one, cursor = reader.list_page("kubevirt", 100, None, max_bytes=1)
     assert ids(one) == ["r0"]  # a page always holds one record
     assert cursor is not None
-    everything, cursor = store.list_page(None, 100, None)
+    everything, cursor = reader.list_page(None, 100, None)
     assert len(everything) == 6
     assert cursor is None
 
 
-def test_changes_between_pages_do_not_skip_remaining_records(store: ResourceStore) -> None:
+def test_changes_between_pages_do_not_skip_remaining_records(
+    store: ResourceStore, reader: Reader
+) -> None:
     for n in range(6):
         ready(store, f"r{n}")
-    page, cursor = store.list_page(None, 2, None)
+    page, cursor = reader.list_page(None, 2, None)
     assert ids(page) == ["r0", "r1"]
     for gone in ("r0", "r1"):
         store.begin_delete(gone, LIVE)
         store.finish_delete(gone, LIVE.owner)
     ready(store, "new")
-    page, cursor = store.list_page(None, 2, cursor)
+    page, cursor = reader.list_page(None, 2, cursor)
     assert ids(page) == ["r2", "r3"]
-    page, cursor = store.list_page(None, 10, cursor)
+    page, cursor = reader.list_page(None, 10, cursor)
     assert ids(page) == ["r4", "r5", "new"]
 
 
-def test_settings_are_created_once(store: ResourceStore) -> None:
-    assert store.setting("key", lambda: "one") == "one"
-    assert store.setting("key", lambda: "two") == "one"
+def test_settings_are_created_once(store: ResourceStore, reader: Reader) -> None:
+    assert reader.setting("key", lambda: "one") == "one"
+    assert reader.setting("key", lambda: "two") == "one"
+    assert store.setting("key", lambda: "three") == "one"
 
 
-def test_ping_answers(store: ResourceStore) -> None:
-    store.ping()
+def test_ping_answers(reader: Reader) -> None:
+    reader.ping()
 
 
 def test_a_lease_lasts_its_seconds_on_the_database_clock(store: ResourceStore) -> None:
@@ -377,3 +460,13 @@ def test_a_lease_lasts_its_seconds_on_the_database_clock(store: ResourceStore) -
     else:
         time.sleep(0.5)
     assert store.claim_stale(Lease("late", 60)) is not None
+
+
+def test_db_pool_size_is_split_between_the_reads_and_the_threads() -> None:
+    from placement.store.postgres import pool_sizes
+
+    assert pool_sizes(10) == (2, 8)
+    assert pool_sizes(16) == (4, 12)
+    assert pool_sizes(3) == (1, 2)
+    assert pool_sizes(2) == (1, 1)
+    assert pool_sizes(1) == (1, 1)  # at least one each

@@ -29,7 +29,7 @@ from placement.auditor import Auditor
 from placement.config import Auth, Config
 from placement.http import problems
 from placement.http.auth import OneAuthorization, TokenVerifier, bearer_handler
-from placement.http.connexion import VALIDATORS, middlewares, speed_up
+from placement.http.connexion import middlewares, speed_up, validator_map
 from placement.http.handlers import Handlers
 from placement.http.middleware import (
     AccessLog,
@@ -40,6 +40,7 @@ from placement.http.middleware import (
     SpecRoutes,
 )
 from placement.http.threads import RequestThreads
+from placement.reads import ReadFlows
 from placement.reconciler import Reconciler
 from placement.service import PlacementService
 from placement.store import make_store
@@ -55,16 +56,21 @@ STOP_DRAIN = 3.0
 log = logging.getLogger("placement")
 
 
-def create_app(config: Config, *, stop_drain: float | None = None) -> connexion.AsyncApp:
+def create_app(
+    config: Config, *, stop_drain: float | None = None, connexion_adaptations: bool = True
+) -> connexion.AsyncApp:
     """Build the whole service: store, upstream clients, flows, HTTP app. With
     `stop_drain` (seconds), the process exits at most that long after shutdown begins,
-    even if a request or the reconciler is still waiting on an upstream."""
+    even if a request or the reconciler is still waiting on an upstream.
+    `connexion_adaptations=False` (tests only) serves with Connexion's own per-request
+    machinery instead of the faster one of `http/connexion.py`: it must change nothing
+    but speed."""
     store = make_store(config.database)
     policy = PolicyClient(config.policy, config.retry, config.threads, config.forward_auth)
     sprm = SprmClient(config.sprm, config.retry, config.threads, config.forward_auth)
-    service = PlacementService(
-        store, policy, sprm, config.operation_lease(), page_max_bytes=config.limits.page_max_bytes
-    )
+    service = PlacementService(store, policy, sprm, config.operation_lease())
+    reads = store.reads()
+    read_flows = ReadFlows(reads, page_max_bytes=config.limits.page_max_bytes)
     reconciler = Reconciler(
         store, sprm, config.operation_lease(), retry_seconds=config.reconcile.interval
     )
@@ -77,12 +83,13 @@ def create_app(config: Config, *, stop_drain: float | None = None) -> connexion.
 
     # The handlers run here; the number of threads caps the requests served at once.
     threads = RequestThreads(config.threads, config.limits.queue_wait)
-    handlers = Handlers(service, threads)
+    handlers = Handlers(service, read_flows, threads)
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(threads.executor, store.open)
+        await reads.open()
         reconciler.start(config.reconcile.interval)
         if auditor is not None:
             auditor.start()
@@ -95,7 +102,7 @@ def create_app(config: Config, *, stop_drain: float | None = None) -> connexion.
             if auditor is not None:
                 await loop.run_in_executor(threads.executor, auditor.stop)
             threads.shutdown()
-            handlers.health_threads.shutdown(wait=True)
+            await reads.close()
             if verifier is not None:
                 verifier.keys.close()
             store.close()
@@ -109,15 +116,18 @@ def create_app(config: Config, *, stop_drain: float | None = None) -> connexion.
     app = connexion.AsyncApp(
         __name__,
         lifespan=lifespan,
-        middlewares=middlewares(config.auth.enabled, before_validation=[body_limit]),
+        middlewares=middlewares(
+            config.auth.enabled, before_validation=[body_limit], adapted=connexion_adaptations
+        ),
     )
-    speed_up(app)
+    if connexion_adaptations:
+        speed_up(app)
     app.add_api(
         _spec(config.auth),
         resolver=resolver(handlers),
         security_map=_security(verifier),
         pythonic_params=False,
-        validator_map=VALIDATORS,
+        validator_map=validator_map(connexion_adaptations),
     )
     # Outermost first (each goes in before Connexion's exception handling).
     outer = MiddlewarePosition.BEFORE_EXCEPTION

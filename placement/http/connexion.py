@@ -1,21 +1,27 @@
 """Every adaptation of Connexion 3, in one place: what it does is Connexion's own
 (routing, request validation from the spec, parameter passing); how is changed.
 
-1. Speed: Connexion rebuilds, on every request, a handler's whole decorator chain
-   (signature inspection, URI parser, parameter and response wrappers) and the request
-   validators of the operation; here each is built once per operation (per content
-   type, for body validators), and layers that only pass requests through are left out.
-2. Validation (`VALIDATORS`): errors name the parameter; JSON bodies are refused when
-   deeper than MAX_JSON_DEPTH, not UTF-8, holding NaN/Infinity (not JSON) or numbers
-   beyond a float's range (1e999), and any string (parameter, body key or value) holding
-   NUL, which PostgreSQL cannot store: refused here, the same on both databases. Schema
-   validators are built once per schema.
+1. Speed (`adapted=True`, the service's only mode; switched off only by the tests, to
+   prove these change nothing but speed): Connexion rebuilds, on every request, a
+   handler's whole decorator chain (signature inspection, URI parser, parameter and
+   response wrappers) and the request validators of the operation; here each is built
+   once per operation (per content type, for body validators; per schema, for schema
+   validators), and layers that only pass requests through are left out.
+2. Behaviour (always on): a body without Content-Type is 415 (Connexion would guess JSON,
+   then hand the handler raw bytes); validation errors name the parameter; JSON bodies
+   are refused when deeper than MAX_JSON_DEPTH, not UTF-8, holding NaN/Infinity (not
+   JSON) or numbers beyond a float's range (1e999), and any string (parameter, body key
+   or value) holding NUL, which PostgreSQL cannot store: refused here, the same on both
+   databases.
 
-Tied to Connexion 3's AsyncApp internals (pinned below 4 in pyproject.toml); the API
-tests and the fuzz run cover every operation through them."""
+Tied to Connexion 3.3's AsyncApp internals (pinned to 3.3 in pyproject.toml);
+`tests/test_connexion_canary.py` fails when one of the internals used here changes, and
+the API tests and the fuzz run cover every operation through them, adapted and not
+(`tox -e stock-connexion`)."""
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import math
@@ -24,9 +30,16 @@ from typing import Any
 
 import connexion
 from connexion.apps.asynchronous import AsyncApi, AsyncOperation
-from connexion.context import receive, scope
+from connexion.context import context, operation, receive, scope
 from connexion.datastructures import MediaTypeDict
 from connexion.decorators import StarletteDecorator
+from connexion.decorators.parameter import (
+    CONTEXT_NAME,
+    AsyncParameterDecorator,
+    _get_path_arguments,
+    _get_query_arguments,
+    unwrap_decorators,
+)
 from connexion.exceptions import BadRequestProblem, UnsupportedMediaTypeProblem
 from connexion.json_schema import Draft4RequestValidator
 from connexion.middleware import ConnexionMiddleware
@@ -37,13 +50,59 @@ from connexion.middleware.request_validation import (
 )
 from connexion.middleware.response_validation import ResponseValidationMiddleware
 from connexion.middleware.security import SecurityMiddleware
-from connexion.utils import is_nullable
+from connexion.middleware.swagger_ui import SwaggerUIMiddleware
+from connexion.utils import inspect_function_arguments, is_nullable
 from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator, ParameterValidator
 from jsonschema import Draft4Validator, ValidationError
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+
+class _Parameters(AsyncParameterDecorator):  # type: ignore[misc]
+    """Connexion's parameter passing, with its own functions, the operation's facts looked
+    up once. For an operation that takes no request body, a request without a
+    Content-Type skips the search for a body, a form and files: Connexion would find
+    none there, and pass none. Names are sanitised once each (Connexion runs three
+    regular expressions per parameter per request)."""
+
+    def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        stock: Callable[..., Any] = super().__call__(function)
+        found = operation._get_current_object()  # decorated during its first request
+        arguments, has_kwargs = inspect_function_arguments(unwrap_decorators(function))
+        sanitize = functools.lru_cache(maxsize=256)(self.sanitize_fn)
+        body_name = sanitize(found.body_name(None))
+        if found.is_request_body_defined or has_kwargs or body_name in arguments:
+            return stock
+
+        @functools.wraps(function)
+        async def wrapper(request: Any) -> Any:
+            if _has_content_type(request.scope["headers"]):
+                return await stock(request)
+            kwargs = _get_path_arguments(request.path_params, operation=found, sanitize=sanitize)
+            kwargs.update(
+                _get_query_arguments(
+                    request.query_params,
+                    operation=found,
+                    arguments=arguments,
+                    has_kwargs=has_kwargs,
+                    sanitize=sanitize,
+                )
+            )
+            kwargs = {sanitize(k): v for k, v in kwargs.items()}
+            for key, value in context.items():
+                if key in arguments:
+                    kwargs[key] = value
+            if CONTEXT_NAME in arguments:
+                kwargs[CONTEXT_NAME] = context
+            return await function(**kwargs)
+
+        return wrapper
 
 
 class _DecorateOnce(StarletteDecorator):  # type: ignore[misc]
+    @property
+    def _parameter_decorator_cls(self) -> type[_Parameters]:
+        return _Parameters
+
     def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
         decorated = self.decorate(function)
         parsers: list[Any] = []
@@ -75,8 +134,21 @@ class _Api(AsyncApi):  # type: ignore[misc]
         return made
 
 
-class _Validation(RequestValidationOperation):  # type: ignore[misc]
-    """Connexion's request validation with its validators kept between requests."""
+class _CheckedValidation(RequestValidationOperation):  # type: ignore[misc]
+    """Connexion's request validation, refusing a body without Content-Type (415)."""
+
+    def extract_content_type(self, headers: list[tuple[bytes, bytes]]) -> tuple[str, str]:
+        if self._operation.consumes and not _has_content_type(headers):
+            # Connexion would guess JSON here, then hand the handler the raw bytes.
+            raise UnsupportedMediaTypeProblem(
+                detail=f"Content-Type is missing; expected {', '.join(self._operation.consumes)}"
+            )
+        found: tuple[str, str] = super().extract_content_type(headers)
+        return found
+
+
+class _Validation(_CheckedValidation):
+    """The same, with its validators kept between requests."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -85,11 +157,11 @@ class _Validation(RequestValidationOperation):  # type: ignore[misc]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._parameter_validator().validate(scope)
-        if self._operation.consumes and not _has_content_type(scope):
-            # Connexion would guess JSON here, then hand the handler the raw bytes.
-            raise UnsupportedMediaTypeProblem(
-                detail=f"Content-Type is missing; expected {', '.join(self._operation.consumes)}"
-            )
+        if not self._operation.consumes:
+            # No request body in the spec: Connexion would parse the Content-Type, then
+            # find no media type to check it against and no body schema.
+            await self.next_app(scope, receive, send)
+            return
         mime_type, encoding = self.extract_content_type(scope["headers"])
         self.validate_mime_type(mime_type)
         body = self._body_validator(mime_type, encoding)
@@ -137,13 +209,42 @@ class _Validation(RequestValidationOperation):  # type: ignore[misc]
         return operation.uri_parser_class(operation.parameters, operation.body_definition())
 
 
-def _has_content_type(scope: Scope) -> bool:
-    return any(name == b"content-type" and value.strip() for name, value in scope["headers"])
+def _has_content_type(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name == b"content-type" and value.strip() for name, value in headers)
 
 
-class _ValidationApi(RequestValidationAPI):  # type: ignore[misc]
-    def make_operation(self, operation: Any) -> _Validation:
-        return _Validation(
+class _SwaggerUIOnItsPaths(SwaggerUIMiddleware):  # type: ignore[misc]
+    """Connexion's Swagger UI middleware, asked only about the paths its router can
+    match (the spec as JSON and YAML, the UI): every other request skips its router (a
+    copy of the scope and a match of the API's mount each time), which would pass it on
+    unchanged anyway."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        super().__init__(app)
+        self._prefixes: tuple[str, ...] = ()
+
+    def add_api(self, *args: Any, **kwargs: Any) -> None:
+        super().add_api(*args, **kwargs)
+        # Each route matches only paths that start with its own (Route: the whole path,
+        # Mount: the path and "/..."); the routes are the mount's, under its path.
+        self._prefixes = tuple(
+            mount.path + route.path
+            for mount in self.router.routes
+            for route in getattr(mount, "routes", ())
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith(self._prefixes):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+class _CheckedValidationApi(RequestValidationAPI):  # type: ignore[misc]
+    operation_cls: type[_CheckedValidation] = _CheckedValidation
+
+    def make_operation(self, operation: Any) -> _CheckedValidation:
+        return self.operation_cls(
             self.next_app,
             operation=operation,
             strict_validation=self.strict_validation,
@@ -151,28 +252,43 @@ class _ValidationApi(RequestValidationAPI):  # type: ignore[misc]
         )
 
 
+class _ValidationApi(_CheckedValidationApi):
+    operation_cls = _Validation
+
+
+class _CheckedValidationMiddleware(RequestValidationMiddleware):  # type: ignore[misc]
+    api_cls = _CheckedValidationApi
+
+
 class _ValidationMiddleware(RequestValidationMiddleware):  # type: ignore[misc]
     api_cls = _ValidationApi
 
 
-def middlewares(security: bool, before_validation: Sequence[Any] = ()) -> list[Any]:
-    """Connexion's middleware stack with the faster request validation and without the
-    layers that would only pass requests through: response validation (off), security
-    (when authentication is off); `before_validation` go right before the validation
-    (MiddlewarePosition.BEFORE_VALIDATION names Connexion's own, replaced here). A new
-    list for each app (Connexion inserts added middlewares into it)."""
+def middlewares(
+    security: bool, before_validation: Sequence[Any] = (), adapted: bool = True
+) -> list[Any]:
+    """Connexion's middleware stack; `before_validation` go right before the request
+    validation (MiddlewarePosition.BEFORE_VALIDATION names Connexion's own, replaced
+    here). Adapted: the faster request validation, the Swagger UI's router asked only
+    about its own paths, and without the layers that would only pass requests through:
+    response validation (off), security (when authentication is off). A new list for
+    each app (Connexion inserts added middlewares into it)."""
     unused = {ResponseValidationMiddleware} | (set() if security else {SecurityMiddleware})
+    validation = _ValidationMiddleware if adapted else _CheckedValidationMiddleware
     stack: list[Any] = []
     for m in ConnexionMiddleware.default_middlewares:
         if m is RequestValidationMiddleware:
-            stack += [*before_validation, _ValidationMiddleware]
-        elif m not in unused:
+            stack += [*before_validation, validation]
+        elif adapted and m is SwaggerUIMiddleware:
+            stack.append(_SwaggerUIOnItsPaths)
+        elif not adapted or m not in unused:
             stack.append(m)
     return stack
 
 
 def speed_up(app: connexion.AsyncApp) -> None:
-    """Call before `add_api`; create the app with `middlewares=middlewares()`."""
+    """Call before `add_api`; create the app with `middlewares=middlewares()` and
+    `validator_map=validator_map()`."""
     app._middleware_app.api_cls = _Api
 
 
@@ -185,17 +301,24 @@ _validators: dict[int, tuple[Any, Any]] = {}
 def _cached(schema: dict[str, Any], build: Any) -> Any:
     entry = _validators.get(id(schema))
     if entry is None or entry[0] is not schema:
-        entry = (schema, build(schema, format_checker=Draft4Validator.FORMAT_CHECKER))
+        entry = (schema, _fresh(schema, build))
         _validators[id(schema)] = entry
     return entry[1]
+
+
+def _fresh(schema: dict[str, Any], build: Any) -> Any:
+    """A new validator, as Connexion makes one for each request."""
+    return build(copy.deepcopy(schema), format_checker=Draft4Validator.FORMAT_CHECKER)
 
 
 class NamedParameterValidator(ParameterValidator):  # type: ignore[misc]
     """Connexion's parameter validation; errors name the parameter."""
 
-    @staticmethod
+    schema_validator = staticmethod(_cached)
+
+    @classmethod
     def validate_parameter(
-        parameter_type: str, value: Any, param: dict[str, Any], param_name: str | None = None
+        cls, parameter_type: str, value: Any, param: dict[str, Any], param_name: str | None = None
     ) -> str | None:
         if is_nullable(param) and value is None:
             return None
@@ -206,7 +329,7 @@ class NamedParameterValidator(ParameterValidator):  # type: ignore[misc]
         if isinstance(value, str) and "\x00" in value:
             return f"{parameter_type} parameter {param['name']} must not contain NUL characters"
         try:
-            _cached(param.get("schema", param), Draft4Validator).validate(value)
+            cls.schema_validator(param.get("schema", param), Draft4Validator).validate(value)
         except ValidationError as exc:
             return f"{parameter_type} parameter {param['name']}: {exc.message}"
         return None
@@ -215,9 +338,11 @@ class NamedParameterValidator(ParameterValidator):  # type: ignore[misc]
 class JsonBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
     """Connexion's JSON body validation with stricter parsing (see the module doc)."""
 
+    schema_validator = staticmethod(_cached)
+
     @property
     def _validator(self) -> Any:
-        return _cached(self._schema, Draft4RequestValidator)
+        return self.schema_validator(self._schema, Draft4RequestValidator)
 
     async def _parse(self, stream: Any, scope: Scope) -> Any:
         raw = b"".join([chunk async for chunk in stream])
@@ -292,7 +417,23 @@ def json_depth(document: Any) -> int:
     return deepest
 
 
-VALIDATORS = {
-    "parameter": NamedParameterValidator,
-    "body": MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": JsonBodyValidator}),
-}
+class _FreshParameterValidator(NamedParameterValidator):
+    schema_validator = staticmethod(_fresh)
+
+
+class _FreshJsonBodyValidator(JsonBodyValidator):
+    schema_validator = staticmethod(_fresh)
+
+
+def validator_map(adapted: bool = True) -> dict[str, Any]:
+    """Connexion's `validator_map`: ours (see the module doc); adapted, each schema
+    validator is built once, else for each request as Connexion does."""
+    parameter, body = (
+        (NamedParameterValidator, JsonBodyValidator)
+        if adapted
+        else (_FreshParameterValidator, _FreshJsonBodyValidator)
+    )
+    return {
+        "parameter": parameter,
+        "body": MediaTypeDict({**VALIDATOR_MAP["body"], "*/*json": body}),
+    }

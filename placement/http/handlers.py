@@ -1,26 +1,26 @@
 """HTTP only: one method per operationId, translating requests to service calls.
 
 Connexion has validated every request against the spec before a handler runs; errors
-raised here (or below) become problem details in `problems.py`. The service blocks (the
-database, `requests` to the upstreams), so every handler runs in the request threads
-(`threads.RequestThreads`: a plain executor, cheaper per request than the one Connexion
-uses for sync handlers), and health in threads of its own.
+raised here (or below) become problem details in `problems.py`. Reads (get, list,
+health) run on the event loop (`reads.ReadFlows`); the flows that change records block
+(the database, `requests` to the upstreams), so their handlers run in the request
+threads (`threads.RequestThreads`: a plain executor, cheaper per request than the one
+Connexion uses for sync handlers).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec
 
 from connexion.lifecycle import ConnexionResponse
 
 from placement import context
-from placement.http.encoding import json_bytes
-from placement.http.threads import HEALTH_THREADS, RequestThreads
+from placement.http.encoding import embedded, json_bytes
+from placement.http.threads import RequestThreads
+from placement.reads import ReadFlows
 from placement.service import PlacementService
 
 JSON = "application/json"
@@ -47,23 +47,23 @@ def in_thread(
 class Handlers:
     """Bound by operationId: `GetResource` -> `get_resource` (see `app.resolver`)."""
 
-    def __init__(self, service: PlacementService, threads: RequestThreads) -> None:
+    def __init__(
+        self, service: PlacementService, reads: ReadFlows, threads: RequestThreads
+    ) -> None:
         self._service = service
+        self._reads = reads
         self.threads = threads
-        self.health_threads = ThreadPoolExecutor(HEALTH_THREADS, thread_name_prefix="health")
 
     async def get_health(self) -> ConnexionResponse:
-        """In threads of its own: a readiness probe must not wait for busy request threads."""
-        check = functools.partial(contextvars.copy_context().run, self._service.check_health)
-        await asyncio.get_running_loop().run_in_executor(self.health_threads, check)
+        """On the loop: a readiness probe never waits for busy request threads."""
+        await self._reads.check_health()
         return ConnexionResponse(200, content_type=JSON, body=_HEALTHY)
 
-    @in_thread
-    def list_resources(
+    async def list_resources(
         self, max_page_size: int = 100, provider: str | None = None, page_token: str | None = None
     ) -> ConnexionResponse:
-        page = self._service.list_resources(provider or None, max_page_size, page_token or None)
-        body: dict[str, Any] = {"resources": [r.to_json() for r in page.resources]}
+        page = await self._reads.list_resources(provider or None, max_page_size, page_token or None)
+        body: dict[str, Any] = {"resources": [r.to_json(embedded) for r in page.resources]}
         if page.next_page_token:
             body["next_page_token"] = page.next_page_token
         return _json(200, body)
@@ -77,9 +77,9 @@ class Handlers:
         context.note_resource(resource.id)
         return _json(201, resource.to_json())
 
-    @in_thread
-    def get_resource(self, resource_id: str) -> ConnexionResponse:
-        return _json(200, self._service.get_resource(resource_id).to_json())
+    async def get_resource(self, resource_id: str) -> ConnexionResponse:
+        resource = await self._reads.get_resource(resource_id)
+        return _json(200, resource.to_json(embedded))
 
     @in_thread
     def delete_resource(self, resource_id: str) -> ConnexionResponse:

@@ -76,6 +76,10 @@ class AccessLog:
     def __init__(self, app: ASGIApp, pool_gauge: metrics.PoolGauge) -> None:
         self._app = app
         self._pool_gauge = pool_gauge
+        # The metrics' children by their labels (few: operations x methods x statuses),
+        # instead of looking them up through prometheus-client on every request.
+        self._counted: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -106,8 +110,15 @@ class AccessLog:
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
         routing = scope.get("extensions", {}).get("connexion_routing", {})
         operation = (routing.get("operation_id") or "unmatched").lstrip(":")
-        metrics.REQUESTS.labels(operation, scope["method"], str(status)).inc()
-        metrics.REQUEST_SECONDS.labels(operation).observe(seconds)
+        key = (operation, scope["method"], status)
+        counted = self._counted.get(key)
+        if counted is None:
+            counted = self._counted[key] = metrics.REQUESTS.labels(*key[:2], str(status))
+        counted.inc()
+        timed = self._timed.get(operation)
+        if timed is None:
+            timed = self._timed[operation] = metrics.REQUEST_SECONDS.labels(operation)
+        timed.observe(seconds)
         fields: dict[str, Any] = {
             "operation": operation,
             "method": scope["method"],
@@ -143,7 +154,7 @@ class SpecRoutes:
         found = [methods for pattern, methods in self._routes if pattern.match(path)]
         if not found:
             return None
-        union = set().union(*found)
+        union = found[0] if len(found) == 1 else set().union(*found)
         return [m for m in _METHODS if m in union]
 
     def allow_header(self, path: str) -> str:

@@ -1,6 +1,6 @@
-"""The threads the handlers run in. The service blocks (the database, `requests` to the
-upstreams), so every API request holds one of SVC_THREADS threads while it is served;
-health has threads of its own, so that it answers whatever the others are doing."""
+"""The threads the handlers of the flows that change records run in. They block (the
+database, `requests` to the upstreams), so each such request holds one of SVC_THREADS
+threads while it is served; reads and health run on the event loop."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from typing import TypeVar
 from placement.errors import Kind, PlacementError
 
 T = TypeVar("T")
-
-HEALTH_THREADS = 2
 
 
 class RequestThreads:

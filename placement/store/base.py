@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from placement.errors import Kind, PlacementError
-from placement.model import Placement, Resource
+from placement.model import Placement, Resource, ResourceView
 
 
 class StoreError(PlacementError):
@@ -74,6 +74,10 @@ class ResourceStore(Protocol):
 
     def setting(self, name: str, default: Callable[[], str]) -> str:
         """A service-wide value, created from `default()` by whoever asks first."""
+
+    def reads(self) -> ResourceReads:
+        """The same records for the API's reads, served on the event loop (one object
+        per store: its pool, or executor, is opened and closed with the app)."""
 
     # Reads.
 
@@ -136,3 +140,26 @@ class ResourceStore(Protocol):
         """Give up the lease `owner` holds (on a record, or on a replacement and the record
         it replaces), states unchanged: the record waits `seconds`, then any reconciler
         round may claim it (the round that gave it up does not take it again)."""
+
+
+class ResourceReads(Protocol):
+    """The reads the API serves (GET, list, health) without leaving the event loop, on
+    the same statements as the store's. Specs come as the JSON text the database holds."""
+
+    async def open(self) -> None:
+        """Call once the store is open (its schema migrated), on the serving loop."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers now."""
+
+    async def setting(self, name: str, default: Callable[[], str]) -> str:
+        """As `ResourceStore.setting`."""
+
+    async def get(self, resource_id: str) -> ResourceView | None: ...
+
+    async def list_page(
+        self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None = None
+    ) -> tuple[list[ResourceView], Cursor | None]:
+        """As `ResourceStore.list_page`."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, ClassVar
@@ -12,12 +12,13 @@ from typing import Any, ClassVar
 import psycopg
 from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg.types.string import TextLoader
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from placement.config import Database
-from placement.model import JSONObject
+from placement.model import JSONObject, ResourceView
 from placement.store import pg_probe
-from placement.store.base import DuplicateId, StoreError, StoreUnavailable
+from placement.store.base import Cursor, DuplicateId, StoreError, StoreUnavailable
 from placement.store.migrations import migrate
 from placement.store.sql import SqlStore
 
@@ -35,6 +36,9 @@ _BUDGETED_PAGE = (
     " ORDER BY create_time NULLS FIRST, id"
 )
 _UNLIMITED = 1 << 62
+# Seconds a pool keeps trying to reconnect before giving up: the next request then starts
+# a fresh attempt at once, instead of waiting out an ever longer backoff.
+_RECONNECT_TIMEOUT = 10.0
 # Serialises migrations between replicas starting together.
 _MIGRATION_LOCK = 0x706C6163  # "plac"
 
@@ -80,18 +84,18 @@ class PostgresStore(SqlStore):
             connect_timeout=max(1, min(10, int(db.connect_timeout))),
             application_name="placement-manager",
         )
+        read_size, write_size = pool_sizes(db.pool_size)
         self._pool = ConnectionPool(
             self._conninfo,
             min_size=1,
-            max_size=db.pool_size,
+            max_size=write_size,
             open=False,
             timeout=db.pool_timeout,
-            # Give up reconnecting after a while: the next request then starts a fresh
-            # attempt at once, instead of waiting out an ever longer backoff.
-            reconnect_timeout=10.0,
+            reconnect_timeout=_RECONNECT_TIMEOUT,
             kwargs={"autocommit": True},
             name="placement",
         )
+        self._reads = PostgresReads(self, read_size)
 
     def open(self) -> None:
         self._wait_until_reachable()
@@ -104,18 +108,32 @@ class PostgresStore(SqlStore):
         self._pool.close()
 
     def pool_stats(self) -> dict[str, int]:
-        stats = self._pool.get_stats()
-        size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
-        return {"in_use": size - idle, "idle": idle, "waiting": stats.get("requests_waiting", 0)}
+        """Both pools together (the threads' and the reads')."""
+        total = {"in_use": 0, "idle": 0, "waiting": 0}
+        for stats in (self._pool.get_stats(), self._reads.pool.get_stats()):
+            size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
+            total["in_use"] += size - idle
+            total["idle"] += idle
+            total["waiting"] += stats.get("requests_waiting", 0)
+        return total
 
     def ping(self) -> None:
         self._rows("SELECT 1", ())
 
+    def reads(self) -> PostgresReads:
+        return self._reads
+
     def _page_rows(
         self, statement: str, params: Sequence[Any], max_bytes: int | None
     ) -> list[tuple[Any, ...]]:
+        return self._rows(*self._budgeted_page(statement, params, max_bytes))
+
+    def _budgeted_page(
+        self, statement: str, params: Sequence[Any], max_bytes: int | None
+    ) -> tuple[str, list[Any]]:
+        """A list statement within its page budget (`_BUDGETED_PAGE`), and its parameters."""
         budget = _UNLIMITED if max_bytes is None else max_bytes
-        return self._rows(self._budgeted[statement], [budget, *params])
+        return self._budgeted[statement], [budget, *params]
 
     def _spec_value(self, spec: JSONObject) -> Any:
         return Jsonb(spec)
@@ -172,6 +190,81 @@ class PostgresStore(SqlStore):
             log.warning("database not reachable yet, retrying: %s", refusal.reason)
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+def pool_sizes(pool_size: int) -> tuple[int, int]:
+    """DB_POOL_SIZE split between the reads' pool (asynchronous, on the event loop) and
+    the request threads' (writes, the reconciler): a quarter for the reads, rounded down,
+    the rest for the threads; at least one each (so 2 connections when DB_POOL_SIZE is 1).
+    The reads need few: one event loop keeps only a handful of queries in flight, while
+    each thread holds its connection for a whole statement (with 6 of 10 for the
+    threads, creates at 256 connections saw timeouts that 8 did not)."""
+    reads = max(1, pool_size // 4)
+    return reads, max(1, pool_size - reads)
+
+
+class PostgresReads:
+    """The API's reads on their own asynchronous pool, with the store's statements.
+    Specs are selected as the JSON text PostgreSQL sends (jsonb loaded as text), never
+    decoded: a list page embeds them as they are."""
+
+    def __init__(self, store: PostgresStore, size: int) -> None:
+        self._store = store
+        self.pool = AsyncConnectionPool(
+            store._conninfo,
+            min_size=1,
+            max_size=size,
+            open=False,
+            timeout=store._db.pool_timeout,
+            reconnect_timeout=_RECONNECT_TIMEOUT,
+            kwargs={"autocommit": True},
+            configure=_specs_as_text,
+            name="placement-reads",
+        )
+
+    async def open(self) -> None:
+        with _translated():
+            await self.pool.open(wait=True, timeout=self._store._db.connect_timeout)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def ping(self) -> None:
+        await self._rows("SELECT 1", ())
+
+    async def setting(self, name: str, default: Callable[[], str]) -> str:
+        sql = self._store._sql
+        with _translated():
+            async with self.pool.connection() as conn:
+                await conn.execute(sql["setting_insert"], (name, default()))
+        [(value,)] = await self._rows(sql["setting_get"], (name,))
+        return str(value)
+
+    async def get(self, resource_id: str) -> ResourceView | None:
+        rows = await self._rows(self._store._sql["get"], (resource_id,))
+        return self._store._view(rows[0]) if rows else None
+
+    async def list_page(
+        self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None = None
+    ) -> tuple[list[ResourceView], Cursor | None]:
+        store = self._store
+        statement, params = store._list_query(provider, limit, after)
+        rows, cursor = store._page_end(
+            await self._rows(*store._budgeted_page(statement, params, max_bytes)), limit
+        )
+        return [store._view(row) for row in rows], cursor
+
+    async def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """The rows of a query (every statement here returns rows: no need to look at
+        the cursor's description, which builds an object per column)."""
+        with _translated():
+            async with self.pool.connection() as conn:
+                cursor = await conn.execute(statement, params)
+                return await cursor.fetchall()
+
+
+async def _specs_as_text(conn: psycopg.AsyncConnection[Any]) -> None:
+    conn.adapters.register_loader("jsonb", TextLoader)
 
 
 @contextmanager

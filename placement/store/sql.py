@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, ClassVar
 
-from placement.model import EPOCH, JSONObject, Placement, Resource, State
+from placement.model import EPOCH, JSONObject, Placement, Resource, ResourceView, State
 from placement.store.base import Cursor, DuplicateId, Lease
 
 # Every statement is written out whole (no SQL is assembled from pieces), with "?"
@@ -213,6 +213,15 @@ class SqlStore(abc.ABC):
     def list_page(
         self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None = None
     ) -> tuple[list[Resource], Cursor | None]:
+        statement, params = self._list_query(provider, limit, after)
+        rows, cursor = self._page_end(self._page_rows(statement, params, max_bytes), limit)
+        return [self._resource(row) for row in rows], cursor
+
+    def _list_query(
+        self, provider: str | None, limit: int, after: Cursor | None
+    ) -> tuple[str, list[Any]]:
+        """The list statement for this page and its parameters (one more row than
+        `limit`: whether more follow)."""
         params: list[Any] = []
         if after is None:
             where, params = None, [limit + 1, limit + 1, limit + 1]
@@ -222,15 +231,19 @@ class SqlStore(abc.ABC):
             where, params = "stamped", [self._after_value(after.create_key), after.id, limit + 1]
         if provider is not None:
             params = _with_provider(where, provider, params)
-        rows = self._page_rows(self._list[provider is not None, where], params, max_bytes)
+        return self._list[provider is not None, where], params
+
+    def _page_end(
+        self, rows: list[tuple[Any, ...]], limit: int
+    ) -> tuple[list[tuple[Any, ...]], Cursor | None]:
+        """The rows of the page, and the cursor of its last one when more may follow."""
         # A row without its spec is past the budget: the page ends before it.
         kept = list(itertools.takewhile(lambda row: row[2] is not None, rows[:limit]))
-        resources = [self._resource(row) for row in kept]
         if len(kept) == len(rows):
-            return resources, None
+            return kept, None
         last = kept[-1]
         key = None if last[5] is None else self._sort_key(last[5])
-        return resources, Cursor(key, last[0])
+        return kept, Cursor(key, last[0])
 
     def replacement_of(self, resource_id: str) -> Resource | None:
         rows = self._rows(self._sql["replacement_of"], (resource_id,))
@@ -351,6 +364,19 @@ class SqlStore(abc.ABC):
     def _count(self, statement: str, params: Sequence[Any]) -> int:
         with self._connection() as conn:
             return int(conn.execute(statement, params).rowcount)
+
+    def _view(self, row: Sequence[Any]) -> ResourceView:
+        """A row whose spec is JSON text (how the reads select it), not decoded."""
+        rid, catalog_id, spec, provider, approval, created, updated = row[:7]
+        return ResourceView(
+            id=rid,
+            catalog_item_instance_id=catalog_id,
+            spec_json=spec,
+            provider_name=provider or "",
+            approval_status=approval or "",
+            create_time=EPOCH if created is None else self._decode_time(created),
+            update_time=EPOCH if updated is None else self._decode_time(updated),
+        )
 
     def _resource(self, row: Sequence[Any]) -> Resource:
         rid, catalog_id, spec, provider, approval, created, updated, state, replaces = row

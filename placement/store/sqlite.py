@@ -9,23 +9,30 @@ this process's (SQLite runs in it): each connection gets `now()` and
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from placement.model import JSONObject, utcnow
-from placement.store.base import DuplicateId, StoreError, StoreUnavailable
+from placement.model import JSONObject, ResourceView, utcnow
+from placement.store.base import Cursor, DuplicateId, StoreError, StoreUnavailable
 from placement.store.migrations import migrate
 from placement.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+# The API's reads run in this many threads of their own (each with its connection).
+READ_THREADS = 2
 # OperationalErrors that mean "cannot use the database now", not "this statement failed".
 _UNAVAILABLE = ("locked", "unable to open", "disk I/O", "busy", "readonly database")
 
@@ -43,6 +50,7 @@ class SqliteStore(SqlStore):
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
+        self._reads: SqliteReads | None = None
 
     def open(self) -> None:
         if self._path.parent != Path() and not self._path.parent.is_dir():
@@ -66,6 +74,24 @@ class SqliteStore(SqlStore):
 
     def ping(self) -> None:
         self._rows("SELECT 1", ())
+
+    def reads(self) -> SqliteReads:
+        if self._reads is None:
+            self._reads = SqliteReads(self)
+        return self._reads
+
+    def get_view(self, resource_id: str) -> ResourceView | None:
+        """As `get`, the spec left as the JSON text stored (`SqliteReads`)."""
+        rows = self._rows(self._sql["get"], (resource_id,))
+        return self._view(rows[0]) if rows else None
+
+    def list_views(
+        self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None
+    ) -> tuple[list[ResourceView], Cursor | None]:
+        """As `list_page`, the specs left as the JSON text stored (`SqliteReads`)."""
+        statement, params = self._list_query(provider, limit, after)
+        rows, cursor = self._page_end(self._page_rows(statement, params, max_bytes), limit)
+        return [self._view(row) for row in rows], cursor
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         migrate(lambda statement, params: conn.execute(statement, params or ()), "sqlite")
@@ -161,6 +187,44 @@ class SqliteStore(SqlStore):
 
     def _lease_end(self, seconds: float) -> str:
         return _time_text(self._clock() + timedelta(seconds=seconds))
+
+
+class SqliteReads:
+    """The API's reads on SQLite. SQLite answers inside this process, blocking, so the
+    reads cannot be asynchronous: they run in READ_THREADS threads of their own, apart
+    from the request threads (a thread hop each; see the README's Performance)."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def open(self) -> None:
+        self._executor = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="sqlite-read")
+
+    async def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def ping(self) -> None:
+        await self._run(self._store.ping)
+
+    async def setting(self, name: str, default: Callable[[], str]) -> str:
+        return await self._run(functools.partial(self._store.setting, name, default))
+
+    async def get(self, resource_id: str) -> ResourceView | None:
+        return await self._run(functools.partial(self._store.get_view, resource_id))
+
+    async def list_page(
+        self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None = None
+    ) -> tuple[list[ResourceView], Cursor | None]:
+        call = functools.partial(self._store.list_views, provider, limit, after, max_bytes)
+        return await self._run(call)
+
+    async def _run(self, call: Callable[[], T]) -> T:
+        if self._executor is None:
+            raise StoreUnavailable("the SQLite reads are not open")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
 
 def _time_text(moment: datetime) -> str:

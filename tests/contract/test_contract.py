@@ -56,12 +56,12 @@ import yaml
 from placement_dev.standins import BackgroundServer
 
 from placement.config import Config, Database
-from placement.http.app import create_app
 from placement.http.connections import protocol
 from placement.http.problems import PROBLEM_JSON, PROBLEM_TYPES
 from placement.model import Placement
 from placement.store import Lease, make_store
 from placement.upstream import policy, sprm
+from tests.harness.app import service_app
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
@@ -159,7 +159,7 @@ def test_case(case: Case, request: pytest.FixtureRequest) -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add_passthru("http://127.0.0.1")
         _program(mock, case.data)
-        server = BackgroundServer(create_app(config), http=protocol(config.limits))
+        server = BackgroundServer(service_app(config), http=protocol(config.limits))
         with server, _fault(db, case.data.get("database")):
             status, headers, body = _send(server.port, case.request)
     _check(case, status, headers, body)

@@ -3,6 +3,7 @@ socket."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -13,6 +14,17 @@ from placement_dev.standins import BackgroundServer
 from placement.config import Config, Upstream
 from placement.http.app import create_app
 from tests.harness.mocked import POLICY_URL, SPRM_URL
+
+# Set to 1 (`tox -e stock-connexion`), the tests run the app on Connexion's own
+# per-request machinery instead of the adaptations of `placement/http/connexion.py`: they
+# must pass alike (the adaptations change nothing but speed). Read by the tests only.
+STOCK_CONNEXION = "PLACEMENT_TEST_STOCK_CONNEXION"
+
+
+def service_app(config: Config) -> Any:
+    """The service's app as the tests serve it (see STOCK_CONNEXION)."""
+    stock = os.environ.get(STOCK_CONNEXION) == "1"
+    return create_app(config, connexion_adaptations=not stock)
 
 
 @contextmanager
@@ -38,5 +50,5 @@ def serve_config(
         sprm=Upstream(sprm_url, timeout),
         **changes,
     )
-    with serve(create_app(config)) as url:
+    with serve(service_app(config)) as url:
         yield url

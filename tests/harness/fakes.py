@@ -20,7 +20,7 @@ from enum import Enum
 from typing import Any
 
 from placement.lifecycle import TRANSIENT
-from placement.model import Evaluation, JSONObject, Placement, Resource, State
+from placement.model import Evaluation, JSONObject, Placement, Resource, ResourceView, State
 from placement.store import Cursor, DuplicateId, Lease, StoreUnavailable
 from placement.upstream.errors import UpstreamError
 
@@ -81,6 +81,9 @@ class MemoryStore:
         with self._lock:
             self._check()
             return self._settings.setdefault(name, default())
+
+    def reads(self) -> MemoryReads:
+        return MemoryReads(self)
 
     # What tests look at.
 
@@ -471,3 +474,44 @@ class FakeSprm:
             status = 201 if operation == "create" else 204
             return UpstreamError("sprm", operation, status, "does not match", transient=False)
         return UpstreamError("sprm", operation, None, "timed out")
+
+
+class MemoryReads:
+    """The API's reads of a MemoryStore (`store.ResourceReads`), specs as JSON text."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def ping(self) -> None:
+        self._store.ping()
+
+    async def setting(self, name: str, default: Callable[[], str]) -> str:
+        return self._store.setting(name, default)
+
+    async def get(self, resource_id: str) -> ResourceView | None:
+        found = self._store.get(resource_id)
+        return None if found is None else _view(found)
+
+    async def list_page(
+        self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None = None
+    ) -> tuple[list[ResourceView], Cursor | None]:
+        page, cursor = self._store.list_page(provider, limit, after, max_bytes)
+        return [_view(each) for each in page], cursor
+
+
+def _view(resource: Resource) -> ResourceView:
+    return ResourceView(
+        id=resource.id,
+        catalog_item_instance_id=resource.catalog_item_instance_id,
+        spec_json=json.dumps(resource.spec),
+        provider_name=resource.provider_name,
+        approval_status=resource.approval_status,
+        create_time=resource.create_time,
+        update_time=resource.update_time,
+    )

@@ -128,10 +128,22 @@ def test_the_service_publishes_drift_with_several_workers(
                 for kind in ("orphaned_instances", "missing_instances", "stuck_operations")
             )
 
-        wait_for(lambda: counts() == (2.0, 1.0, 0.0), timeout=60, what="the drift gauges")
+        seen: list[tuple[float | None, ...]] = []
+
+        def shows(expected: tuple[float, ...]) -> bool:
+            seen.append(counts())
+            return seen[-1] == expected
+
+        def until(expected: tuple[float, ...], what: str) -> None:
+            try:
+                wait_for(lambda: shows(expected), timeout=60, what=what)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; last seen {seen[-3:]}") from None
+
+        until((2.0, 1.0, 0.0), "the drift gauges")
         text = requests.get(f"{process.url}/metrics", timeout=10).text
         assert metric(text, "placement_oldest_operation_age_seconds") == 0.0
         assert (metric(text, "placement_drift_audit_finish_time_seconds") or 0) > 0
 
         suite_standins.sprm.forget("odd-1")
-        wait_for(lambda: counts() == (1.0, 1.0, 0.0), timeout=60, what="the new counts")
+        until((1.0, 1.0, 0.0), "the new counts")
