@@ -10,7 +10,7 @@ from placement.upstream.policy_api.api.evaluation import evaluate_request
 from placement.upstream.policy_api.client import Client
 from placement.upstream.policy_api.models import EvaluateRequest, EvaluateResponse
 from placement.upstream.retry import Retrier
-from placement.upstream.transport import API_PREFIX, call_headers, failure, pooled_session, send
+from placement.upstream.transport import call_headers, failure, generated_client, send
 
 # The Policy Engine's refusals a client can act on; any other failure is internal.
 ERRORS = Translation(
@@ -25,11 +25,7 @@ class PolicyClient:
         self, upstream: Upstream, retry: RetryPolicy, pool_size: int, forward_auth: bool = False
     ) -> None:
         self._forward_auth = forward_auth
-        self._client = Client(
-            base_url=upstream.url + API_PREFIX,
-            timeout=upstream.timeout,
-            session=pooled_session(upstream.url, pool_size),
-        )
+        self._client = generated_client(Client, upstream, pool_size)
         self._retry = Retrier(retry)
 
     def evaluate(self, spec: JSONObject) -> Evaluation:

@@ -21,7 +21,7 @@ from placement.upstream.sprm_api.api.default import (
 from placement.upstream.sprm_api.client import Client
 from placement.upstream.sprm_api.models import ServiceTypeInstance, ServiceTypeInstanceList
 from placement.upstream.sprm_api.types import UNSET, Unset
-from placement.upstream.transport import API_PREFIX, call_headers, failure, pooled_session, send
+from placement.upstream.transport import call_headers, failure, generated_client, send
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,7 @@ class SprmClient:
         self, upstream: Upstream, retry: RetryPolicy, pool_size: int, forward_auth: bool = False
     ) -> None:
         self._forward_auth = forward_auth
-        self._client = Client(
-            base_url=upstream.url + API_PREFIX,
-            timeout=upstream.timeout,
-            session=pooled_session(upstream.url, pool_size),
-        )
+        self._client = generated_client(Client, upstream, pool_size)
         self._retry = Retrier(retry)
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from placement import context, metrics
+from placement.config import Upstream
 from placement.upstream.errors import Translation, UpstreamError
 
 log = logging.getLogger("placement.upstream")
@@ -46,6 +47,18 @@ LOCAL_ERRORS = (
     requests.exceptions.InvalidHeader,
     requests.exceptions.URLRequired,
 )
+
+
+C = TypeVar("C")
+
+
+def generated_client(client_class: Callable[..., C], upstream: Upstream, pool_size: int) -> C:
+    """A generated client (`policy_api` or `sprm_api`) on `upstream`, over its own pool."""
+    return client_class(
+        base_url=upstream.url + API_PREFIX,
+        timeout=upstream.timeout,
+        session=pooled_session(upstream.url, pool_size),
+    )
 
 
 def pooled_session(base_url: str, pool_size: int) -> requests.Session:
