@@ -86,12 +86,17 @@ class Child:
             return ""
         return "\n".join(f"    {line}" for line in text[-lines:])
 
+    def ask_to_stop(self) -> None:
+        """Signal the process group (so that several children stop at once)."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, self._stop_signal)
+
     def stop(self, timeout: float = 15.0) -> None:
         """Signal the process group, wait, then SIGKILL whatever is left of it."""
         group = self.popen.pid
         if self.alive():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(group, self._stop_signal)
+            self.ask_to_stop()
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -304,6 +304,10 @@ class Run:
             self.notes.append(note)
 
     def stop_targets(self) -> None:
+        """All at once: a multi-worker uvicorn takes seconds to stop."""
+        for target in self.all_targets():
+            if target.child is not None:
+                target.child.ask_to_stop()
         for target in self.all_targets():
             target.stop()
 
