@@ -240,9 +240,10 @@ class Pinning:
         if target is None or load is None:
             return "nothing pinned: wrk, PostgreSQL, the stand-ins and the target share every core"
         where = (
-            f"on core(s) {_cores(target)} of their own"
+            f"alone on core(s) {_cores(target)}"
             if not target & load
-            else f"on every core ({_cores(target)}: too few to give {workers} worker(s) their own)"
+            else f"on every core ({_cores(target)}: too few to give {workers} worker(s) cores"
+            " of their own)"
         )
         return (
             f"{workers} worker(s): the target {where}; wrk, PostgreSQL and the stand-ins on"
