@@ -437,9 +437,9 @@ def chart(run: Run, summary: dict[str, Any], meta: dict[str, Any], path: Path) -
         versus = [summary["scenarios"][n]["vs"][reference] for n in names]
         values = [each["ratio"] or 0.0 for each in versus]
         tops += values
-        xs = [index + offset for index in range(len(names))]
+        positions = [index + offset for index in range(len(names))]
         bars = left.bar(
-            xs,
+            positions,
             values,
             width * 0.95,
             color=[_COLORS[each["verdict"]] for each in versus],
@@ -447,7 +447,7 @@ def chart(run: Run, summary: dict[str, Any], meta: dict[str, Any], path: Path) -
             edgecolor="white",
         )
         left.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=2, fontsize=7)
-        for x, each in zip(xs, versus, strict=True):
+        for x, each in zip(positions, versus, strict=True):
             if each["target"]:
                 left.hlines(each["target"], x - width / 2, x + width / 2, colors="black", ls="--")
     left.axhline(1.0, color="grey", linewidth=0.8)
@@ -468,7 +468,7 @@ def chart(run: Run, summary: dict[str, Any], meta: dict[str, Any], path: Path) -
         Patch(color=_COLORS["MISS"], label="target missed"),
         Patch(color=_COLORS["-"], label="no target"),
     ]
-    left.legend(handles=keys, fontsize=8, loc="upper left")
+    left.legend(handles=keys, fontsize=8, loc="best")
 
     derived = summary["derived"]
     items = []
