@@ -123,8 +123,9 @@ def _parser() -> argparse.ArgumentParser:
         "--pin",
         choices=("auto", "off"),
         default="auto",
-        help="auto: with 2 or more cores, each target on the last core(s), wrk, PostgreSQL"
-        " and the stand-ins on the others; off: everything shares every core (auto)",
+        help="auto: with 2 or more cores, a target with N workers alone on the last N"
+        " cores when it can be, wrk, PostgreSQL and the stand-ins on the first; off: all"
+        " share every core (auto)",
     )
     add(
         "--service-env",
@@ -213,27 +214,31 @@ def given_args(argv: list[str] | None) -> list[str]:
 @dataclass(frozen=True)
 class Pinning:
     """Which cores the load side (this process, and so wrk, PostgreSQL and the stand-ins,
-    which inherit it) and the targets run on."""
+    which inherit it) and the targets run on: the load side on the first cores, a target
+    with N workers on the last N when they are free of the load side."""
 
     cores: tuple[int, ...]  # all we may use
     pinned: bool
+    load_count: int = 1  # how many of the first cores the load side gets
 
     @classmethod
-    def choose(cls, mode: str) -> Pinning:
+    def choose(cls, mode: str, most_workers: int) -> Pinning:
+        """Leave the most workers a target will run with cores of their own, when the
+        machine has enough; the load side keeps at least one."""
         cores = tuple(sorted(os.sched_getaffinity(0)))
-        return cls(cores, mode == "auto" and len(cores) >= 2)
-
-    def target(self, workers: int) -> frozenset[int] | None:
-        """The last `workers` cores, when that leaves one for the load side; else every
-        core (the target shares the load side's); None when nothing is pinned."""
-        if not self.pinned:
-            return None
-        if workers < len(self.cores):
-            return frozenset(self.cores[-workers:])
-        return frozenset(self.cores)
+        return cls(cores, mode == "auto" and len(cores) >= 2, max(1, len(cores) - most_workers))
 
     def load(self) -> frozenset[int] | None:
-        return frozenset(self.cores[:-1]) if self.pinned else None
+        return frozenset(self.cores[: self.load_count]) if self.pinned else None
+
+    def target(self, workers: int) -> frozenset[int] | None:
+        """The last `workers` cores, when the load side is not on them; else every core;
+        None when nothing is pinned."""
+        if not self.pinned:
+            return None
+        if workers <= len(self.cores) - self.load_count:
+            return frozenset(self.cores[-workers:])
+        return frozenset(self.cores)
 
     def describe(self, workers: int) -> str:
         target, load = self.target(workers), self.load()
@@ -629,7 +634,8 @@ def main(argv: list[str] | None = None) -> int:
         run_as = args.pg_user or default_pg_user()
     tmp = Path(tempfile.mkdtemp(prefix="placement-bench-"))
     pg = PrivatePostgres(tmp, bindir, run_as)
-    pinning = Pinning.choose("off" if args.audit else args.pin)
+    most_workers = max(args.workers, args.scale_workers)
+    pinning = Pinning.choose("off" if args.audit else args.pin, most_workers)
     run = Run(args, tmp, wrk, pg, StandIns(tmp), pinning)
     status = 0
     try:
