@@ -57,6 +57,7 @@ PACKAGES = (
     "matplotlib",
 )
 MB = 2**20
+QUIET_LOAD = 0.75  # a core: above it, a run's figures are flagged as not to be quoted
 
 
 def _first_line(path: str, key: str) -> str:
@@ -244,6 +245,22 @@ def _slashed(values: list[float | None], digits: int = 0) -> str:
     return " / ".join(_num(value, digits) for value in values)
 
 
+def _warning(run: Run, meta: dict[str, Any]) -> str:
+    """A line in bold when the figures are not to be quoted: a smoke run, or a machine
+    that was busy (1-minute load average above QUIET_LOAD a core at the start or end)."""
+    if run.args.smoke:
+        return "**Smoke run (CI): tiny table and durations, figures not meaningful.**\n"
+    cores = meta["machine"]["cores"] or 1
+    loads = [float(meta["loadavg_start"][0]), float(meta["machine"]["loadavg_end"][0])]
+    if max(loads) > QUIET_LOAD * cores:
+        return (
+            f"**Loaded machine (1-minute load average {loads[0]:g} at the start, {loads[1]:g}"
+            f" at the end, on {cores} cores): other users' work took CPU from the targets;"
+            " the figures are not to be quoted (the CPU per request least affected).**\n"
+        )
+    return ""
+
+
 def _header(run: Run, meta: dict[str, Any]) -> list[str]:
     args, mach = run.args, meta["machine"]
     interp = mach["interpreter"]
@@ -265,12 +282,7 @@ def _header(run: Run, meta: dict[str, Any]) -> list[str]:
     return [
         f"# placement-manager benchmark, {meta['date']}",
         "",
-        (
-            "**Smoke run (CI): tiny table and durations, figures not meaningful.**\n"
-            if args.smoke
-            else ""
-        )
-        + f"- Command: `{meta['command']}`",
+        _warning(run, meta) + f"- Command: `{meta['command']}`",
         f"- Machine: {mach['cores']} cores ({mach['cpu_model'] or 'unknown CPU'}), Linux"
         f" {mach['kernel']}, load average at start {' '.join(meta['loadavg_start'])},"
         f" at end {' '.join(mach['loadavg_end'])}",
