@@ -57,7 +57,9 @@ PACKAGES = (
     "matplotlib",
 )
 MB = 2**20
-QUIET_LOAD = 0.75  # a core: above it, a run's figures are flagged as not to be quoted
+# Cores a core that other users' processes may take during the measurements (median)
+# before a run's figures are flagged as not to be quoted.
+QUIET_OTHERS = 0.1
 
 
 def _first_line(path: str, key: str) -> str:
@@ -246,17 +248,18 @@ def _slashed(values: list[float | None], digits: int = 0) -> str:
 
 
 def _warning(run: Run, meta: dict[str, Any]) -> str:
-    """A line in bold when the figures are not to be quoted: a smoke run, or a machine
-    that was busy (1-minute load average above QUIET_LOAD a core at the start or end)."""
+    """A line in bold when the figures are not to be quoted: a smoke run, or a busy
+    machine: other users' processes taking more than QUIET_OTHERS a core, median over
+    the measurements (the load averages count the benchmark's own work and tox's)."""
     if run.args.smoke:
         return "**Smoke run (CI): tiny table and durations, figures not meaningful.**\n"
     cores = meta["machine"]["cores"] or 1
-    loads = [float(meta["loadavg_start"][0]), float(meta["machine"]["loadavg_end"][0])]
-    if max(loads) > QUIET_LOAD * cores:
+    others = _median([r["cpu_cores"]["others"] for r in run.results]) or 0.0
+    if others > QUIET_OTHERS * cores:
         return (
-            f"**Loaded machine (1-minute load average {loads[0]:g} at the start, {loads[1]:g}"
-            f" at the end, on {cores} cores): other users' work took CPU from the targets;"
-            " the figures are not to be quoted (the CPU per request least affected).**\n"
+            f"**Loaded machine: other users' processes used {others:.2f} of the {cores} cores"
+            " (median over the measurements): the figures are not to be quoted (CPU per"
+            " request is the least affected).**\n"
         )
     return ""
 
