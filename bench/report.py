@@ -197,10 +197,18 @@ def aggregate(run: Run) -> dict[str, Any]:
         }
     if "get" in scenarios and "get_scaled" in scenarios:
         values = per_target("get_scaled", "get")
+        # Pinned, with too few cores for the workers to have their own, they share the
+        # load side's while one worker had a core alone: not a fair scaling figure.
+        shared = any(
+            set(r.get("target_cores") or ()) & set(r.get("load_cores") or ())
+            for r in results
+            if r["scenario"] == "get_scaled"
+        )
         derived["scaling"] = {
             **values,
             "target": MIN_SCALING,
-            "verdict": _verdict(values["service"], MIN_SCALING, True),
+            "verdict": "-" if shared else _verdict(values["service"], MIN_SCALING, True),
+            "judged": not shared,
         }
     single = [r for r in results if r["scenario"] != "get_scaled"]
     if single:
@@ -363,10 +371,12 @@ def markdown(run: Run, summary: dict[str, Any], meta: dict[str, Any], image: str
     for key, label, digits, sign in rows:
         if key in derived:
             d = derived[key]
+            judged = d.get("judged", True)
             lines.append(
                 f"| {label} | "
                 + " | ".join(_num(d[t], digits) for t in TARGETS)
-                + f" | {sign} {d['target']:g} (service) | {d['verdict']} |"
+                + f" | {sign} {d['target']:g} (service{'' if judged else ', not judged*'})"
+                f" | {d['verdict']} |"
             )
     errors = derived["errors"]
     lines.append(
@@ -374,6 +384,13 @@ def markdown(run: Run, summary: dict[str, Any], meta: dict[str, Any], image: str
         + " | ".join(str(errors[t]) for t in TARGETS)
         + f" | 0 | {errors['verdict']} |"
     )
+    if not derived.get("scaling", {}).get("judged", True):
+        lines += [
+            "",
+            f"\\* The {args.scale_workers} workers shared cores with wrk, PostgreSQL and the"
+            " stand-ins while 1 worker had a core of its own (pinned, too few cores): the"
+            " scaling target is judged only with `--pin off` or on a larger machine.",
+        ]
     lines += [*_cpu_table(run, summary, meta), *_footer(run, image)]
     return "\n".join(lines)
 

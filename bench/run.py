@@ -508,6 +508,8 @@ def measure(run: Run, scenario: Scenario, target: Target, repeat: int) -> dict[s
     record["target_cpu_s_by_pid"] = per_process
     record["cpu_ms_per_request"] = used["target"] * 1000 / max(1, record["requests"])
     record["target_cores"] = sorted(target.cpus) if target.cpus else None
+    load_cores = run.pinning.load()
+    record["load_cores"] = sorted(load_cores) if load_cores else None
     record["rss_bytes"] = sum(sizes.values())
     record["rss_workers_bytes"] = sum(
         size for pid, size in sizes.items() if pid != root or len(sizes) == 1
