@@ -1,1 +1,2 @@
-"""The placement service's benchmark against a minimal Python floor (see README.md)."""
+"""The placement service's benchmark against a minimal Python floor and a FastAPI peer
+(see README.md)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import socket
@@ -35,10 +36,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _child_setup() -> None:
+def _child_setup(cpus: frozenset[int] | None = None) -> None:
     os.setsid()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if cpus:
+        os.sched_setaffinity(0, cpus)  # inherited by every process and thread it starts
 
 
 class Child:
@@ -53,7 +56,9 @@ class Child:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         stop_signal: signal.Signals = signal.SIGTERM,
+        cpus: frozenset[int] | None = None,
     ) -> None:
+        """`cpus`: the cores it (and all it starts) may run on; None: those we run on."""
         self.name, self.argv, self.log = name, list(argv), log
         self._stop_signal = stop_signal
         with open(log, "ab") as out:
@@ -64,7 +69,7 @@ class Child:
                 stderr=subprocess.STDOUT,
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
-                preexec_fn=_child_setup,
+                preexec_fn=functools.partial(_child_setup, cpus),
             )
 
     @property
@@ -81,12 +86,17 @@ class Child:
             return ""
         return "\n".join(f"    {line}" for line in text[-lines:])
 
+    def ask_to_stop(self) -> None:
+        """Signal the process group (so that several children stop at once)."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.popen.pid, self._stop_signal)
+
     def stop(self, timeout: float = 15.0) -> None:
         """Signal the process group, wait, then SIGKILL whatever is left of it."""
         group = self.popen.pid
         if self.alive():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(group, self._stop_signal)
+            self.ask_to_stop()
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -181,6 +191,30 @@ def rss_bytes(pids: Iterable[int]) -> dict[int, int]:
         except OSError:
             continue
     return sizes
+
+
+def core_ticks() -> dict[int, tuple[int, int]]:
+    """Per core: (busy, total) clock ticks since boot, from /proc/stat (busy: all but idle
+    and iowait)."""
+    ticks = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, _, rest = line.partition(" ")
+        if name.startswith("cpu") and name[3:].isdigit():
+            fields = [int(each) for each in rest.split()]
+            idle = fields[3] + fields[4]
+            ticks[int(name[3:])] = (sum(fields[:8]) - idle, sum(fields[:8]))
+    return ticks
+
+
+def core_busy(
+    before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]
+) -> dict[int, float]:
+    """Per core: the fraction of the time between two `core_ticks()` it was busy."""
+    busy = {}
+    for core, (used, total) in after.items():
+        was_used, was_total = before.get(core, (0, 0))
+        busy[core] = round((used - was_used) / max(1, total - was_total), 3)
+    return busy
 
 
 def cpu_seconds(pids: Iterable[int]) -> dict[int, float]:

@@ -1,5 +1,6 @@
-"""The results: results.json (every raw figure), results.md (the table, judged against
-the targets of issue 6), ratios.png (a bar chart of ratios to the floor), latest.md."""
+"""The results: results.json (every raw figure), results.md (the tables, judged against
+the targets of issue 15), ratios.png (bar charts of the service's ratios to the floor and
+to the peer), latest.md."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from bench.scenarios import (
     MAX_DEEP_OVER_FIRST,
     MAX_RSS_MB,
     MIN_SCALING,
+    REFERENCES,
+    TARGETS,
     Scenario,
 )
 from bench.stack import REPO
@@ -43,9 +46,20 @@ PACKAGES = (
     "uvloop",
     "httptools",
     "aiohttp",
+    "fastapi",
+    "pydantic",
+    "pydantic-core",
+    "httpx",
+    "httpcore",
+    "sniffio",
+    "anyio",
+    "orjson",
     "matplotlib",
 )
 MB = 2**20
+# Cores a core that other users' processes may take during the measurements (median)
+# before a run's figures are flagged as not to be quoted.
+QUIET_OTHERS = 0.1
 
 
 def _first_line(path: str, key: str) -> str:
@@ -112,6 +126,13 @@ def _verdict(value: float | None, limit: float, at_least: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
+def _overall(verdicts: list[str]) -> str:
+    """MISS if any missed, PASS if any passed, else "-" (no target)."""
+    if "MISS" in verdicts or "n/a" in verdicts:
+        return "MISS" if "MISS" in verdicts else "n/a"
+    return "PASS" if "PASS" in verdicts else "-"
+
+
 def aggregate(run: Run) -> dict[str, Any]:
     """Medians over repeats; ratios per repeat first (same-run ratios drift less)."""
     results = run.results
@@ -120,13 +141,16 @@ def aggregate(run: Run) -> dict[str, Any]:
     def pick(scenario: str, target: str) -> list[dict[str, Any]]:
         return [r for r in results if r["scenario"] == scenario and r["target"] == target]
 
-    def rps_by_repeat(scenario: str, target: str) -> dict[int, float]:
-        return {r["repeat"]: r["rps"] for r in pick(scenario, target)}
+    def by_repeat(scenario: str, target: str, key: str) -> dict[int, float]:
+        return {r["repeat"]: r[key] for r in pick(scenario, target)}
+
+    def ratios(top: dict[int, float], bottom: dict[int, float]) -> list[float]:
+        return [top[k] / bottom[k] for k in repeats if k in top and bottom.get(k)]
 
     scenarios: dict[str, Any] = {}
     for name in dict.fromkeys(r["scenario"] for r in results):
         entry: dict[str, Any] = {}
-        for target in ("service", "floor"):
+        for target in TARGETS:
             rows = pick(name, target)
             entry[target] = {
                 "rps": _median([r["rps"] for r in rows]),
@@ -134,70 +158,83 @@ def aggregate(run: Run) -> dict[str, Any]:
                 "p99_ms": _median([r["latency_us"]["p99"] / 1000 for r in rows]),
                 "errors": sum(r["error_count"] + r.get("warmup_error_count", 0) for r in rows),
                 "rss_mb": _median([r["rss_bytes"] / MB for r in rows]),
-                "cpu_ms": _median([r["cpu_ms_per_request"] for r in rows]),
+                "cpu_us": _median([r["cpu_ms_per_request"] * 1000 for r in rows]),
                 "workers": rows[0]["workers"] if rows else None,
             }
-        service, floor = rps_by_repeat(name, "service"), rps_by_repeat(name, "floor")
-        ratios = [service[k] / floor[k] for k in repeats if k in service and floor.get(k)]
-        entry["ratios"] = ratios
-        entry["ratio"] = _median(ratios)
-        # Noise-robust companion: the floor's CPU per request / the service's.
-        cpu = {
-            t: {r["repeat"]: r["cpu_ms_per_request"] for r in pick(name, t)}
-            for t in ("service", "floor")
-        }
-        entry["cpu_ratio"] = _median(
-            [
-                cpu["floor"][k] / cpu["service"][k]
-                for k in repeats
-                if cpu["service"].get(k) and k in cpu["floor"]
-            ]
-        )
-        minimum = BY_NAME[name].min_ratio
-        entry["target"] = minimum
-        entry["verdict"] = _verdict(entry["ratio"], minimum, True) if minimum else "-"
+        entry["vs"] = {}
+        for reference in REFERENCES:
+            rps = ratios(by_repeat(name, "service", "rps"), by_repeat(name, reference, "rps"))
+            # Noise-robust companion: the reference's CPU per request / the service's.
+            cpu = ratios(
+                by_repeat(name, reference, "cpu_ms_per_request"),
+                by_repeat(name, "service", "cpu_ms_per_request"),
+            )
+            minimum = BY_NAME[name].minimum(reference)
+            entry["vs"][reference] = {
+                "ratios": rps,
+                "ratio": _median(rps),
+                "cpu_ratio": _median(cpu),
+                "target": minimum,
+                "verdict": _verdict(_median(rps), minimum, True) if minimum else "-",
+            }
+        entry["verdict"] = _overall([each["verdict"] for each in entry["vs"].values()])
         scenarios[name] = entry
 
     derived: dict[str, Any] = {}
 
-    def per_repeat(top: str, bottom: str, target: str) -> list[float]:
-        up, down = rps_by_repeat(top, target), rps_by_repeat(bottom, target)
-        return [up[k] / down[k] for k in repeats if k in up and down.get(k)]
+    def per_target(top: str, bottom: str) -> dict[str, float | None]:
+        return {
+            t: _median(ratios(by_repeat(top, t, "rps"), by_repeat(bottom, t, "rps")))
+            for t in TARGETS
+        }
 
     if "list_first" in scenarios and "list_deep" in scenarios:
-        values = {
-            t: _median(per_repeat("list_first", "list_deep", t)) for t in ("service", "floor")
-        }
+        values = per_target("list_first", "list_deep")
         derived["deep_over_first"] = {
             **values,
             "target": MAX_DEEP_OVER_FIRST,
             "verdict": _verdict(values["service"], MAX_DEEP_OVER_FIRST, False),
         }
     if "get" in scenarios and "get_scaled" in scenarios:
-        values = {t: _median(per_repeat("get_scaled", "get", t)) for t in ("service", "floor")}
+        values = per_target("get_scaled", "get")
+        # Pinned, with too few cores for the workers to have their own, they share the
+        # load side's while one worker had a core alone: not a fair scaling figure.
+        shared = any(
+            set(r.get("target_cores") or ()) & set(r.get("load_cores") or ())
+            for r in results
+            if r["scenario"] == "get_scaled"
+        )
         derived["scaling"] = {
             **values,
             "target": MIN_SCALING,
-            "verdict": _verdict(values["service"], MIN_SCALING, True),
+            "verdict": "-" if shared else _verdict(values["service"], MIN_SCALING, True),
+            "judged": not shared,
         }
-    single = [r for r in results if r["target"] == "service" and r["scenario"] != "get_scaled"]
+    single = [r for r in results if r["scenario"] != "get_scaled"]
     if single:
-        peaks = [
-            max(r["rss_bytes"] for r in single if r["repeat"] == k) / MB
-            for k in repeats
-            if any(r["repeat"] == k for r in single)
-        ]
-        floor_single = [
-            r for r in results if r["target"] == "floor" and r["scenario"] != "get_scaled"
-        ]
+        peaks = {}
+        for t in TARGETS:
+            mine = [r for r in single if r["target"] == t]
+            peaks[t] = _median(
+                [
+                    max(r["rss_bytes"] for r in mine if r["repeat"] == k) / MB
+                    for k in repeats
+                    if any(r["repeat"] == k for r in mine)
+                ]
+            )
         derived["rss_mb"] = {
-            "service": _median(peaks),
-            "floor": max((r["rss_bytes"] for r in floor_single), default=0) / MB or None,
+            **peaks,
             "target": MAX_RSS_MB,
-            "verdict": _verdict(_median(peaks), MAX_RSS_MB, False),
+            "verdict": _verdict(peaks["service"], MAX_RSS_MB, False),
         }
-    errors = sum(r["error_count"] + r.get("warmup_error_count", 0) for r in results)
-    derived["errors"] = {"total": errors, "verdict": "PASS" if errors == 0 else "MISS"}
+    errors = {
+        t: sum(
+            r["error_count"] + r.get("warmup_error_count", 0) for r in results if r["target"] == t
+        )
+        for t in TARGETS
+    }
+    total = sum(errors.values())
+    derived["errors"] = {**errors, "total": total, "verdict": "PASS" if total == 0 else "MISS"}
     return {"scenarios": scenarios, "derived": derived}
 
 
@@ -214,134 +251,206 @@ def _num(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
-def markdown(run: Run, summary: dict[str, Any], meta: dict[str, Any], image: str) -> str:
+def _slashed(values: list[float | None], digits: int = 0) -> str:
+    return " / ".join(_num(value, digits) for value in values)
+
+
+def _warning(run: Run, meta: dict[str, Any]) -> str:
+    """A line in bold when the figures are not to be quoted: a smoke run, or a busy
+    machine: other users' processes taking more than QUIET_OTHERS a core, median over
+    the measurements (the load averages count the benchmark's own work and tox's)."""
+    if run.args.smoke:
+        return "**Smoke run (CI): tiny table and durations, figures not meaningful.**\n"
+    cores = meta["machine"]["cores"] or 1
+    others = _median([r["cpu_cores"]["others"] for r in run.results]) or 0.0
+    if others > QUIET_OTHERS * cores:
+        return (
+            f"**Loaded machine: other users' processes used {others:.2f} of the {cores} cores"
+            " (median over the measurements): the figures are not to be quoted (CPU per"
+            " request is the least affected).**\n"
+        )
+    return ""
+
+
+def _header(run: Run, meta: dict[str, Any]) -> list[str]:
     args, mach = run.args, meta["machine"]
     interp = mach["interpreter"]
     version = interp["version"].split()[0]
     commit = (mach["git"]["commit"][:12] or "?") + (
         " (+ local changes)" if mach["git"]["dirty"] else ""
     )
-    t = run.timings
-    lines = [
+    services = (
+        f", with {', '.join(f'{k}={v}' for k, v in args.overrides.items())}"
+        if args.overrides
+        else ", its defaults otherwise (info-level logs: one access line a request)"
+    )
+    peer = (
+        "`bench/peer.py` (FastAPI, Pydantic v2 models, psycopg async pool"
+        f" of {args.pool}, one httpx.AsyncClient)"
+        if args.peer_app == "bench.peer:app"
+        else f"`{args.peer_app}`"
+    )
+    return [
         f"# placement-manager benchmark, {meta['date']}",
         "",
-        (
-            "**Smoke run (CI): tiny table and durations, figures not meaningful.**\n"
-            if args.smoke
-            else ""
-        )
-        + f"- Command: `{meta['command']}`",
+        _warning(run, meta) + f"- Command: `{meta['command']}`",
         f"- Machine: {mach['cores']} cores ({mach['cpu_model'] or 'unknown CPU'}), Linux"
         f" {mach['kernel']}, load average at start {' '.join(meta['loadavg_start'])},"
         f" at end {' '.join(mach['loadavg_end'])}",
         f"- Interpreter: {interp['implementation']} {version}, `{interp['executable']}`"
-        f" (resolves to `{interp['resolved']}`), for the service, the floor and the stand-ins",
+        f" (resolves to `{interp['resolved']}`), for every target and the stand-ins",
         f"- {args.rows:,} rows; {args.duration} s measured per scenario after {args.warmup} s"
         f" of warm-up; {args.connections} connections ({args.slow_connections} for create"
         f" with {args.latency_ms:g} ms upstreams); wrk {args.wrk_threads} thread(s);"
-        f" {args.repeat} repeat(s), medians shown",
-        f"- Service: `placement-manager serve`, {args.workers} worker(s)"
-        + (
-            f", with {', '.join(f'{k}={v}' for k, v in args.overrides.items())}"
-            if args.overrides
-            else ", its defaults otherwise"
-        ),
-        f"- Floor: `bench/floor.py` (Starlette, uvicorn with uvloop and httptools, psycopg"
-        f" async pool of {args.floor_pool}, aiohttp), same workers, same PostgreSQL",
+        f" {args.repeat} repeat(s), medians shown; the targets' order rotated each repeat",
+        f"- Service: `placement-manager serve`, {args.workers} worker(s){services}",
+        f"- Floor: `bench/floor.py` (Starlette, psycopg async pool of {args.pool}, aiohttp, no"
+        " logs); peer: " + peer + ", uvicorn's info-level log with its access line; both"
+        " under uvicorn with uvloop and httptools, same workers, same PostgreSQL",
         f"- {mach['postgres']} (private, fsync off); {mach['wrk']}; git {commit}",
+    ]
+
+
+def markdown(run: Run, summary: dict[str, Any], meta: dict[str, Any], image: str) -> str:
+    args = run.args
+    lines = [
+        *_header(run, meta),
         "",
-        "| scenario | service req/s | floor req/s | ratio | target | result"
-        " | service p50 / p99 ms | floor p50 / p99 ms | errors service / floor | service RSS MB"
-        " | CPU ms/req service / floor (ratio) |",
-        "|---|---:|---:|---:|---:|:---:|---:|---:|---:|---:|---:|",
+        "| scenario | service req/s | floor req/s | peer req/s | service / floor | target"
+        " | service / peer | target | result | CPU us/req service / floor / peer |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|:---:|---:|",
     ]
     for name, entry in summary["scenarios"].items():
-        service, floor = entry["service"], entry["floor"]
-        target = f">= {entry['target']:g}" if entry["target"] else "-"
-        lines.append(
-            f"| {_title(run, BY_NAME[name])} | {_num(service['rps'])} | {_num(floor['rps'])}"
-            f" | {_num(entry['ratio'], 2)} | {target} | {entry['verdict']}"
-            f" | {_num(service['p50_ms'], 1)} / {_num(service['p99_ms'], 1)}"
-            f" | {_num(floor['p50_ms'], 1)} / {_num(floor['p99_ms'], 1)}"
-            f" | {service['errors']} / {floor['errors']} | {_num(service['rss_mb'])}"
-            f" | {_num(service['cpu_ms'], 2)} / {_num(floor['cpu_ms'], 2)}"
-            f" ({_num(entry['cpu_ratio'], 2)}) |"
-        )
+        cells = [_title(run, BY_NAME[name])]
+        cells += [_num(entry[t]["rps"]) for t in TARGETS]
+        for reference in REFERENCES:
+            versus = entry["vs"][reference]
+            target = f">= {versus['target']:g}" if versus["target"] else "-"
+            cells += [_num(versus["ratio"], 2), target]
+        cells.append(entry["verdict"])
+        cells.append(_slashed([entry[t]["cpu_us"] for t in TARGETS]))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "service / floor, service / peer: the service's req/s over the reference's, taken"
+        " per repeat, then the median: the figures the targets apply to (>= 1.0 against the"
+        " peer: the service is ahead). CPU us/req: CPU time (user + system) of the target's"
+        " own processes during the measured seconds, per request.",
+        "",
+        "| scenario | p50 / p99 ms service | floor | peer | errors s / f / p"
+        " | RSS MB s / f / p | CPU/req floor / service | CPU/req peer / service |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, entry in summary["scenarios"].items():
+        cells = [_title(run, BY_NAME[name])]
+        cells += [_slashed([entry[t]["p50_ms"], entry[t]["p99_ms"]], 1) for t in TARGETS]
+        cells.append(" / ".join(str(entry[t]["errors"]) for t in TARGETS))
+        cells.append(_slashed([entry[t]["rss_mb"] for t in TARGETS]))
+        cells += [_num(entry["vs"][r]["cpu_ratio"], 2) for r in REFERENCES]
+        lines.append("| " + " | ".join(cells) + " |")
     derived = summary["derived"]
     lines += [
         "",
-        "ratio: service req/s / floor req/s, the figure the targets apply to. CPU ms/req: CPU"
-        " time of the target's own processes per request; its ratio (floor / service) does"
-        " not depend on how much CPU other users left, so it is the steadier figure on a"
-        " busy machine.",
+        "CPU/req reference / service: above 1 the service spends less CPU a request than the"
+        " reference. It hardly moves with other users' load (the req/s ratios do), so it is"
+        " the steadier figure on a busy machine; the targets stay on req/s.",
         "",
-        "| figure | service | floor | target | result |",
-        "|---|---:|---:|---:|:---:|",
+        "| figure | service | floor | peer | target | result |",
+        "|---|---:|---:|---:|---:|:---:|",
     ]
-    if "deep_over_first" in derived:
-        d = derived["deep_over_first"]
-        lines.append(
-            f"| list: first-page req/s / deep-page req/s | {_num(d['service'], 2)}"
-            f" | {_num(d['floor'], 2)} | <= {d['target']:g} | {d['verdict']} |"
-        )
-    if "rss_mb" in derived:
-        d = derived["rss_mb"]
-        lines.append(
-            f"| RSS, {args.workers} worker(s), MB (highest at the end of a scenario)"
-            f" | {_num(d['service'])} | {_num(d['floor'])} | <= {d['target']:g} | {d['verdict']} |"
-        )
-    if "scaling" in derived:
-        d = derived["scaling"]
-        lines.append(
-            f"| GET by id req/s, {args.scale_workers} workers / {args.workers}"
-            f" | {_num(d['service'], 2)} | {_num(d['floor'], 2)} | >= {d['target']:g}"
-            f" | {d['verdict']} |"
-        )
+    rows = (
+        ("deep_over_first", "list: first-page req/s / deep-page req/s", 2, "<="),
+        (
+            "rss_mb",
+            f"RSS, {args.workers} worker(s), MB (highest at the end of a scenario)",
+            0,
+            "<=",
+        ),
+        ("scaling", f"GET by id req/s, {args.scale_workers} workers / {args.workers}", 2, ">="),
+    )
+    for key, label, digits, sign in rows:
+        if key in derived:
+            d = derived[key]
+            judged = d.get("judged", True)
+            lines.append(
+                f"| {label} | "
+                + " | ".join(_num(d[t], digits) for t in TARGETS)
+                + f" | {sign} {d['target']:g} (service{'' if judged else ', not judged*'})"
+                f" | {d['verdict']} |"
+            )
     errors = derived["errors"]
     lines.append(
-        f"| errors (non-2xx, socket errors, timeouts; all runs) | {errors['total']} | | 0"
-        f" | {errors['verdict']} |"
+        "| errors (non-2xx, socket errors, timeouts; all runs) | "
+        + " | ".join(str(errors[t]) for t in TARGETS)
+        + f" | 0 | {errors['verdict']} |"
     )
-    lines += [
+    if not derived.get("scaling", {}).get("judged", True):
+        lines += [
+            "",
+            f"\\* The {args.scale_workers} workers shared cores with wrk, PostgreSQL and the"
+            " stand-ins while 1 worker had a core of its own (pinned, too few cores): the"
+            " scaling target is judged only with `--pin off` or on a larger machine.",
+        ]
+    lines += [*_cpu_table(run, summary, meta), *_footer(run, image)]
+    return "\n".join(lines)
+
+
+_CPU_GROUPS = ("target", "postgres", "policy stand-in", "sprm stand-in", "wrk", "others")
+
+
+def _cpu_table(run: Run, summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "CPU in use during each measurement, in cores (of"
-        f" {mach['cores']}): the measured target's processes, PostgreSQL, the stand-ins, wrk,"
-        " and everything else on the machine (other users: noise).",
+        f" {meta['machine']['cores']}): the measured target's processes, PostgreSQL, the"
+        " stand-ins, wrk, and everything else on the machine (other users: noise); then how"
+        " busy each core was (the target's cores marked *). A load side near 100 % busy"
+        " means the figure is a floor for what that target could do.",
         "",
         "| scenario | measured | its processes | postgres | policy stand-in | sprm stand-in"
-        " | wrk | others |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        " | wrk | others | busy per core |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name in summary["scenarios"]:
-        for target in ("service", "floor"):
+        for target in TARGETS:
             rows = [r for r in run.results if r["scenario"] == name and r["target"] == target]
             if not rows:
                 continue
-            cores = {
-                key: _median([r["cpu_cores"].get(key, 0.0) for r in rows])
-                for key in (
-                    "target",
-                    "postgres",
-                    "policy stand-in",
-                    "sprm stand-in",
-                    "wrk",
-                    "others",
-                )
+            cores = [_median([r["cpu_cores"].get(key, 0.0) for r in rows]) for key in _CPU_GROUPS]
+            mine = set(rows[0].get("target_cores") or ())
+            busy = {
+                core: _median([r["core_busy"].get(core, 0.0) for r in rows])
+                for core in rows[0].get("core_busy", {})
             }
-            lines.append(
-                f"| {name} | {target} | " + " | ".join(_num(cores[key], 2) for key in cores) + " |"
+            per_core = ", ".join(
+                f"{core}{'*' if int(core) in mine else ''} {value or 0:.0%}"
+                for core, value in busy.items()
             )
+            lines.append(
+                f"| {name} | {target} | "
+                + " | ".join(_num(value, 2) for value in cores)
+                + f" | {per_core} |"
+            )
+    return lines
+
+
+def _footer(run: Run, image: str) -> list[str]:
+    t = run.timings
+    lines = [""]
     if run.notes:
-        lines += ["", *[f"- {note}" for note in run.notes]]
+        lines += [f"- {note}" for note in run.notes]
     lines += [
         f"- Took {t.get('total_s', 0):g} s in all (seeding: migrate {t.get('migrate_s', 0):g} s,"
         f" COPY {t.get('copy_s', 0):g} s, clone {t.get('clone_s', 0):g} s;"
         f" walking to the deep page {t.get('walk_s', 0):g} s).",
         "",
-        f"![ratios to the floor]({image})",
+        f"![the service's ratios to the floor and to the peer]({image})",
         "",
     ]
-    return "\n".join(lines)
+    return lines
+
+
+_COLORS = {"PASS": "#2e7d32", "MISS": "#c62828", "-": "#607d8b", "n/a": "#607d8b"}
 
 
 def chart(run: Run, summary: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
@@ -350,26 +459,48 @@ def chart(run: Run, summary: dict[str, Any], meta: dict[str, Any], path: Path) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"PASS": "#2e7d32", "MISS": "#c62828", "-": "#607d8b", "n/a": "#607d8b"}
     figure, (left, right) = plt.subplots(
-        1, 2, figsize=(13, 5.2), gridspec_kw={"width_ratios": [2.2, 1]}
+        1, 2, figsize=(14, 5.4), gridspec_kw={"width_ratios": [2.4, 1]}
     )
     names = list(summary["scenarios"])
-    labels = [textwrap.fill(_title(run, BY_NAME[n]), 14) for n in names]
-    values = [summary["scenarios"][n]["ratio"] or 0.0 for n in names]
-    bars = left.bar(
-        range(len(names)), values, color=[colors[summary["scenarios"][n]["verdict"]] for n in names]
-    )
-    for index, name in enumerate(names):
-        target = summary["scenarios"][name]["target"]
-        if target:
-            left.hlines(target, index - 0.45, index + 0.45, colors="black", linestyles="--")
+    width = 0.38
+    tops = [1.1]
+    for offset, reference, hatch in ((-width / 2, "floor", ""), (width / 2, "peer", "//")):
+        versus = [summary["scenarios"][n]["vs"][reference] for n in names]
+        values = [each["ratio"] or 0.0 for each in versus]
+        tops += values
+        positions = [index + offset for index in range(len(names))]
+        bars = left.bar(
+            positions,
+            values,
+            width * 0.95,
+            color=[_COLORS[each["verdict"]] for each in versus],
+            hatch=hatch,
+            edgecolor="white",
+        )
+        left.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=2, fontsize=7)
+        for x, each in zip(positions, versus, strict=True):
+            if each["target"]:
+                left.hlines(each["target"], x - width / 2, x + width / 2, colors="black", ls="--")
     left.axhline(1.0, color="grey", linewidth=0.8)
-    left.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=2, fontsize=8)
+    labels = [textwrap.fill(_title(run, BY_NAME[n]), 14) for n in names]
     left.set_xticks(range(len(names)), labels, fontsize=8)
-    left.set_ylabel("service req/s / floor req/s")
-    left.set_title("Throughput ratio to the floor (dashed: target)")
-    left.set_ylim(0, max([1.1, *values]) * 1.15)
+    left.set_ylabel("service req/s / reference req/s")
+    left.set_title(
+        "Service throughput over the floor (plain) and the peer (hatched); dashed: target",
+        fontsize=9,
+    )
+    left.set_ylim(0, max(tops) * 1.15)
+    from matplotlib.patches import Patch
+
+    keys = [
+        Patch(facecolor="white", edgecolor="black", label="service / floor"),
+        Patch(facecolor="white", edgecolor="black", hatch="//", label="service / peer"),
+        Patch(color=_COLORS["PASS"], label="target met"),
+        Patch(color=_COLORS["MISS"], label="target missed"),
+        Patch(color=_COLORS["-"], label="no target"),
+    ]
+    left.legend(handles=keys, fontsize=8, loc="best")
 
     derived = summary["derived"]
     items = []
@@ -378,22 +509,17 @@ def chart(run: Run, summary: dict[str, Any], meta: dict[str, Any], path: Path) -
         items.append(("first/deep\nlist req/s", d["service"], d["target"], d["verdict"]))
     if "scaling" in derived:
         d = derived["scaling"]
-        items.append(
-            (
-                f"GET {run.args.scale_workers}w/{run.args.workers}w",
-                d["service"],
-                d["target"],
-                d["verdict"],
-            )
-        )
+        label = f"GET {run.args.scale_workers}w/{run.args.workers}w"
+        items.append((label, d["service"], d["target"], d["verdict"]))
     if "rss_mb" in derived:
         d = derived["rss_mb"]
-        value = (d["service"] or 0) / d["target"]
-        items.append(("RSS / 150 MB", value, 1.0, d["verdict"]))
+        items.append(
+            (f"RSS / {d['target']:g} MB", (d["service"] or 0) / d["target"], 1.0, d["verdict"])
+        )
     if items:
         xs = range(len(items))
         right_bars = right.bar(
-            xs, [v or 0.0 for _, v, _, _ in items], color=[colors[v] for *_, v in items]
+            xs, [v or 0.0 for _, v, _, _ in items], color=[_COLORS[v] for *_, v in items]
         )
         for index, (_, _, target, _) in enumerate(items):
             right.hlines(target, index - 0.45, index + 0.45, colors="black", linestyles="--")
@@ -402,10 +528,10 @@ def chart(run: Run, summary: dict[str, Any], meta: dict[str, Any], path: Path) -
         )
         right.set_xticks(list(xs), [label for label, *_ in items], fontsize=8)
         right.set_ylim(0, max([2.0, *[(v or 0) for _, v, _, _ in items]]) * 1.15)
-    right.set_title("Service: derived figures (dashed: target)")
+    right.set_title("Service: derived figures (dashed: target)", fontsize=9)
     mach = meta["machine"]
     figure.suptitle(
-        f"placement-manager vs floor, {meta['date']}; {mach['cores']} cores;"
+        f"placement-manager vs floor and peer, {meta['date']}; {mach['cores']} cores;"
         f" {mach['interpreter']['implementation']} {mach['interpreter']['version'].split()[0]};"
         f" {run.args.rows:,} rows; {run.args.repeat} repeat(s)"
         + ("; SMOKE" if run.args.smoke else ""),

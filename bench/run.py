@@ -1,9 +1,11 @@
-"""`python -m bench` (or `tox -e bench`): the placement service against its floor.
+"""`python -m bench` (or `tox -e bench`): the placement service against its floor and
+its peer.
 
-Starts a private PostgreSQL, the Policy Engine and SPRM stand-ins, the service and the
-floor (`floor.py`), seeds both databases identically, measures every scenario with wrk
-against both, and writes results.json, results.md and ratios.png under
-bench/results/<UTC timestamp>/ (and results/latest.md). See bench/README.md.
+Starts a private PostgreSQL, the Policy Engine and SPRM stand-ins, the service, the floor
+(`floor.py`) and the peer (`peer.py`), seeds their databases identically, measures every
+scenario with wrk against each in turn (the load side and the target on different cores),
+and writes results.json, results.md and ratios.png under bench/results/<UTC timestamp>/
+(and results/latest.md). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ from bench import audit as audit_bench
 from bench import report
 from bench.load import Load, find_wrk, run_wrk, wrk_version
 from bench.pg import PrivatePostgres, default_pg_user, find_bindir
-from bench.procs import BenchError, cpu_seconds, rss_bytes, tree
+from bench.procs import BenchError, core_busy, core_ticks, cpu_seconds, rss_bytes, tree
 from bench.scenarios import SCENARIOS, Scenario, select
 from bench.stack import (
     CREATE_BODY,
+    FLOOR,
     FLOOR_DB,
+    PEER_APP,
+    PEER_DB,
     PREFIX,
     REPO,
     SERVICE_DB,
@@ -43,14 +48,27 @@ from bench.stack import (
     add_spares,
     check_same_answers,
     deletable_ids,
+    peer,
+    reference_launch,
     seed_template,
-    start_floor,
-    start_service,
+    service_launch,
+    start_all,
     walk_pages,
 )
 
 PROG = "bench"
-NEEDED_MODULES = ("aiohttp", "matplotlib", "uvloop", "httptools", "psycopg", "placement")
+NEEDED_MODULES = (
+    "aiohttp",
+    "matplotlib",
+    "uvloop",
+    "httptools",
+    "psycopg",
+    "fastapi",
+    "pydantic",
+    "httpx",
+    "sniffio",
+    "placement",
+)
 
 
 class Interrupted(BaseException):
@@ -60,8 +78,9 @@ class Interrupted(BaseException):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmark the placement service against a minimal Python floor;"
-        " every figure is reported as a ratio to the floor measured in the same run.",
+        description="Benchmark the placement service against a minimal Python floor and a"
+        " FastAPI peer; every figure is reported as a ratio to theirs, measured in the same"
+        " run.",
     )
     add = parser.add_argument
     add("--rows", type=int, default=100_000, help="rows seeded with COPY (100000)")
@@ -83,10 +102,31 @@ def _parser() -> argparse.ArgumentParser:
         default="all",
         help="comma-separated subset of: " + ", ".join(each.name for each in SCENARIOS),
     )
-    add("--workers", type=int, default=1, help="worker processes of both, all but get_scaled (1)")
+    add("--workers", type=int, default=1, help="worker processes of each, all but get_scaled (1)")
     add("--scale-workers", type=int, default=2, help="worker processes in get_scaled (2)")
     add("--deep-fraction", type=float, default=0.9, help="how deep the deep page is (0.9)")
-    add("--floor-pool", type=int, default=10, help="floor's database connections a worker (10)")
+    add(
+        "--pool",
+        "--floor-pool",
+        type=int,
+        default=10,
+        help="database connections a worker of the floor and the peer (10, the service's"
+        " DB_POOL_SIZE default)",
+    )
+    add(
+        "--peer-app",
+        default=PEER_APP,
+        metavar="MODULE:APP",
+        help=f"the peer's ASGI app, run by uvicorn with the PEER_* variables ({PEER_APP})",
+    )
+    add(
+        "--pin",
+        choices=("auto", "off"),
+        default="auto",
+        help="auto: with 2 or more cores, a target with N workers alone on the last N"
+        " cores when it can be, wrk, PostgreSQL and the stand-ins on the first; off: all"
+        " share every core (auto)",
+    )
     add(
         "--service-env",
         action="append",
@@ -101,7 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     add(
         "--enforce-targets",
         action="store_true",
-        help="exit with status 2 when a target of issue 6 is missed",
+        help="exit with status 2 when a target (issue 15) is missed",
     )
     add(
         "--smoke",
@@ -171,6 +211,55 @@ def given_args(argv: list[str] | None) -> list[str]:
     return argv if argv is not None else sys.argv[1:]
 
 
+@dataclass(frozen=True)
+class Pinning:
+    """Which cores the load side (this process, and so wrk, PostgreSQL and the stand-ins,
+    which inherit it) and the targets run on: the load side on the first cores, a target
+    with N workers on the last N when they are free of the load side."""
+
+    cores: tuple[int, ...]  # all we may use
+    pinned: bool
+    load_count: int = 1  # how many of the first cores the load side gets
+
+    @classmethod
+    def choose(cls, mode: str, most_workers: int) -> Pinning:
+        """Leave the most workers a target will run with cores of their own, when the
+        machine has enough; the load side keeps at least one."""
+        cores = tuple(sorted(os.sched_getaffinity(0)))
+        return cls(cores, mode == "auto" and len(cores) >= 2, max(1, len(cores) - most_workers))
+
+    def load(self) -> frozenset[int] | None:
+        return frozenset(self.cores[: self.load_count]) if self.pinned else None
+
+    def target(self, workers: int) -> frozenset[int] | None:
+        """The last `workers` cores, when the load side is not on them; else every core;
+        None when nothing is pinned."""
+        if not self.pinned:
+            return None
+        if workers <= len(self.cores) - self.load_count:
+            return frozenset(self.cores[-workers:])
+        return frozenset(self.cores)
+
+    def describe(self, workers: int) -> str:
+        target, load = self.target(workers), self.load()
+        if target is None or load is None:
+            return "nothing pinned: wrk, PostgreSQL, the stand-ins and the target share every core"
+        where = (
+            f"alone on core(s) {_cores(target)}"
+            if not target & load
+            else f"on every core ({_cores(target)}: too few to give {workers} worker(s) cores"
+            " of their own)"
+        )
+        return (
+            f"{workers} worker(s): the target {where}; wrk, PostgreSQL and the stand-ins on"
+            f" core(s) {_cores(load)}"
+        )
+
+
+def _cores(cores: frozenset[int]) -> str:
+    return ",".join(str(each) for each in sorted(cores))
+
+
 @dataclass
 class Run:
     """Everything one benchmark run started, and what it measured."""
@@ -180,8 +269,10 @@ class Run:
     wrk: str
     pg: PrivatePostgres
     standins: StandIns
+    pinning: Pinning
     service: Target = field(default_factory=lambda: Target("service", "s", SERVICE_DB))
     floor: Target = field(default_factory=lambda: Target("floor", "f", FLOOR_DB))
+    peer: Target = field(default_factory=lambda: Target("peer", "p", PEER_DB))
     token_key: str = field(default_factory=lambda: secrets.token_hex(32))
     deep: dict[str, str] = field(default_factory=dict)
     results: list[dict[str, Any]] = field(default_factory=list)
@@ -192,20 +283,38 @@ class Run:
         default_factory=lambda: Path("/proc/loadavg").read_text().split()[:3]
     )
 
+    def all_targets(self) -> list[Target]:
+        """The service first (the others are compared with it), then the floor, the peer."""
+        return [self.service, self.floor, self.peer]
+
     def targets(self, repeat: int) -> list[Target]:
-        """Both, floor first on even repeats, service first on odd ones."""
-        pair = [self.floor, self.service]
-        return pair if repeat % 2 == 0 else pair[::-1]
+        """All three, in an order rotated by one each repeat: over three repeats each is
+        measured first, second and last once."""
+        every = self.all_targets()
+        shift = repeat % len(every)
+        return every[shift:] + every[:shift]
 
     def start(self, workers: int) -> None:
-        args = self.args
-        start_floor(
-            self.floor, self.pg, self.standins, self.tmp, workers, args.floor_pool, self.token_key
+        """All three at once, each with `workers` worker processes."""
+        args, cpus = self.args, self.pinning.target(workers)
+        common = (self.pg, self.standins, self.tmp, workers)
+        start_all(
+            service_launch(self.service, *common, args.overrides, cpus),
+            reference_launch(FLOOR, self.floor, *common, args.pool, self.token_key, cpus),
+            reference_launch(
+                peer(args.peer_app), self.peer, *common, args.pool, self.token_key, cpus
+            ),
         )
-        start_service(self.service, self.pg, self.standins, self.tmp, workers, args.overrides)
+        note = f"cores: {self.pinning.describe(workers)}"
+        if note not in self.notes:
+            self.notes.append(note)
 
     def stop_targets(self) -> None:
-        for target in (self.service, self.floor):
+        """All at once: a multi-worker uvicorn takes seconds to stop."""
+        for target in self.all_targets():
+            if target.child is not None:
+                target.child.ask_to_stop()
+        for target in self.all_targets():
             target.stop()
 
 
@@ -235,19 +344,21 @@ def _load(run: Run, scenario: Scenario, target: Target, repeat: int, phase: str)
 
 
 def _prepare_delete(
-    run: Run, target: Target, repeat: int, phase: str, seconds: int
+    run: Run, target: Target, repeat: int, phase: str, seconds: int, rate: float | None
 ) -> dict[str, Any]:
     """Ids for the delete scenario, one file per wrk thread: what the create scenarios
-    left, topped up with spares when that may not last `seconds`."""
-    done = [r for r in run.results if r["repeat"] == repeat and r["target"] == target.name]
-    rates = {r["scenario"]: r["rps"] for r in done}
-    bounds = []
-    if "get" in rates:
-        bounds.append(rates["get"])  # a delete does more than a GET by id
-    creates = [rates[k] for k in ("create", "create_slow") if k in rates]
-    if creates:
-        bounds.append(2.0 * max(creates))  # seen: 1.5-1.7x the create rate
-    rate = min(bounds) if bounds else 3000.0
+    left, topped up with spares when that may not last `seconds` at `rate` (None: a rate
+    guessed from the target's other scenarios)."""
+    if rate is None:
+        done = [r for r in run.results if r["repeat"] == repeat and r["target"] == target.name]
+        rates = {r["scenario"]: r["rps"] for r in done}
+        bounds = []
+        if "get" in rates:
+            bounds.append(rates["get"])  # a delete does more than a GET by id
+        creates = [rates[k] for k in ("create", "create_slow") if k in rates]
+        if creates:
+            bounds.append(2.0 * max(creates))  # seen: 1.5-1.7x the create rate
+        rate = min(bounds) if bounds else 3000.0
     needed = int(rate * seconds * 1.25) + 200
     ids = [rid for rid in deletable_ids(run.pg, target) if rid not in run.handed_out]
     spares = max(0, needed - len(ids))
@@ -304,6 +415,60 @@ def _cpu_used(
     }
 
 
+def _sampled_wrk(
+    run: Run, scenario: Scenario, target: Target, repeat: int, phase: str, seconds: int
+) -> dict[str, Any]:
+    """wrk for `seconds`, and the CPU each process group and each core used meanwhile."""
+    args = run.args
+    load = _load(run, scenario, target, repeat, phase)
+    ticks = core_ticks()
+    before, started, busy = _cpu_sample(run, target), time.monotonic(), _machine_busy()
+    result = run_wrk(
+        run.wrk,
+        load,
+        seconds=seconds,
+        threads=args.wrk_threads,
+        timeout=args.timeout,
+        workdir=run.tmp,
+    )
+    result["wall_s"] = time.monotonic() - started
+    result["machine_busy_s"] = _machine_busy() - busy
+    result["core_busy"] = {str(k): v for k, v in core_busy(ticks, core_ticks()).items()}
+    result["samples"] = (before, _cpu_sample(run, target))
+    return result
+
+
+def _drive(
+    run: Run,
+    scenario: Scenario,
+    target: Target,
+    repeat: int,
+    phase: str,
+    seconds: int,
+    record: dict[str, Any],
+) -> dict[str, Any]:
+    """One wrk run of the scenario. Deletes need ids prepared first; when a noisy machine
+    made the target faster than the guess and they ran out (404s), the run is done again,
+    up to twice, with ids for 1.5x the rate just seen (the 404s made that rate higher)."""
+    rate = None
+    for attempt in range(3):
+        tag = phase if attempt == 0 else f"{phase}{attempt}"
+        if scenario.name == "delete":
+            ids = _prepare_delete(run, target, repeat, tag, seconds, rate)
+            record.setdefault("ids" if phase == "m" else "warmup_ids", []).append(ids)
+        result = _sampled_wrk(run, scenario, target, repeat, tag, seconds)
+        if scenario.name != "delete" or not result.get("exhausted") or attempt == 2:
+            return result
+        rate = 1.5 * result["rps"]
+        record["delete_retries"] = record.get("delete_retries", 0) + 1
+        _say(
+            f"  {scenario.name:<11} {target.name:<7} ran out of ids ({result['exhausted']}"
+            f" requests at {result['rps']:.0f}/s): again with more"
+        )
+        _settle(target)
+    raise AssertionError("unreachable")
+
+
 def measure(run: Run, scenario: Scenario, target: Target, repeat: int) -> dict[str, Any]:
     args = run.args
     record: dict[str, Any] = {
@@ -315,33 +480,22 @@ def measure(run: Run, scenario: Scenario, target: Target, repeat: int) -> dict[s
     if scenario.slow:
         run.standins.set_latency(args.latency_ms / 1000)
     try:
-        common = {"threads": args.wrk_threads, "timeout": args.timeout, "workdir": run.tmp}
         if args.warmup:
-            if scenario.name == "delete":
-                record["warmup_ids"] = _prepare_delete(run, target, repeat, "w", args.warmup)
-            warm = run_wrk(
-                run.wrk, _load(run, scenario, target, repeat, "w"), seconds=args.warmup, **common
-            )
+            warm = _drive(run, scenario, target, repeat, "w", args.warmup, record)
             record["warmup_errors"] = warm["errors"]
             record["warmup_error_count"] = warm["error_count"]
             record["warmup_settle_s"] = _settle(target)
-        if scenario.name == "delete":
-            record["ids"] = _prepare_delete(run, target, repeat, "m", args.duration)
-        before, started, busy = _cpu_sample(run, target), time.monotonic(), _machine_busy()
-        result = run_wrk(
-            run.wrk, _load(run, scenario, target, repeat, "m"), seconds=args.duration, **common
-        )
-        wall = time.monotonic() - started
-        busy = _machine_busy() - busy
-        after = _cpu_sample(run, target)
-        used = _cpu_used(before, after)
-        per_process = {
-            str(pid): round(seconds - before["target"].get(pid, 0.0), 3)
-            for pid, seconds in after["target"].items()
-        }
+        result = _drive(run, scenario, target, repeat, "m", args.duration, record)
     finally:
         if scenario.slow:
             run.standins.set_latency(0)
+    before, after = result.pop("samples")
+    wall, busy = result.pop("wall_s"), result.pop("machine_busy_s")
+    used = _cpu_used(before, after)
+    per_process = {
+        str(pid): round(seconds - before["target"].get(pid, 0.0), 3)
+        for pid, seconds in after["target"].items()
+    }
     used["wrk"] = round(result.pop("wrk_cpu_s"), 3)
     used["others"] = round(max(0.0, busy - sum(used.values())), 3)
     pids = target.pids()
@@ -353,6 +507,9 @@ def measure(run: Run, scenario: Scenario, target: Target, repeat: int) -> dict[s
     record["cpu_cores"] = {name: round(seconds / wall, 2) for name, seconds in used.items()}
     record["target_cpu_s_by_pid"] = per_process
     record["cpu_ms_per_request"] = used["target"] * 1000 / max(1, record["requests"])
+    record["target_cores"] = sorted(target.cpus) if target.cpus else None
+    load_cores = run.pinning.load()
+    record["load_cores"] = sorted(load_cores) if load_cores else None
     record["rss_bytes"] = sum(sizes.values())
     record["rss_workers_bytes"] = sum(
         size for pid, size in sizes.items() if pid != root or len(sizes) == 1
@@ -363,6 +520,7 @@ def measure(run: Run, scenario: Scenario, target: Target, repeat: int) -> dict[s
     _say(
         f"  {scenario.name:<11} {target.name:<7} {record['rps']:>9.1f} req/s"
         f"  p50 {latency['p50'] / 1000:7.2f} ms  p99 {latency['p99'] / 1000:7.2f} ms"
+        f"  cpu {record['cpu_ms_per_request'] * 1000:7.0f} us/req"
         f"  rss {record['rss_bytes'] / 2**20:6.1f} MB  errors {errors}"
         + (f" (ran out of ids {record['exhausted']}x)" if record.get("exhausted") else "")
         + (f"  cpu by process {sorted(per_process.values())}" if len(per_process) > 1 else "")
@@ -381,7 +539,7 @@ def run_repeat(run: Run, repeat: int) -> None:
             started = time.monotonic()
             pages = max(1, int(args.rows * args.deep_fraction) // 100)
             first_ids = {}
-            for target in (run.service, run.floor):
+            for target in run.all_targets():
                 run.deep[target.name], first_ids[target.name] = walk_pages(target.url, pages)
             run.timings["walk_s"] = round(time.monotonic() - started, 2)
             run.notes.append(
@@ -389,7 +547,7 @@ def run_repeat(run: Run, repeat: int) -> None:
                 f" {first_ids['service'][0]}), reached by following {pages} page tokens"
             )
         if repeat == 0:
-            check_same_answers(run.service, run.floor, run.deep)
+            check_same_answers(run.all_targets(), run.deep)
         for scenario in normal:
             for target in run.targets(repeat):
                 run.results.append(measure(run, scenario, target, repeat))
@@ -478,7 +636,9 @@ def main(argv: list[str] | None = None) -> int:
         run_as = args.pg_user or default_pg_user()
     tmp = Path(tempfile.mkdtemp(prefix="placement-bench-"))
     pg = PrivatePostgres(tmp, bindir, run_as)
-    run = Run(args, tmp, wrk, pg, StandIns(tmp))
+    most_workers = max(args.workers, args.scale_workers)
+    pinning = Pinning.choose("off" if args.audit else args.pin, most_workers)
+    run = Run(args, tmp, wrk, pg, StandIns(tmp), pinning)
     status = 0
     try:
         with _signals_unwind():
@@ -486,6 +646,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{PROG}: temporary folder {tmp};"
                 f" interpreter {sys.executable} ({sys.version.split()[0]})"
             )
+            load_cores = pinning.load()
+            if load_cores:
+                # Inherited by PostgreSQL, the stand-ins and wrk; each target gets its own.
+                os.sched_setaffinity(0, load_cores)
+                _say(f"{PROG}: {pinning.describe(args.workers)}")
             pg.start()
             run.standins.start()
             if args.audit:

@@ -1,5 +1,5 @@
-"""The processes under test and around them: the stand-ins, the service, the floor, and
-the data they serve (seeded with COPY; ids created and deleted by the scenarios)."""
+"""The processes under test and around them: the stand-ins, the service, the floor, the
+peer, and the data they serve (seeded with COPY; ids created and deleted by the scenarios)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import http.client
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -25,7 +26,9 @@ from bench.procs import BenchError, Child, free_port, http_ok, wait_until
 
 PREFIX = "/api/v1alpha1"
 REPO = Path(__file__).resolve().parent.parent
-TEMPLATE_DB, SERVICE_DB, FLOOR_DB = "bench_template", "bench_service", "bench_floor"
+TEMPLATE_DB = "bench_template"
+SERVICE_DB, FLOOR_DB, PEER_DB = "bench_service", "bench_floor", "bench_peer"
+PEER_APP = "bench.peer:app"
 COPY_COLUMNS = (
     "id, catalog_item_instance_id, original_spec, provider_name, approval_status, path,"
     " create_time, update_time"
@@ -47,6 +50,8 @@ CREATE_BODY = json.dumps(
 # benchmark sets (and --service-env), whatever the caller's environment holds.
 _INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR")
 _STARTUP_TIMEOUT = 60.0
+_TIMES = ("create_time", "update_time")
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*[1-9])?Z")  # Go's RFC3339Nano, UTC
 
 
 def seeded_id(index: int) -> str:
@@ -205,14 +210,15 @@ class StandIns:
 
 @dataclass
 class Target:
-    """The service or the floor, with `workers` processes, on its own database."""
+    """The service, the floor or the peer, with `workers` processes, on its own database."""
 
-    name: str  # "service" or "floor"
+    name: str  # "service", "floor" or "peer"
     tag: str  # one letter in the ids it creates
     database: str
     child: Child | None = None
     url: str = ""
     workers: int = 1
+    cpus: frozenset[int] | None = None  # the cores it was pinned to (None: not pinned)
 
     def pids(self) -> list[int]:
         from bench.procs import tree
@@ -254,7 +260,6 @@ def service_env(
             "DB_USER": "bench",
             "SVC_ADDRESS": f"127.0.0.1:{port}",
             "SVC_WORKERS": str(workers),
-            "SVC_LOG_LEVEL": "warn",
             "POLICY_MANAGER_EVALUATION_URL": standins.urls["policy"],
             "SP_RESOURCE_MANAGER_URL": standins.urls["sprm"],
         }
@@ -263,22 +268,45 @@ def service_env(
     return env
 
 
-def start_service(
+def service_launch(
     target: Target,
     pg: PrivatePostgres,
     standins: StandIns,
     tmp: Path,
     workers: int,
     overrides: Mapping[str, str],
-) -> None:
+    cpus: frozenset[int] | None = None,
+) -> Launch:
+    """`placement-manager serve` at its defaults (info-level logs, one line a request)."""
+
     def command(port: int) -> tuple[list[str], dict[str, str]]:
         env = service_env(pg, target.database, port, standins, workers, overrides)
         return service_command(), env
 
-    _start(target, tmp, workers, pg.port, command)
+    return Launch(target, tmp, workers, pg.port, command, cpus)
 
 
-def start_floor(
+@dataclass(frozen=True)
+class Reference:
+    """How to run the floor or the peer: an ASGI app under uvicorn, configured through
+    environment variables named `<prefix>_DSN` and so on."""
+
+    app: str  # module:attribute
+    prefix: str  # "FLOOR" or "PEER"
+    log_level: str  # uvicorn's --log-level
+    access_log: bool
+
+
+FLOOR = Reference("bench.floor:app", "FLOOR", "warning", access_log=False)
+
+
+def peer(app: str = PEER_APP) -> Reference:
+    """The peer at the service's log level: info, with uvicorn's access line a request."""
+    return Reference(app, "PEER", "info", access_log=True)
+
+
+def reference_launch(
+    reference: Reference,
     target: Target,
     pg: PrivatePostgres,
     standins: StandIns,
@@ -286,23 +314,26 @@ def start_floor(
     workers: int,
     pool_size: int,
     token_key: str,
-) -> None:
+    cpus: frozenset[int] | None = None,
+) -> Launch:
+    """The floor or the peer: `uvicorn APP --workers N --loop uvloop --http httptools`."""
+
     def command(port: int) -> tuple[list[str], dict[str, str]]:
         env = dict(os.environ)
         env.update(
             {
-                "FLOOR_DSN": pg.conninfo(target.database),
-                "FLOOR_POOL_SIZE": str(pool_size),
-                "FLOOR_POLICY_URL": standins.urls["policy"],
-                "FLOOR_SPRM_URL": standins.urls["sprm"],
-                "FLOOR_TOKEN_KEY": token_key,
+                f"{reference.prefix}_DSN": pg.conninfo(target.database),
+                f"{reference.prefix}_POOL_SIZE": str(pool_size),
+                f"{reference.prefix}_POLICY_URL": standins.urls["policy"],
+                f"{reference.prefix}_SPRM_URL": standins.urls["sprm"],
+                f"{reference.prefix}_TOKEN_KEY": token_key,
             }
         )
         argv = [
             sys.executable,
             "-m",
             "uvicorn",
-            "bench.floor:app",
+            reference.app,
             "--app-dir",
             str(REPO),
             "--host",
@@ -315,13 +346,14 @@ def start_floor(
             "uvloop",
             "--http",
             "httptools",
-            "--no-access-log",
             "--log-level",
-            "warning",
+            reference.log_level,
         ]
+        if not reference.access_log:
+            argv.append("--no-access-log")
         return argv, env
 
-    _start(target, tmp, workers, pg.port, command)
+    return Launch(target, tmp, workers, pg.port, command, cpus)
 
 
 def _workers_ready(root: int, workers: int, db_port: int) -> bool:
@@ -332,39 +364,76 @@ def _workers_ready(root: int, workers: int, db_port: int) -> bool:
     return len(ready) >= workers
 
 
-def _start(target: Target, tmp: Path, workers: int, db_port: int, command: Any) -> None:
-    """Start on a free port (a few tries: the port may be taken meanwhile); return once
-    /health answers 200 and every worker process is there."""
-    for attempt in range(3):
+@dataclass
+class Launch:
+    """A target to start: how to run it, and the process once launched."""
+
+    target: Target
+    tmp: Path
+    workers: int
+    db_port: int
+    command: Any  # port -> (argv, environment)
+    cpus: frozenset[int] | None
+    child: Child | None = None
+    url: str = ""
+
+    def launch(self) -> None:
+        """Start on a free port (it may be taken meanwhile: `start` tries again)."""
         port = free_port()
-        argv, env = command(port)
-        log = tmp / f"{target.name}-{workers}w.log"
-        child = Child(target.name, argv, log=log, env=env, cwd=REPO)
-        url = f"http://127.0.0.1:{port}"
-        try:
+        argv, env = self.command(port)
+        log = self.tmp / f"{self.target.name}-{self.workers}w.log"
+        self.child = Child(self.target.name, argv, log=log, env=env, cwd=REPO, cpus=self.cpus)
+        self.url = f"http://127.0.0.1:{port}"
+
+    def wait(self) -> None:
+        """Until /health answers 200 and every worker process is there."""
+        assert self.child is not None
+        url, child = self.url, self.child
+        wait_until(
+            lambda: http_ok(f"{url}{PREFIX}/health"), child, _STARTUP_TIMEOUT, "healthy answer"
+        )
+        if self.workers > 1:
+            # Every worker has opened its database pool before it serves.
             wait_until(
-                lambda url=url: http_ok(f"{url}{PREFIX}/health"),
+                lambda: _workers_ready(child.pid, self.workers, self.db_port),
                 child,
                 _STARTUP_TIMEOUT,
-                "healthy answer",
+                f"{self.workers} workers connected to the database",
             )
-            if workers > 1:
-                # Every worker has opened its database pool before it serves.
-                wait_until(
-                    lambda child=child: _workers_ready(child.pid, workers, db_port),
-                    child,
-                    _STARTUP_TIMEOUT,
-                    f"{workers} workers connected to the database",
-                )
-                time.sleep(0.5)
-        except BenchError:
-            child.stop()
-            in_use = "address already in use" in log.read_text(errors="replace").lower()
-            if attempt == 2 or not in_use:
-                raise
-            continue
-        target.child, target.url, target.workers = child, url, workers
-        return
+
+    def port_taken(self) -> bool:
+        assert self.child is not None
+        return "address already in use" in self.child.log.read_text(errors="replace").lower()
+
+
+def start_all(*launches: Launch) -> None:
+    """Start every target at once (they start in parallel), then wait for each; a target
+    whose port was taken meanwhile is started again on another (up to 3 tries)."""
+    for each in launches:
+        each.launch()
+    try:
+        for each in launches:
+            for attempt in range(3):
+                try:
+                    each.wait()
+                    break
+                except BenchError:
+                    assert each.child is not None
+                    each.child.stop()
+                    if attempt == 2 or not each.port_taken():
+                        raise
+                    each.launch()
+    except BaseException:
+        for each in launches:
+            if each.child is not None:
+                each.child.stop()
+        raise
+    if any(each.workers > 1 for each in launches):
+        time.sleep(0.5)
+    for each in launches:
+        target = each.target
+        target.child, target.url, target.workers = each.child, each.url, each.workers
+        target.cpus = each.cpus
 
 
 def walk_pages(base_url: str, pages: int, size: int = 100) -> tuple[str, list[str]]:
@@ -391,53 +460,65 @@ def walk_pages(base_url: str, pages: int, size: int = 100) -> tuple[str, list[st
     return deep_path, ids
 
 
-def check_same_answers(service: Target, floor: Target, deep: dict[str, str]) -> None:
-    """The floor must answer what the service answers (same data, same JSON): GET, the
-    first page, a create and a delete. Any difference stops the benchmark."""
+def check_same_answers(targets: Sequence[Target], deep: Mapping[str, str]) -> None:
+    """Every target must answer what the first (the service) answers, on the same data:
+    health, GET by id (a seeded id, an unknown one, one against the id pattern), the
+    first page, a create, a delete and the deep page. Any difference stops the benchmark."""
+    service, others = targets[0], targets[1:]
 
-    def both(method: str, path: str, body: Any = None) -> dict[str, tuple[int, Any]]:
-        return {t.name: http_json(method, t.url + path, body) for t in (service, floor)}
+    def each(method: str, path: str, body: Any = None) -> dict[str, tuple[int, Any]]:
+        return {t.name: http_json(method, t.url + path, body) for t in targets}
 
-    answers = both("GET", f"{PREFIX}/resources/{seeded_id(0)}")
-    if answers["service"] != answers["floor"] or answers["service"][0] != 200:
-        raise BenchError(f"floor and service disagree on GET by id: {answers}")
-    answers = both("GET", f"{PREFIX}/resources?max_page_size=100")
-    pages = {name: (status, body["resources"]) for name, (status, body) in answers.items()}
-    if pages["service"] != pages["floor"] or pages["service"][0] != 200:
-        raise BenchError("floor and service disagree on the first page of the list")
+    def same(what: str, answers: Mapping[str, Any], status: int) -> None:
+        for other in others:
+            if answers[other.name] != answers[service.name]:
+                raise BenchError(f"{other.name} and {service.name} disagree on {what}: {answers}")
+        if answers[service.name][0] != status:
+            raise BenchError(f"{what}: expected {status}, got {answers}")
+
+    same("health", each("GET", f"{PREFIX}/health"), 200)
+    same("GET by id", each("GET", f"{PREFIX}/resources/{seeded_id(0)}"), 200)
+    for what, rid, status in (
+        ("GET by id of an unknown id", "nowhere-0", 404),
+        ("GET by id against the id pattern", "Not_An_Id", 400),
+    ):
+        answers = each("GET", f"{PREFIX}/resources/{rid}")
+        same(what, {name: (code, None) for name, (code, _) in answers.items()}, status)
+    answers = each("GET", f"{PREFIX}/resources?max_page_size=100")
+    same(
+        "the first page of the list",
+        {name: (status, body["resources"]) for name, (status, body) in answers.items()},
+        200,
+    )
     for name, (_, body) in answers.items():
         if not body.get("next_page_token"):
             raise BenchError(f"{name}: the first page has no next_page_token")
     spec = json.loads(CREATE_BODY)
-    created = {}
-    for target in (service, floor):
-        rid = f"xshape-{target.tag}"
-        created[target.name] = http_json("POST", f"{target.url}{PREFIX}/resources?id={rid}", spec)
     shapes = {}
-    for name, (status, body) in created.items():
+    for target in targets:
+        rid = f"xshape-{target.tag}"
+        status, body = http_json("POST", f"{target.url}{PREFIX}/resources?id={rid}", spec)
         if status != 201:
-            raise BenchError(f"{name}: create answered {status} {body}")
-        shapes[name] = {
-            key: value
-            for key, value in body.items()
-            if key not in ("id", "path", "create_time", "update_time")
-        } | {"keys": sorted(body)}
-    if shapes["service"] != shapes["floor"]:
-        raise BenchError(f"floor and service disagree on create: {created}")
-    for target in (service, floor):
+            raise BenchError(f"{target.name}: create answered {status} {body}")
+        if body["id"] != rid or body["path"] != f"resources/{rid}":
+            raise BenchError(f"{target.name}: create answered another id: {body}")
+        unstamped = {k: v for k, v in body.items() if k not in ("id", "path", *_TIMES)}
+        formats = [bool(_RFC3339.fullmatch(body[key])) for key in _TIMES]
+        shapes[target.name] = (status, unstamped | {"keys": sorted(body), "rfc3339": formats})
+    same("create", shapes, 201)
+    for target in targets:
         status, body = http_json("DELETE", f"{target.url}{PREFIX}/resources/xshape-{target.tag}")
         if status != 204:
             raise BenchError(f"{target.name}: delete answered {status} {body}")
     if not deep:
         return
     deep_pages = {}
-    for target in (service, floor):
+    for target in targets:
         status, body = http_json("GET", target.url + deep[target.name])
         if status != 200 or len(body["resources"]) == 0:
             raise BenchError(f"{target.name}: the deep page answered {status}")
-        deep_pages[target.name] = body["resources"]
-    if deep_pages["service"] != deep_pages["floor"]:
-        raise BenchError("floor and service disagree on the deep page")
+        deep_pages[target.name] = (status, body["resources"])
+    same("the deep page", deep_pages, 200)
 
 
 def deletable_ids(pg: PrivatePostgres, target: Target) -> list[str]:
@@ -465,17 +546,18 @@ def seed_template(
     overrides: Mapping[str, str],
 ) -> dict[str, Any]:
     """The template database: the service creates its schema (its own migrations, run at
-    start-up), then COPY seeds it; the service's and the floor's databases are copies."""
+    start-up), then COPY seeds it; the service's, the floor's and the peer's databases are
+    copies."""
     started = time.monotonic()
     pg.execute("postgres", f'CREATE DATABASE "{TEMPLATE_DB}"')
     migrator = Target("service", "m", TEMPLATE_DB)
-    start_service(migrator, pg, standins, tmp, 1, overrides)
+    start_all(service_launch(migrator, pg, standins, tmp, 1, overrides))
     migrator.stop()
     migrated = time.monotonic()
     count = copy_rows(pg.conninfo(TEMPLATE_DB), _copy_lines(rows))
     pg.execute(TEMPLATE_DB, "VACUUM ANALYZE resources")
     copied = time.monotonic()
-    for name in (SERVICE_DB, FLOOR_DB):
+    for name in (SERVICE_DB, FLOOR_DB, PEER_DB):
         pg.execute("postgres", f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
     return {
         "rows": count,
