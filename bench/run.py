@@ -28,6 +28,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from placement.config import VARIABLES
+
 from bench import audit as audit_bench
 from bench import report
 from bench.load import Load, find_wrk, run_wrk, wrk_version
@@ -55,6 +57,10 @@ from bench.stack import (
     start_all,
     walk_pages,
 )
+
+# The floor and the peer get as many connections as the service has by default.
+SERVICE_POOL_SIZE = int(VARIABLES["DB_POOL_SIZE"].default)
+
 
 PROG = "bench"
 NEEDED_MODULES = (
@@ -109,9 +115,9 @@ def _parser() -> argparse.ArgumentParser:
         "--pool",
         "--floor-pool",
         type=int,
-        default=10,
-        help="database connections a worker of the floor and the peer (10, the service's"
-        " DB_POOL_SIZE default)",
+        default=SERVICE_POOL_SIZE,
+        help=f"database connections a worker of the floor and the peer ({SERVICE_POOL_SIZE},"
+        " the service's DB_POOL_SIZE default)",
     )
     add(
         "--peer-app",

@@ -433,7 +433,7 @@ VARIABLES: dict[str, Variable] = _table(
     ),
     Variable(
         "DB_POOL_SIZE",
-        "10",
+        "16",
         _int_between(1, 1000),
         "PostgreSQL connections per worker process, both pools together: a quarter (rounded"
         " down) for the reads served on the event loop, the rest for the request threads;"
