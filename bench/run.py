@@ -28,8 +28,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from placement.config import VARIABLES
-
 from bench import audit as audit_bench
 from bench import report
 from bench.load import Load, find_wrk, run_wrk, wrk_version
@@ -57,6 +55,7 @@ from bench.stack import (
     start_all,
     walk_pages,
 )
+from placement.config import VARIABLES
 
 # The floor and the peer get as many connections as the service has by default.
 SERVICE_POOL_SIZE = int(VARIABLES["DB_POOL_SIZE"].default)
