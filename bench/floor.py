@@ -14,7 +14,7 @@ aiohttp for the Policy Engine and SPRM calls (no concurrency cap). Configured by
 environment variables (set by the benchmark):
 
     FLOOR_DSN          libpq connection string of its database
-    FLOOR_POOL_SIZE    connections per worker (default 16, the service's DB_POOL_SIZE)
+    FLOOR_POOL_SIZE    connections per worker (default 12, the service's DB_POOL_SIZE)
     FLOOR_POLICY_URL   Policy Engine base URL
     FLOOR_SPRM_URL     SPRM base URL
     FLOOR_TOKEN_KEY    hex HMAC key for page tokens (shared by the workers)
@@ -99,7 +99,7 @@ state = State()
 
 @asynccontextmanager
 async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-    size = int(os.environ.get("FLOOR_POOL_SIZE", "16"))
+    size = int(os.environ.get("FLOOR_POOL_SIZE", "12"))
     state.pool = AsyncConnectionPool(
         os.environ["FLOOR_DSN"],
         min_size=size,

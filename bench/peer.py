@@ -20,7 +20,7 @@ pages on (create_time, id) with HMAC-signed page tokens. Configured by environme
 variables (set by the benchmark; a reviewer's own peer gets the same):
 
     PEER_DSN          libpq connection string of its database
-    PEER_POOL_SIZE    connections per worker (default 16, the service's DB_POOL_SIZE)
+    PEER_POOL_SIZE    connections per worker (default 12, the service's DB_POOL_SIZE)
     PEER_POLICY_URL   Policy Engine base URL
     PEER_SPRM_URL     SPRM base URL
     PEER_TOKEN_KEY    hex HMAC key for page tokens (shared by the workers)
@@ -161,7 +161,7 @@ state = State()
 
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    size = int(os.environ.get("PEER_POOL_SIZE", "16"))
+    size = int(os.environ.get("PEER_POOL_SIZE", "12"))
     state.pool = AsyncConnectionPool(
         os.environ["PEER_DSN"],
         min_size=size,

@@ -433,9 +433,9 @@ VARIABLES: dict[str, Variable] = _table(
     ),
     Variable(
         "DB_POOL_SIZE",
-        "16",
+        "12",
         _int_between(1, 1000),
-        "PostgreSQL connections per worker process, both pools together: a quarter (rounded"
+        "PostgreSQL connections per worker process, both pools together: a third (rounded"
         " down) for the reads served on the event loop, the rest for the request threads;"
         " at least one each (so 2 when set to 1)",
     ),

@@ -465,8 +465,9 @@ def test_a_lease_lasts_its_seconds_on_the_database_clock(store: ResourceStore) -
 def test_db_pool_size_is_split_between_the_reads_and_the_threads() -> None:
     from placement.store.postgres import pool_sizes
 
-    assert pool_sizes(10) == (2, 8)
-    assert pool_sizes(16) == (4, 12)
+    assert pool_sizes(12) == (4, 8)  # the default
+    assert pool_sizes(10) == (3, 7)
+    assert pool_sizes(16) == (5, 11)
     assert pool_sizes(3) == (1, 2)
     assert pool_sizes(2) == (1, 1)
     assert pool_sizes(1) == (1, 1)  # at least one each

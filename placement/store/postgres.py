@@ -194,14 +194,13 @@ class PostgresStore(SqlStore):
 
 def pool_sizes(pool_size: int) -> tuple[int, int]:
     """DB_POOL_SIZE split between the reads' pool (asynchronous, on the event loop) and
-    the request threads' (writes, the reconciler): a quarter for the reads, rounded down,
+    the request threads' (writes, the reconciler): a third for the reads, rounded down,
     the rest for the threads; at least one each (so 2 connections when DB_POOL_SIZE is 1).
-    The reads need few: one event loop keeps only a handful of queries in flight, while
-    each thread holds its connection for a whole statement (with 6 of 10 for the
-    threads, creates at 256 connections saw timeouts that 8 did not). The default, 16,
-    gives the reads 4: with 2, list pages waited for a connection (the benchmark's list
-    at 64 connections: 472 against 622 req/s)."""
-    reads = max(1, pool_size // 4)
+    The default, 12, gives the reads 4 and the threads 8, sizes the benchmark measured:
+    with 2 for the reads, list pages waited for a connection (472 against 622 req/s at
+    64 connections); creates at 256 connections saw timeouts with 6 for the threads
+    that 8 did not."""
+    reads = max(1, pool_size // 3)
     return reads, max(1, pool_size - reads)
 
 
