@@ -27,7 +27,7 @@ from placement_manager_client.types import UNSET, Response
 from placement.config import Config
 from tests.harness.calls import SPEC, body, create, resource_ids
 from tests.harness.mocked import EVALUATE, INSTANCES, MockedUpstreams, given_resource
-from tests.harness.problems import assert_problem
+from tests.harness.problems import SPRM_CREATE_REFUSALS, assert_problem
 
 # --- health --------------------------------------------------------------------------
 
@@ -153,15 +153,7 @@ def test_duplicate_id_is_409_without_asking_the_policy_engine(
     assert mocked_upstreams.upstream_calls() == []
 
 
-@pytest.mark.parametrize(
-    ("sprm_status", "status", "kind"),
-    [
-        (400, 400, "validation-error"),
-        (404, 404, "not-found"),
-        (409, 409, "resource-conflict"),
-        (422, 422, "provider-error"),
-    ],
-)
+@pytest.mark.parametrize(("sprm_status", "status", "kind"), SPRM_CREATE_REFUSALS)
 def test_failed_provisioning_maps_and_rolls_back(
     client: Client, mocked_upstreams: MockedUpstreams, sprm_status: int, status: int, kind: str
 ) -> None:

@@ -199,13 +199,18 @@ def test_page_token_survives_the_deletion_of_the_last_row_seen(
 # --- hostile input -----------------------------------------------------------------
 
 
-def test_body_over_the_limit_is_413_by_its_declared_length(base_url: str) -> None:
-    response = requests.post(
-        f"{base_url}/api/v1alpha1/resources",
-        data=b"{" + b" " * 20000 + b"}",
+def post_json(base_url: str, data: Any, query: str = "") -> requests.Response:
+    """POST raw `data` (bytes or an iterator of them: chunked) as JSON to the collection."""
+    return requests.post(
+        f"{base_url}/api/v1alpha1/resources{query}",
+        data=data,
         headers={"Content-Type": "application/json"},
         timeout=10,
     )
+
+
+def test_body_over_the_limit_is_413_by_its_declared_length(base_url: str) -> None:
+    response = post_json(base_url, b"{" + b" " * 20000 + b"}")
     assert_problem(response, 413, "payload-too-large")
 
 
@@ -216,12 +221,7 @@ def test_body_over_the_limit_is_413_when_streamed(base_url: str) -> None:
             yield b"a" * 200
         yield b'"}}'
 
-    response = requests.post(
-        f"{base_url}/api/v1alpha1/resources",
-        data=chunks(),
-        headers={"Content-Type": "application/json"},
-        timeout=10,
-    )
+    response = post_json(base_url, chunks())
     assert_problem(response, 413, "payload-too-large")
 
 
@@ -232,12 +232,7 @@ def test_chunked_body_within_the_limit_is_accepted(
     mocked_upstreams.sprm_create()
     payload = json.dumps({"catalog_item_instance_id": "c", "spec": {"x": "a" * 1000}}).encode()
 
-    response = requests.post(
-        f"{base_url}/api/v1alpha1/resources?id=chunked",
-        data=iter([payload[:10], payload[10:]]),
-        headers={"Content-Type": "application/json"},
-        timeout=10,
-    )
+    response = post_json(base_url, iter([payload[:10], payload[10:]]), query="?id=chunked")
 
     assert response.status_code == 201, response.content
     assert resource_ids(client) == ["chunked"]
@@ -249,12 +244,7 @@ def test_deeply_nested_json_is_refused(
 ) -> None:
     spec = "[" * depth + "]" * depth
     data = f'{{"catalog_item_instance_id": "c", "spec": {{"x": {spec}}}}}'.encode()
-    response = requests.post(
-        f"{base_url}/api/v1alpha1/resources",
-        data=data,
-        headers={"Content-Type": "application/json"},
-        timeout=10,
-    )
+    response = post_json(base_url, data)
     assert_problem(response, 400, "validation-error")
     assert "nested" in response.json()["detail"]
     assert mocked_upstreams.upstream_calls() == []
@@ -281,12 +271,7 @@ def test_a_number_beyond_a_float_is_refused_at_once(
     base_url: str, mocked_upstreams: MockedUpstreams, number: str
 ) -> None:
     data = f'{{"catalog_item_instance_id": "c", "spec": {{"cpu": {number}}}}}'.encode()
-    response = requests.post(
-        f"{base_url}/api/v1alpha1/resources",
-        data=data,
-        headers={"Content-Type": "application/json"},
-        timeout=10,
-    )
+    response = post_json(base_url, data)
     assert_problem(response, 400, "validation-error")
     assert number in response.json()["detail"]
     assert mocked_upstreams.upstream_calls() == []

@@ -11,6 +11,14 @@ from placement_manager_client.types import Response
 
 PROBLEM_JSON = "application/problem+json"
 
+# What a create answers when the SPRM refuses it: (SPRM status, our status, problem type).
+SPRM_CREATE_REFUSALS = [
+    (400, 400, "validation-error"),
+    (404, 404, "not-found"),
+    (409, 409, "resource-conflict"),
+    (422, 422, "provider-error"),
+]
+
 
 def assert_problem(
     response: Response[Any] | requests.Response, status: int, kind: str

@@ -10,7 +10,7 @@ from placement_dev.standins import HANG
 from placement_manager_client import Client
 
 from tests.harness.calls import SPEC, create, get, resource, resource_ids, spec_of
-from tests.harness.problems import parsed_problem
+from tests.harness.problems import SPRM_CREATE_REFUSALS, parsed_problem
 from tests.harness.standins import GOLD, GOLD_EVALUATED, INSTANCES_PATH, StandInUpstreams
 
 
@@ -138,15 +138,7 @@ def test_a_failing_sprm_leaves_the_record_until_the_outcome_is_known(
     assert "still being provisioned" in str(again.detail)
 
 
-@pytest.mark.parametrize(
-    ("sprm_status", "status", "kind"),
-    [
-        (400, 400, "validation-error"),
-        (404, 404, "not-found"),
-        (409, 409, "resource-conflict"),
-        (422, 422, "provider-error"),
-    ],
-)
+@pytest.mark.parametrize(("sprm_status", "status", "kind"), SPRM_CREATE_REFUSALS)
 def test_an_sprm_refusal_is_passed_on_once_and_rolls_back(
     service_client: Client,
     suite_standins: StandInUpstreams,
