@@ -24,18 +24,13 @@ Run: uvicorn bench.floor:app --workers N --loop uvloop --http httptools
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import json
 import logging
-import os
 import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -48,44 +43,24 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-PREFIX = "/api/v1alpha1"
-ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-LEASE = timedelta(minutes=5)
-COLUMNS = (
-    "id, catalog_item_instance_id, original_spec, provider_name, approval_status,"
-    " create_time, update_time"
+from bench.reference import (
+    ID_PATTERN,
+    LEASE,
+    PREFIX,
+    SQL_CLAIM,
+    SQL_DELETE,
+    SQL_EXISTS,
+    SQL_GET,
+    SQL_INSERT,
+    SQL_LIST,
+    SQL_READY,
+    Settings,
+    rfc3339,
+    upstream_status,
 )
-SQL_GET = f"SELECT {COLUMNS} FROM resources WHERE id = %s"  # noqa: S608 - constants only
-SQL_PAGE = " ORDER BY create_time, id LIMIT %s"
-SQL_LIST = {
-    (False, False): f"SELECT {COLUMNS} FROM resources" + SQL_PAGE,  # noqa: S608
-    (True, False): f"SELECT {COLUMNS} FROM resources WHERE provider_name = %s" + SQL_PAGE,  # noqa: S608
-    (False, True): f"SELECT {COLUMNS} FROM resources WHERE (create_time, id) > (%s, %s)"  # noqa: S608
-    + SQL_PAGE,
-    (True, True): f"SELECT {COLUMNS} FROM resources"  # noqa: S608
-    " WHERE provider_name = %s AND (create_time, id) > (%s, %s)" + SQL_PAGE,
-}
-SQL_INSERT = (
-    "INSERT INTO resources (id, catalog_item_instance_id, original_spec, provider_name,"
-    " approval_status, path, create_time, update_time, state, lease_owner, lease_until)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'PROVISIONING', %s, %s)"
-)
-SQL_READY = (
-    "UPDATE resources SET state = 'READY', lease_owner = NULL, lease_until = NULL"
-    " WHERE id = %s AND lease_owner = %s"
-)
-SQL_CLAIM = (
-    "UPDATE resources SET state = 'DELETING', lease_owner = %s, lease_until = %s"
-    " WHERE id = %s AND state = 'READY' RETURNING id"
-)
-SQL_EXISTS = "SELECT 1 FROM resources WHERE id = %s"
-SQL_DELETE = "DELETE FROM resources WHERE id = %s AND lease_owner = %s"
 
-_KEY = bytes.fromhex(os.environ.get("FLOOR_TOKEN_KEY", "00" * 32))
-_POLICY = os.environ.get("FLOOR_POLICY_URL", "http://127.0.0.1:8081").rstrip("/")
-_SPRM = os.environ.get("FLOOR_SPRM_URL", "http://127.0.0.1:8082").rstrip("/")
-_EVALUATE = f"{_POLICY}{PREFIX}/policies:evaluateRequest"
-_INSTANCES = f"{_SPRM}{PREFIX}/service-type-instances"
+ID = re.compile(ID_PATTERN)
+SETTINGS = Settings.from_env("FLOOR")
 log = logging.getLogger("floor")
 
 
@@ -99,9 +74,9 @@ state = State()
 
 @asynccontextmanager
 async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-    size = int(os.environ.get("FLOOR_POOL_SIZE", "12"))
+    size = SETTINGS.pool_size()
     state.pool = AsyncConnectionPool(
-        os.environ["FLOOR_DSN"],
+        SETTINGS.dsn(),
         min_size=size,
         max_size=size,
         open=False,
@@ -126,16 +101,6 @@ def _problem(status: int, kind: str, detail: str) -> Response:
     return Response(orjson.dumps(body), status, media_type="application/problem+json")
 
 
-def _rfc3339(moment: datetime) -> str:
-    """Go's RFC3339Nano in UTC, as the service writes it (no trailing zeros)."""
-    if moment.utcoffset():
-        moment = moment.astimezone(UTC)
-    text = moment.isoformat()[:-6]  # the database session is in UTC: drop "+00:00"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text + "Z"
-
-
 def _resource(row: tuple[Any, ...]) -> dict[str, Any]:
     rid, catalog_id, spec, provider, approval, created, updated = row
     return {
@@ -145,37 +110,9 @@ def _resource(row: tuple[Any, ...]) -> dict[str, Any]:
         "catalog_item_instance_id": catalog_id,
         "spec": spec,
         "approval_status": approval or "",
-        "create_time": _rfc3339(created),
-        "update_time": _rfc3339(updated),
+        "create_time": rfc3339(created),
+        "update_time": rfc3339(updated),
     }
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _mac(payload: bytes) -> bytes:
-    return hmac.new(_KEY, payload, hashlib.sha256).digest()[:16]
-
-
-def _token(row: tuple[Any, ...], provider: str | None) -> str:
-    payload = json.dumps([row[5].isoformat(), row[0], provider]).encode()
-    return f"{_b64(payload)}.{_b64(_mac(payload))}"
-
-
-def _cursor(token: str, provider: str | None) -> tuple[datetime, str] | None:
-    try:
-        text, mac = token.split(".")
-        payload = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        given = base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4))
-        if not hmac.compare_digest(given, _mac(payload)):
-            return None
-        moment, rid, issued_for = json.loads(payload)
-        if issued_for != provider:
-            return None
-        return datetime.fromisoformat(moment), rid
-    except (binascii.Error, ValueError, TypeError):
-        return None
 
 
 async def health(request: Request) -> Response:
@@ -204,7 +141,7 @@ async def list_resources(request: Request) -> Response:
     size = int(size_text)
     provider = query.get("provider") or None
     token = query.get("page_token")
-    after = _cursor(token, provider) if token else None
+    after = SETTINGS.cursor(token, provider) if token else None
     if token and after is None:
         return _problem(400, "validation-error", "page_token is not a valid page token")
     params: list[Any] = [provider] if provider else []
@@ -217,7 +154,7 @@ async def list_resources(request: Request) -> Response:
         rows = await cursor.fetchall()
     body: dict[str, Any] = {"resources": [_resource(row) for row in rows[:size]]}
     if len(rows) > size:
-        body["next_page_token"] = _token(rows[size - 1], provider)
+        body["next_page_token"] = SETTINGS.page_token(rows[size - 1], provider)
     return _json(200, body)
 
 
@@ -232,9 +169,11 @@ async def create_resource(request: Request) -> Response:
         return _problem(400, "validation-error", "body must have catalog_item_instance_id, spec")
     if not isinstance(catalog_id, str) or not catalog_id or not isinstance(spec, dict) or not spec:
         return _problem(400, "validation-error", "catalog_item_instance_id and spec are required")
-    async with state.http.post(_EVALUATE, json={"service_instance": {"spec": spec}}) as answer:
+    async with state.http.post(
+        SETTINGS.evaluate_url, json={"service_instance": {"spec": spec}}
+    ) as answer:
         if answer.status != 200:
-            return _problem(_upstream_status(answer.status), "policy-error", await answer.text())
+            return _problem(upstream_status(answer.status), "policy-error", await answer.text())
         verdict = await answer.json()
     provider = verdict.get("selected_provider")
     if not provider:
@@ -250,14 +189,14 @@ async def create_resource(request: Request) -> Response:
     except psycopg.errors.UniqueViolation:
         return _problem(409, "resource-conflict", f"resource id {rid} is already in use")
     instance = {"provider_name": provider, "spec": verdict["evaluated_service_instance"]["spec"]}
-    async with state.http.post(_INSTANCES, params={"id": rid}, json=instance) as answer:
+    async with state.http.post(SETTINGS.instances_url, params={"id": rid}, json=instance) as answer:
         created, detail = answer.status == 201, "" if answer.status == 201 else await answer.text()
         failed_status = answer.status
     async with state.pool.connection() as conn:
         await conn.execute(SQL_READY if created else SQL_DELETE, (rid, owner))
     if not created:
-        return _problem(_upstream_status(failed_status), "provider-error", detail)
-    stamp = _rfc3339(now)
+        return _problem(upstream_status(failed_status), "provider-error", detail)
+    stamp = rfc3339(now)
     resource = {
         "id": rid,
         "path": "resources/" + rid,
@@ -283,7 +222,7 @@ async def delete_resource(request: Request) -> Response:
             if await cursor.fetchone() is None:
                 return _problem(404, "not-found", f"resource {rid} not found")
             return _problem(409, "resource-conflict", f"resource {rid} is busy")
-    async with state.http.delete(f"{_INSTANCES}/{rid}") as answer:
+    async with state.http.delete(f"{SETTINGS.instances_url}/{rid}") as answer:
         gone = answer.status in (204, 404)
         failed_status = answer.status
         if not gone:
@@ -291,13 +230,9 @@ async def delete_resource(request: Request) -> Response:
     async with state.pool.connection() as conn:
         if not gone:
             await conn.execute(SQL_READY, (rid, owner))
-            return _problem(_upstream_status(failed_status), "provider-error", detail)
+            return _problem(upstream_status(failed_status), "provider-error", detail)
         await conn.execute(SQL_DELETE, (rid, owner))
     return Response(status_code=204)
-
-
-def _upstream_status(status: int) -> int:
-    return status if 400 <= status < 500 else 500
 
 
 app = Starlette(

@@ -30,17 +30,11 @@ Run: uvicorn bench.peer:app --workers N --loop uvloop --http httptools --log-lev
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import json
 import logging
-import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import httpx
@@ -52,55 +46,24 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, Field, PlainSerializer
 
-PREFIX = "/api/v1alpha1"
-ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
-LEASE = timedelta(minutes=5)
-COLUMNS = (
-    "id, catalog_item_instance_id, original_spec, provider_name, approval_status,"
-    " create_time, update_time"
+from bench.reference import (
+    ID_PATTERN,
+    LEASE,
+    PREFIX,
+    SQL_CLAIM,
+    SQL_DELETE,
+    SQL_EXISTS,
+    SQL_GET,
+    SQL_INSERT,
+    SQL_LIST,
+    SQL_READY,
+    Settings,
+    rfc3339,
+    upstream_status,
 )
-SQL_GET = f"SELECT {COLUMNS} FROM resources WHERE id = %s"  # noqa: S608 - constants only
-SQL_PAGE = " ORDER BY create_time, id LIMIT %s"
-SQL_LIST = {
-    (False, False): f"SELECT {COLUMNS} FROM resources" + SQL_PAGE,  # noqa: S608
-    (True, False): f"SELECT {COLUMNS} FROM resources WHERE provider_name = %s" + SQL_PAGE,  # noqa: S608
-    (False, True): f"SELECT {COLUMNS} FROM resources WHERE (create_time, id) > (%s, %s)"  # noqa: S608
-    + SQL_PAGE,
-    (True, True): f"SELECT {COLUMNS} FROM resources"  # noqa: S608
-    " WHERE provider_name = %s AND (create_time, id) > (%s, %s)" + SQL_PAGE,
-}
-SQL_INSERT = (
-    "INSERT INTO resources (id, catalog_item_instance_id, original_spec, provider_name,"
-    " approval_status, path, create_time, update_time, state, lease_owner, lease_until)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'PROVISIONING', %s, %s)"
-)
-SQL_READY = (
-    "UPDATE resources SET state = 'READY', lease_owner = NULL, lease_until = NULL"
-    " WHERE id = %s AND lease_owner = %s"
-)
-SQL_CLAIM = (
-    "UPDATE resources SET state = 'DELETING', lease_owner = %s, lease_until = %s"
-    " WHERE id = %s AND state = 'READY' RETURNING id"
-)
-SQL_EXISTS = "SELECT 1 FROM resources WHERE id = %s"
-SQL_DELETE = "DELETE FROM resources WHERE id = %s AND lease_owner = %s"
 
-_KEY = bytes.fromhex(os.environ.get("PEER_TOKEN_KEY", "00" * 32))
-_POLICY = os.environ.get("PEER_POLICY_URL", "http://127.0.0.1:8081").rstrip("/")
-_SPRM = os.environ.get("PEER_SPRM_URL", "http://127.0.0.1:8082").rstrip("/")
-_EVALUATE = f"{_POLICY}{PREFIX}/policies:evaluateRequest"
-_INSTANCES = f"{_SPRM}{PREFIX}/service-type-instances"
+SETTINGS = Settings.from_env("PEER")
 log = logging.getLogger("peer")
-
-
-def rfc3339(moment: datetime) -> str:
-    """Go's RFC3339Nano in UTC, as the service writes it (no trailing zeros)."""
-    if moment.utcoffset():
-        moment = moment.astimezone(UTC)
-    text = moment.isoformat()[:-6]  # the database session is in UTC: drop "+00:00"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text + "Z"
 
 
 Timestamp = Annotated[datetime, PlainSerializer(rfc3339, return_type=str)]
@@ -161,9 +124,9 @@ state = State()
 
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    size = int(os.environ.get("PEER_POOL_SIZE", "12"))
+    size = SETTINGS.pool_size()
     state.pool = AsyncConnectionPool(
-        os.environ["PEER_DSN"],
+        SETTINGS.dsn(),
         min_size=size,
         max_size=size,
         open=False,
@@ -213,35 +176,11 @@ def _resource(row: tuple[Any, ...]) -> Resource:
     )
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _mac(payload: bytes) -> bytes:
-    return hmac.new(_KEY, payload, hashlib.sha256).digest()[:16]
-
-
-def _token(row: tuple[Any, ...], provider: str | None) -> str:
-    payload = json.dumps([row[5].isoformat(), row[0], provider]).encode()
-    return f"{_b64(payload)}.{_b64(_mac(payload))}"
-
-
 def _cursor(token: str, provider: str | None) -> tuple[datetime, str]:
-    try:
-        text, mac = token.split(".")
-        payload = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        given = base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4))
-        if hmac.compare_digest(given, _mac(payload)):
-            moment, rid, issued_for = json.loads(payload)
-            if issued_for == provider:
-                return datetime.fromisoformat(moment), rid
-    except (binascii.Error, ValueError, TypeError):
-        pass
-    raise ProblemError(400, "validation-error", "page_token is not a valid page token")
-
-
-def _upstream_status(status: int) -> int:
-    return status if 400 <= status < 500 else 500
+    after = SETTINGS.cursor(token, provider)
+    if after is None:
+        raise ProblemError(400, "validation-error", "page_token is not a valid page token")
+    return after
 
 
 @app.get(f"{PREFIX}/health")
@@ -279,7 +218,7 @@ async def list_resources(
         rows = await cursor.fetchall()
     page = ResourceList(resources=[_resource(row) for row in rows[:max_page_size]])
     if len(rows) > max_page_size:
-        page.next_page_token = _token(rows[max_page_size - 1], provider)
+        page.next_page_token = SETTINGS.page_token(rows[max_page_size - 1], provider)
     return page
 
 
@@ -289,9 +228,11 @@ async def create_resource(
     id: Annotated[str | None, Query(pattern=ID_PATTERN, max_length=63)] = None,  # noqa: A002
 ) -> Resource:
     rid = id or str(uuid.uuid4())
-    answer = await state.http.post(_EVALUATE, json={"service_instance": {"spec": body.spec}})
+    answer = await state.http.post(
+        SETTINGS.evaluate_url, json={"service_instance": {"spec": body.spec}}
+    )
     if answer.status_code != 200:
-        raise ProblemError(_upstream_status(answer.status_code), "policy-error", answer.text)
+        raise ProblemError(upstream_status(answer.status_code), "policy-error", answer.text)
     verdict = PolicyVerdict.model_validate_json(answer.content)
     provider = verdict.selected_provider
     if not provider:
@@ -321,12 +262,12 @@ async def create_resource(
             409, "resource-conflict", f"resource id {rid} is already in use"
         ) from None
     instance = {"provider_name": provider, "spec": verdict.evaluated_service_instance.spec}
-    answer = await state.http.post(_INSTANCES, params={"id": rid}, json=instance)
+    answer = await state.http.post(SETTINGS.instances_url, params={"id": rid}, json=instance)
     created = answer.status_code == 201
     async with state.pool.connection() as conn:
         await conn.execute(SQL_READY if created else SQL_DELETE, (rid, owner))
     if not created:
-        raise ProblemError(_upstream_status(answer.status_code), "provider-error", answer.text)
+        raise ProblemError(upstream_status(answer.status_code), "provider-error", answer.text)
     return Resource(
         id=rid,
         path=path,
@@ -349,10 +290,10 @@ async def delete_resource(resource_id: ResourceId) -> Response:
             if await cursor.fetchone() is None:
                 raise ProblemError(404, "not-found", f"resource {resource_id} not found")
             raise ProblemError(409, "resource-conflict", f"resource {resource_id} is busy")
-    answer = await state.http.delete(f"{_INSTANCES}/{resource_id}")
+    answer = await state.http.delete(f"{SETTINGS.instances_url}/{resource_id}")
     gone = answer.status_code in (204, 404)
     async with state.pool.connection() as conn:
         await conn.execute(SQL_DELETE if gone else SQL_READY, (resource_id, owner))
     if not gone:
-        raise ProblemError(_upstream_status(answer.status_code), "provider-error", answer.text)
+        raise ProblemError(upstream_status(answer.status_code), "provider-error", answer.text)
     return Response(status_code=204)
