@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from placement.config import VARIABLES
+
 PREFIX = "/api/v1alpha1"
 ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 LEASE = timedelta(minutes=5)
@@ -47,6 +49,8 @@ SQL_CLAIM = (
 )
 SQL_EXISTS = "SELECT 1 FROM resources WHERE id = %s"
 SQL_DELETE = "DELETE FROM resources WHERE id = %s AND lease_owner = %s"
+# Connections per worker: as many as the service has by default.
+SERVICE_POOL_SIZE = int(VARIABLES["DB_POOL_SIZE"].default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +78,7 @@ class Settings:
         return os.environ[f"{self.name}_DSN"]
 
     def pool_size(self) -> int:
-        return int(os.environ.get(f"{self.name}_POOL_SIZE", "12"))
+        return int(os.environ.get(f"{self.name}_POOL_SIZE", SERVICE_POOL_SIZE))
 
     def page_token(self, row: tuple[Any, ...], provider: str | None) -> str:
         """The token of the page after `row` (a SQL_LIST row), for this provider filter."""

@@ -33,6 +33,7 @@ from bench import report
 from bench.load import Load, find_wrk, run_wrk, wrk_version
 from bench.pg import PrivatePostgres, default_pg_user, find_bindir
 from bench.procs import BenchError, core_busy, core_ticks, cpu_seconds, rss_bytes, tree
+from bench.reference import SERVICE_POOL_SIZE
 from bench.scenarios import SCENARIOS, Scenario, select
 from bench.stack import (
     CREATE_BODY,
@@ -55,11 +56,6 @@ from bench.stack import (
     start_all,
     walk_pages,
 )
-from placement.config import VARIABLES
-
-# The floor and the peer get as many connections as the service has by default.
-SERVICE_POOL_SIZE = int(VARIABLES["DB_POOL_SIZE"].default)
-
 
 PROG = "bench"
 NEEDED_MODULES = (
