@@ -1,12 +1,14 @@
 """The drift audit: do our records and the SPRM's instances agree?
 
 Three kinds of drift:
-- orphaned_instances: instances the SPRM holds that no record names, created before
-  the grace period (or without a create_time); not those the SPRM is deleting
-  (`deletion_status` SCHEDULED). Assumes this service created every instance there.
+- orphaned_instances: instances the SPRM holds that no record (nor a pending deletion or
+  undo) names, created before the grace period (or without a create_time); not those the
+  SPRM is deleting (`deletion_status` SCHEDULED or PENDING_PROVIDER) or has deleted
+  (DELETED). Assumes this service created every instance there.
 - missing_instances: READY records created before the grace period whose instance the
-  SPRM does not list (gone, or only soft-deleted).
-- stuck_operations: records in flight (any state but READY) past their lease.
+  SPRM does not list (gone, only soft-deleted, or DELETED).
+- stuck_operations: records in flight (any state but READY), pending deletions and
+  undos, past their lease.
 
 The scan reads the SPRM page by page while the service works; it is not a snapshot. So
 each instance is checked against the records as soon as its page arrives, a record
@@ -24,9 +26,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from placement.model import Instance
 from placement.store.drift import DriftStore
 from placement.upstream.errors import UpstreamError
-from placement.upstream.sprm import InstancePage, InstanceState
+from placement.upstream.sprm import InstancePage
 
 KINDS = ("orphaned_instances", "missing_instances", "stuck_operations")
 PAGE_SIZE = 100  # the most the SPRM's list gives at once
@@ -38,7 +41,7 @@ class Instances(Protocol):
 
     def list_instances(self, page_size: int, page_token: str | None) -> InstancePage: ...
 
-    def find_instance(self, instance_id: str) -> InstanceState | None: ...
+    def get_instance(self, instance_id: str) -> Instance | None: ...
 
     def delete_instance(self, instance_id: str, deferred: bool = False) -> bool: ...
 
@@ -82,7 +85,11 @@ def scan(
         page = 0
         while True:
             listed = sprm.list_instances(page_size, token)
-            rows = [(each.id, _may_be_orphan(each, cutoff)) for each in listed.instances]
+            rows = [
+                (each.id, _may_be_orphan(each, cutoff))
+                for each in listed.instances
+                if not each.deleted  # gone (DELETED): its record is missing it
+            ]
             orphaned += table.add(page, rows)
             on_page()
             if listed.next_page_token is None:
@@ -102,10 +109,11 @@ def scan(
     )
 
 
-def _may_be_orphan(instance: InstanceState, cutoff: datetime) -> bool:
-    """Old enough, and not being deleted by the SPRM (FAILED deletions count)."""
+def _may_be_orphan(instance: Instance, cutoff: datetime) -> bool:
+    """Old enough, and not being deleted by the SPRM (SCHEDULED, PENDING_PROVIDER; a
+    FAILED deletion counts)."""
     old = instance.create_time is None or instance.create_time < cutoff
-    return old and not instance.deleted and instance.deletion_status != "SCHEDULED"
+    return old and instance.live
 
 
 @dataclass
@@ -140,7 +148,7 @@ class Repairs:
 
     def _delete_orphan(self, instance_id: str) -> str:
         try:
-            instance = self.sprm.find_instance(instance_id)
+            instance = self.sprm.get_instance(instance_id)
             why_not = self._still_orphaned(instance_id, instance)
             if why_not:
                 self.say(f"kept orphaned instance {instance_id}: {why_not}")
@@ -154,11 +162,11 @@ class Repairs:
         self.say(f"deleted orphaned instance {instance_id}")
         return "deleted"
 
-    def _still_orphaned(self, instance_id: str, instance: InstanceState | None) -> str:
+    def _still_orphaned(self, instance_id: str, instance: Instance | None) -> str:
         """Why the instance is no longer an orphan to delete ("" if it still is)."""
         if instance is None or instance.deleted:
             return "already gone"
-        if instance.deletion_status == "SCHEDULED":
+        if instance.being_deleted:
             return "the SPRM is deleting it"
         if instance.create_time is not None and instance.create_time >= self.findings.cutoff:
             return "created again since the scan began"
@@ -183,7 +191,7 @@ class Repairs:
             self.say(f"kept record {resource_id}: it changed (gone, busy or no longer READY)")
             return True
         try:
-            instance = self.sprm.find_instance(resource_id)
+            instance = self.sprm.get_instance(resource_id)
         except UpstreamError as exc:
             self.drift.unclaim(resource_id, self.owner)
             self.say(f"failed to check record {resource_id}: {exc}")

@@ -37,6 +37,15 @@ class RetryPolicy:
     initial: float = 1.0
     maximum: float = 4.0
 
+    def waits(self) -> list[float]:
+        """The waits after each failed try but the last: `initial`, doubling up to `maximum`."""
+        return [min(self.initial * 2.0**n, self.maximum) for n in range(self.tries - 1)]
+
+    def exchange(self, timeout: float) -> float:
+        """The longest one upstream call lasts: every try to its total deadline (`timeout`)
+        and the waits between them. Each call's tries end by then (upstream/retry.py)."""
+        return self.tries * timeout + sum(self.waits())
+
 
 @dataclass(frozen=True, slots=True)
 class Upstream:
@@ -117,9 +126,7 @@ class Config:
     def operation_lease(self) -> float:
         """Seconds an operation holds a resource: its two longest possible SPRM calls
         (a create, then a get to learn an unknown outcome), plus the reconcile grace."""
-        retry = self.retry
-        waits = sum(min(retry.initial * 2.0**n, retry.maximum) for n in range(retry.tries - 1))
-        return float(2 * (retry.tries * self.sprm.timeout + waits) + self.reconcile.grace)
+        return float(2 * self.retry.exchange(self.sprm.timeout) + self.reconcile.grace)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:

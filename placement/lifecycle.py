@@ -22,7 +22,8 @@ from placement.model import State
 
 class Row(StrEnum):
     """The rows a transition touches: the record the operation is about, the record a
-    rehydration replaces, and the replaced resource's pending deletion."""
+    rehydration replaces, and a pending deletion (of a replaced resource's instance, or
+    the undo of a failed create) in `placement_retired`."""
 
     RECORD = "record"
     REPLACED = "replaced"
@@ -41,6 +42,7 @@ class Guard(StrEnum):
     OWNER = "owner"  # the caller holds the row's lease
     LEASE_ENDED = "lease ended"  # nobody holds a valid lease (no lease, or it ran out)
     FREE_ID = "free id"  # no record and no pending deletion use the id
+    UNCLAIMED = "unclaimed"  # no reconciler has claimed the pending undo (none acted on it)
 
 
 # States with an operation in flight, which the reconciler settles once their lease ran
@@ -99,6 +101,26 @@ TRANSITIONS: tuple[Transition, ...] = (
         "the SPRM refused, or (reconciler, lease over) has no instance",
     ),
     Transition(
+        "abandon_create",
+        (Move(R, P, None, Guard.OWNER), Move(GONE, None, X, Guard.OWNER)),
+        REQUEST,
+        "the SPRM may have acted and the client is told an error: the record becomes a"
+        " pending undo (its instance is deleted once the SPRM can no longer act)",
+    ),
+    Transition(
+        "resume_create",
+        (Move(GONE, X, None, Guard.UNCLAIMED), Move(R, None, P, Guard.FREE_ID)),
+        REQUEST,
+        "a retry of the same create takes its pending undo over and provisions again",
+    ),
+    Transition(
+        "retire_instance",
+        (Move(GONE, None, X, Guard.FREE_ID),),
+        REQUEST,
+        "the SPRM answered after the lease ran out and the record was settled without the"
+        " instance: delete it",
+    ),
+    Transition(
         "begin_delete",
         (Move(R, (READY, D), D, Guard.LEASE_ENDED),),
         REQUEST,
@@ -134,6 +156,17 @@ TRANSITIONS: tuple[Transition, ...] = (
         (Move(R, P, None, Guard.OWNER), Move(OLD, H, READY, Guard.OWNER)),
         BOTH,
         "the replacement failed: the old resource is READY again",
+    ),
+    Transition(
+        "abandon_rehydrate",
+        (
+            Move(R, P, None, Guard.OWNER),
+            Move(OLD, H, READY, Guard.OWNER),
+            Move(GONE, None, X, Guard.OWNER),
+        ),
+        REQUEST,
+        "the replacement may have been made and the client is told an error: it becomes a"
+        " pending undo, the old resource is READY again",
     ),
     Transition(
         "restore",

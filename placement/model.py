@@ -107,6 +107,29 @@ class Placement:
 
 
 @dataclass(frozen=True, slots=True)
+class Instance:
+    """What the flows and the audit read of one SPRM instance (the rest of what the SPRM
+    sends is ignored: newer SPRMs add and rename fields). `deletion_status` is as the SPRM
+    wrote it: SCHEDULED or PENDING_PROVIDER (being deleted), FAILED (a deferred deletion
+    that failed: the instance stays), DELETED (gone); any letter case."""
+
+    id: str
+    status: str | None = None
+    create_time: datetime | None = None  # None: the SPRM did not say
+    deletion_status: str | None = None
+    deleted: bool = False  # soft-deleted (`delete_time`), or deletion_status DELETED
+
+    @property
+    def being_deleted(self) -> bool:
+        return (self.deletion_status or "").upper() in ("SCHEDULED", "PENDING_PROVIDER")
+
+    @property
+    def live(self) -> bool:
+        """Neither gone nor being deleted: an instance a record may stand for."""
+        return not self.deleted and not self.being_deleted
+
+
+@dataclass(frozen=True, slots=True)
 class Evaluation:
     """The Policy Engine's verdict on a spec: APPROVED or MODIFIED, and where to place it."""
 

@@ -1,6 +1,7 @@
 """Settles operations their owner abandoned (a crash, an unknown outcome, a lost
-database): records in PROVISIONING, DELETING or REHYDRATING, and pending deletions of
-replaced resources, once their lease has run out.
+database): records in PROVISIONING, DELETING or REHYDRATING, and pending deletions (of
+replaced resources' instances, and the undos of creates whose client was told an error),
+once their lease has run out.
 
 A round claims one record at a time, each under a lease of its own taken on the
 database's clock (several replicas may run rounds at once: each record is claimed by one
@@ -126,7 +127,10 @@ class Reconciler:
         return "rehydrate_undone" if self._store.restore(record.id, lease.owner) else None
 
     def _settle_provisioning(self, record: Resource, lease: Lease) -> Action:
-        exists = self._sprm.get_instance(record.id) is not None
+        """An operation that lost its owner without an answer (a crash): what the SPRM
+        has decides (the lease ran out: it can no longer act on the call)."""
+        found = self._sprm.get_instance(record.id)
+        exists = found is not None and found.live
         owner = lease.owner
         replaced = self._store.get(record.replaces) if record.replaces else None
         if replaced is None or replaced.state is not State.REHYDRATING:
@@ -154,7 +158,8 @@ class Reconciler:
                 log.warning("delete of %s left unknown; tried again later: %s", record.id, exc)
                 return "deferred"
             # Refused; but an earlier delete of this record may have acted: ask.
-            if self._sprm.get_instance(record.id) is not None:
+            found = self._sprm.get_instance(record.id)
+            if found is not None and found.live:
                 log.warning("SPRM refused to delete %s (%s); it stays", record.id, exc)
                 return "delete_refused" if self._store.undo_delete(record.id, owner) else None
         return "delete_completed" if self._store.finish_delete(record.id, owner) else None

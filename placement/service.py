@@ -1,23 +1,27 @@
-"""The placement flows: create, delete, rehydrate, read. No HTTP requests or responses here.
+"""The placement flows that change resources: create, delete, rehydrate. No HTTP
+requests or responses here.
 
 Every flow that asks the SPRM to change an instance first makes a lifecycle move in the
 store that takes a lease on the record (`lifecycle.py`), then calls the SPRM, then
-records what the SPRM did. When the SPRM's answer leaves the outcome unknown (no answer,
-5xx, an unreadable success), the record stays as it is under the lease: only once the
-lease has run out, when the SPRM can no longer act on the request, does the reconciler
-ask the SPRM and decide (`reconciler.py`).
+records what the SPRM did. What the client is told is what the records show right after
+(as the Go service did): a create or rehydrate answered with an error leaves no new
+record. When the SPRM's answer leaves the outcome unknown (no answer, a 5xx, a refusal
+after a try that may have acted), the record moves into the pending undos before the
+error is sent; the reconciler deletes whatever the SPRM made once it can no longer act
+(`reconciler.py`). A delete keeps its record when it fails, as in Go.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
 from placement.errors import Kind, PlacementError
-from placement.model import Evaluation, JSONObject, Placement, Resource, State
+from placement.model import Evaluation, Instance, JSONObject, Placement, Resource, State
 from placement.store import DuplicateId, Lease, ResourceStore, StoreError
 from placement.upstream.errors import UpstreamError
 
@@ -32,13 +36,16 @@ class ResourceManager(Protocol):
     """The SPRM: provisions and removes service instances on providers. Failures are
     UpstreamError, whose `outcome_unknown` says whether the SPRM may have acted."""
 
-    def create_instance(self, instance_id: str, provider: str, spec: JSONObject) -> None: ...
+    def create_instance(
+        self, instance_id: str, provider: str, spec: JSONObject, may_exist: bool = False
+    ) -> str | None:
+        """The instance's status if the SPRM said; with `may_exist`, a 409 is success."""
 
-    def get_instance(self, instance_id: str) -> JSONObject | None:
-        """The instance, or None when the SPRM has none by this id."""
+    def get_instance(self, instance_id: str) -> Instance | None:
+        """The instance (deleted ones too), or None when the SPRM has no trace of it."""
 
     def delete_instance(self, instance_id: str, deferred: bool = False) -> bool:
-        """True once deleted, False when the SPRM has no such instance (404)."""
+        """True once deleted (or taken on), False when the SPRM has no such instance."""
 
 
 class PlacementService:
@@ -48,12 +55,14 @@ class PlacementService:
         policy: PolicyEngine,
         sprm: ResourceManager,
         lease_seconds: float,
+        reconcile_interval: float = 30.0,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
         self._store = store
         self._policy = policy
         self._sprm = sprm
         self._lease_seconds = lease_seconds
+        self._reconcile_interval = reconcile_interval
         self._new_id = new_id
 
     def get_resource(self, resource_id: str) -> Resource:
@@ -72,13 +81,16 @@ class PlacementService:
             resource_id, catalog_item_instance_id, spec, evaluation.provider, evaluation.status
         )
         lease = self._lease()
-        try:
-            record = self._store.begin_create(placement, lease)
-        except DuplicateId:
-            raise self._taken(resource_id, catalog_item_instance_id, spec) from None
-        self._provision(record, evaluation, lambda: self._store.undo_create(record.id, lease.owner))
-        self._record(record.id, lambda: self._store.finish_create(record.id, lease.owner))
-        return replace(record, state=State.READY)
+        record, may_exist = self._begin_create(placement, lease)
+        owner = record.id, lease.owner
+        self._provision(
+            record,
+            evaluation,
+            may_exist,
+            undo=lambda: self._store.undo_create(*owner),
+            abandon=lambda: self._store.abandon_create(*owner),
+        )
+        return self._finished(record, lambda: self._store.finish_create(*owner))[0]
 
     def delete_resource(self, resource_id: str) -> None:
         """SPRM first, then the record; an instance the SPRM no longer has is gone."""
@@ -93,22 +105,22 @@ class PlacementService:
         self._record(resource_id, lambda: self._store.finish_delete(resource_id, lease.owner))
 
     def _after_failed_delete(self, resource_id: str, lease: Lease, exc: UpstreamError) -> None:
-        """Return if the instance is gone after all (this call, or an earlier delete of
-        the record, acted); else put the record back (refused, and the instance is there)
-        or leave it under its lease for the reconciler (cannot tell), and raise."""
-        exists = self._exists(resource_id)
-        if exists is False:
+        """Return if the instance is gone after all (an earlier delete of the record may
+        have acted); else, when every try was refused, put the record back (READY) and
+        raise the refusal; when a try may have acted, leave the record DELETING under
+        its lease for the reconciler and raise."""
+        live = self._live(resource_id)
+        if live is False:
             log.info("instance %s is gone although its delete failed (%s)", resource_id, exc)
             return
         if exc.outcome_unknown:
-            raise self._unknown("deleting", resource_id, exc) from exc
-        if exists:
-            self._quietly(resource_id, lambda: self._store.undo_delete(resource_id, lease.owner))
+            raise self._unknown_delete(resource_id, exc) from exc
+        self._before_error(resource_id, lambda: self._store.undo_delete(resource_id, lease.owner))
         raise exc
 
     def rehydrate_resource(self, resource_id: str, new_resource_id: str) -> Resource:
         """Place the old spec again under a new id; retire the old one only once the
-        new one is provisioned. On failure the old resource stays as it was."""
+        new one is provisioned. On failure the old resource stays as it was (READY)."""
         old = self.get_resource(resource_id)
         if old.state is not State.READY:
             raise self._busy(old)
@@ -129,15 +141,35 @@ class PlacementService:
             raise self._taken(new_resource_id) from None
         if new is None:
             raise self._busy_or_absent(resource_id)
+        moves = new.id, old.id, lease.owner
         self._provision(
-            new, evaluation, lambda: self._store.undo_rehydrate(new.id, old.id, lease.owner)
+            new,
+            evaluation,
+            False,
+            undo=lambda: self._store.undo_rehydrate(*moves),
+            abandon=lambda: self._store.abandon_rehydrate(*moves),
         )
-        if self._record(new.id, lambda: self._store.finish_rehydrate(new.id, old.id, lease)):
+        done, moved = self._finished(
+            new, lambda: self._store.finish_rehydrate(new.id, old.id, lease)
+        )
+        if moved:  # else the reconciler retires the old instance once it records the new one
             try:
                 retire(self._store, self._sprm, old.id, lease.owner)
             except StoreError as exc:
                 log.warning("replaced %s: the reconciler will finish retiring it: %s", old.id, exc)
-        return replace(new, state=State.READY, replaces=None)
+        return done
+
+    def _begin_create(self, placement: Placement, lease: Lease) -> tuple[Resource, bool]:
+        """Record the placement (PROVISIONING), or take over the pending undo of the same
+        create that failed (whose instance may exist); the record, and whether it may."""
+        try:
+            return self._store.begin_create(placement, lease), False
+        except DuplicateId:
+            resumed = self._store.resume_create(placement, lease)
+        if resumed is None:
+            raise self._taken(placement.id, placement.catalog_item_instance_id, placement.spec)
+        log.info("create of %s takes over the undo of the same create, which failed", placement.id)
+        return resumed, True
 
     def _evaluate(self, spec: JSONObject) -> Evaluation:
         evaluation = self._policy.evaluate(spec)
@@ -146,51 +178,100 @@ class PlacementService:
         return evaluation
 
     def _provision(
-        self, record: Resource, evaluation: Evaluation, undo: Callable[[], bool]
+        self,
+        record: Resource,
+        evaluation: Evaluation,
+        may_exist: bool,
+        undo: Callable[[], bool],
+        abandon: Callable[[], bool],
     ) -> None:
-        """Have the SPRM create the instance. Return once it exists; on a refusal undo the
-        record and raise; when the outcome is unknown, leave the record under its lease
-        for the reconciler and raise."""
+        """Have the SPRM create the instance. Return once it exists. Otherwise the record
+        leaves `resources` before the error is raised: removed (`undo`) when every try was
+        refused, moved into the pending undos (`abandon`) when one may have acted."""
         try:
-            self._sprm.create_instance(record.id, evaluation.provider, evaluation.spec)
+            self._sprm.create_instance(record.id, evaluation.provider, evaluation.spec, may_exist)
             return
         except UpstreamError as exc:
             if not exc.outcome_unknown:
-                self._quietly(record.id, undo)
+                self._before_error(record.id, undo)
                 raise
-            if self._exists(record.id):
+            if self._live(record.id):
                 log.info("instance %s exists although its create failed (%s)", record.id, exc)
                 return
-            raise self._unknown("creating", record.id, exc) from exc
+            self._before_error(record.id, abandon)
+            raise self._not_created(record.id, exc) from exc
 
-    def _exists(self, instance_id: str) -> bool | None:
-        """Whether the SPRM has the instance now; None when it cannot say."""
+    def _before_error(self, resource_id: str, move: Callable[[], bool]) -> None:
+        """Make the move that leaves the records as the error about to be sent says;
+        when it cannot be made, the error would lie: 503, retry later."""
         try:
-            return self._sprm.get_instance(instance_id) is not None
+            if move():
+                return
+            why = "the operation's lease ran out and the reconciler has taken it over"
+        except StoreError as exc:
+            log.error("%s: cannot record the failed operation: %s", resource_id, exc)
+            why = "the database did not record the outcome"
+        raise PlacementError(
+            Kind.UNAVAILABLE,
+            f"resource {resource_id}: the operation failed and {why}; retry later",
+            retry_after=self._settle_seconds(self._lease_seconds),
+        )
+
+    def _live(self, instance_id: str) -> bool | None:
+        """Whether the SPRM has the instance now, not being deleted; None when it cannot
+        say."""
+        try:
+            found = self._sprm.get_instance(instance_id)
         except UpstreamError as exc:
             log.warning("cannot learn whether instance %s exists: %s", instance_id, exc)
             return None
+        return found is not None and found.live
 
-    def _record(self, resource_id: str, finish: Callable[[], bool]) -> bool:
-        """Record what the SPRM did; whether this operation did. The SPRM has acted, so the
-        operation succeeded even when the record cannot follow now (the database is away,
-        or the lease ran out): the reconciler brings it in line once the lease has run out."""
+    def _finished(self, record: Resource, finish: Callable[[], bool]) -> tuple[Resource, bool]:
+        """Record that the instance exists: the resource as the client is told it, and
+        whether this operation made the move. When the database fails, the SPRM still
+        acted: a success, which the reconciler records once the lease has run out."""
         try:
             if finish():
-                return True
-            log.warning("the lease on %s ran out; the reconciler settles the record", resource_id)
+                return replace(record, state=State.READY, replaces=None), True
         except StoreError as exc:
-            log.warning(
-                "%s: the SPRM acted; the reconciler updates the record: %s", resource_id, exc
-            )
-        return False
+            log.warning("%s: the SPRM acted; the reconciler records it: %s", record.id, exc)
+            return replace(record, state=State.READY, replaces=None), False
+        return self._settled(record), False
 
-    def _quietly(self, resource_id: str, undo: Callable[[], bool]) -> None:
-        """Undo a record after the SPRM refused; the caller's error is what is raised."""
+    def _settled(self, record: Resource) -> Resource:
+        """The lease ran out before the SPRM's answer was recorded, and the reconciler
+        took the record over: the record as it now stands decides what the client is
+        told. READY is a success; gone, the instance the SPRM made is deleted and the
+        client told so; still being settled, retry later."""
+        current = self._store.get(record.id)
+        if current is not None and current.state is State.READY and _same(current, record):
+            log.info("%s was settled READY by the reconciler", record.id)
+            return current
+        if current is not None:
+            raise PlacementError(
+                Kind.UNAVAILABLE,
+                f"the SPRM answered after the lease on {record.id} ran out; the reconciler"
+                " is settling it: retry later",
+                retry_after=self._settle_seconds(self._lease_seconds),
+            )
+        self._store.retire_instance(record.id, self._lease())
+        raise PlacementError(
+            Kind.INTERNAL,
+            f"the SPRM answered after the lease on {record.id} ran out, and the record was"
+            f" settled without it: resource {record.id} was not created, and its instance"
+            " is deleted",
+        )
+
+    def _record(self, resource_id: str, finish: Callable[[], bool]) -> None:
+        """Record what the SPRM did. The SPRM has acted, so the operation succeeded even
+        when the record cannot follow now (the database is away, or the lease ran out):
+        the reconciler brings it in line once the lease has run out."""
         try:
-            undo()
+            if not finish():
+                log.warning("the lease on %s ran out; the reconciler settles it", resource_id)
         except StoreError as exc:
-            log.error("could not undo record %s (the reconciler will): %s", resource_id, exc)
+            log.warning("%s: the SPRM acted; the reconciler records it: %s", resource_id, exc)
 
     def _refuse_taken(
         self, resource_id: str, catalog_id: str | None = None, spec: JSONObject | None = None
@@ -205,8 +286,8 @@ class PlacementService:
         """409 for an id in use; a retry of the same create learns how its resource stands."""
         existing = self._store.get(resource_id)
         if existing is None:
-            detail = f"resource id {resource_id} is in use by a replaced resource being deleted"
-        elif (existing.catalog_item_instance_id, existing.spec) != (catalog_id, spec):
+            return self._pending(resource_id)
+        if (existing.catalog_item_instance_id, existing.spec) != (catalog_id, spec):
             detail = f"resource id {resource_id} is already in use"
         elif existing.state is State.READY:
             detail = f"resource {resource_id} already exists with this spec and is READY"
@@ -218,6 +299,28 @@ class PlacementService:
         else:
             return self._busy(existing)
         return PlacementError(Kind.RESOURCE_CONFLICT, detail)
+
+    def _pending(self, resource_id: str) -> PlacementError:
+        """409 for an id whose instance is still to be deleted (a replaced resource, or a
+        create that failed), with when to try again."""
+        pending = self._store.pending_deletion(resource_id)
+        seconds = self._settle_seconds(0.0 if pending is None else pending.seconds_left)
+        if pending is None:
+            doing = "was just in use"
+        elif pending.undo:
+            doing = "is in use by a create that failed, whose instance is being undone"
+        else:
+            doing = "is in use by a replaced resource being deleted"
+        return PlacementError(
+            Kind.RESOURCE_CONFLICT,
+            f"resource id {resource_id} {doing}; retry in {seconds} s",
+            retry_after=seconds,
+        )
+
+    def _settle_seconds(self, lease_left: float) -> int:
+        """Seconds after which work that waits for a lease and a reconciler round is
+        done."""
+        return max(1, math.ceil(lease_left + self._reconcile_interval))
 
     def _busy_or_absent(self, resource_id: str) -> PlacementError:
         current = self._store.get(resource_id)
@@ -236,10 +339,17 @@ class PlacementService:
             Kind.RESOURCE_CONFLICT, f"resource {resource.id} is busy ({doing}); retry later"
         )
 
-    def _unknown(self, doing: str, resource_id: str, exc: UpstreamError) -> PlacementError:
+    def _not_created(self, resource_id: str, exc: UpstreamError) -> PlacementError:
         return PlacementError(
             Kind.INTERNAL,
-            f"the SPRM did not confirm {doing} {resource_id} ({exc.summary}); the outcome is"
+            f"the SPRM did not confirm creating {resource_id} ({exc.summary}); resource"
+            f" {resource_id} was not created, and anything the SPRM made of it is deleted",
+        )
+
+    def _unknown_delete(self, resource_id: str, exc: UpstreamError) -> PlacementError:
+        return PlacementError(
+            Kind.INTERNAL,
+            f"the SPRM did not confirm deleting {resource_id} ({exc.summary}); the outcome is"
             f" settled within {self._lease_seconds:g} s: GET the resource to follow",
         )
 
@@ -247,16 +357,22 @@ class PlacementService:
         return Lease(uuid.uuid4().hex, self._lease_seconds)
 
 
+def _same(current: Resource, record: Resource) -> bool:
+    return (current.catalog_item_instance_id, current.spec) == (
+        record.catalog_item_instance_id,
+        record.spec,
+    )
+
+
 def retire(store: ResourceStore, sprm: ResourceManager, resource_id: str, owner: str) -> bool:
-    """Delete a replaced resource's instance (deferred: the SPRM retries failures on the
-    provider itself) and forget the pending deletion once the SPRM has deleted it or no
-    longer has it. Any failure leaves it, under `owner`'s lease, for the reconciler to try
-    again once the lease has run out: whether the pending deletion was forgotten."""
+    """Delete an instance no record stands for any more (a replaced resource's, or one a
+    failed create may have made), deferred: the SPRM retries failures on the provider
+    itself; then forget the pending deletion once the SPRM has deleted it or no longer
+    has it. Any failure leaves it, under `owner`'s lease, for the reconciler to try again
+    once the lease has run out: whether the pending deletion was forgotten."""
     try:
         sprm.delete_instance(resource_id, deferred=True)
     except UpstreamError as exc:
-        log.warning(
-            "deferred delete of replaced %s failed; tried again later: %s", resource_id, exc
-        )
+        log.warning("deferred delete of %s failed; tried again later: %s", resource_id, exc)
         return False
     return store.finish_retire(resource_id, owner)

@@ -118,8 +118,45 @@ def test_scheduled_deletions_are_not_orphans_failed_ones_are(
     store: ResourceStore, sprm_standin: SprmStandIn, sprm_client: SprmClient, drift: DriftStore
 ) -> None:
     add_instances(sprm_standin, "being-deleted", deletion_status="SCHEDULED")
+    add_instances(sprm_standin, "with-provider", deletion_status="PENDING_PROVIDER")
     add_instances(sprm_standin, "deletion-failed", deletion_status="FAILED")
+    add_instances(sprm_standin, "deleted", deletion_status="DELETED")
     assert audit(drift, sprm_client).orphaned_instances == ["deletion-failed"]
+
+
+def test_a_record_whose_instance_the_newer_sprm_deleted_is_missing(
+    store: ResourceStore, sprm_standin: SprmStandIn, sprm_client: SprmClient, drift: DriftStore
+) -> None:
+    in_step(store, sprm_standin, "gone", "going")
+    add_instances(sprm_standin, "gone", deletion_status="DELETED")
+    add_instances(sprm_standin, "going", deletion_status="PENDING_PROVIDER")
+    found = audit(drift, sprm_client)
+    assert (found.missing_instances, found.orphaned_instances) == (["gone"], [])
+    said: list[str] = []
+    assert Repairs(drift, sprm_client, found, GRACE, said.append).forget_missing() == []
+    assert store.get("gone") is None
+    assert said == ["forgot record gone: its instance is gone"]
+
+
+def test_a_pending_undo_is_a_record_then_a_stuck_operation(
+    store: ResourceStore, sprm_standin: SprmStandIn, sprm_client: SprmClient, drift: DriftStore
+) -> None:
+    """The instance a failed create may have made is the undo's: never an orphan to
+    delete; past the undo's lease, it is a stuck operation and the oldest in flight."""
+    placement = Placement("undone", "cat", {"n": 1}, "p", "APPROVED")
+    store.begin_create(placement, Lease("op", -120))
+    assert store.abandon_create("undone", "op")
+    add_instances(sprm_standin, "undone")
+
+    found = audit(drift, sprm_client)
+
+    assert (found.orphaned_instances, found.stuck_operations) == ([], ["undone"])
+    said: list[str] = []
+    Repairs(drift, sprm_client, found, GRACE, said.append).delete_orphans(max_deletes=100)
+    assert set(sprm_standin.instances) == {"undone"}
+    now, oldest = drift.oldest_operation(lease_seconds=60)
+    assert oldest is not None
+    assert (now - oldest).total_seconds() >= 180
 
 
 def test_a_pending_deletion_of_a_replaced_instance_is_not_an_orphan(
@@ -148,7 +185,7 @@ def test_an_instance_deleted_behind_our_back_is_missing(
 ) -> None:
     in_step(store, sprm_standin, *ids("r", 6))
     sprm_client.delete_instance("r-03")  # soft-deleted in the SPRM: only show_deleted sees it
-    assert sprm_client.find_instance("r-03") is not None
+    assert sprm_client.get_instance("r-03") is not None
     assert audit(drift, sprm_client).missing_instances == ["r-03"]
 
 

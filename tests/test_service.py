@@ -13,7 +13,7 @@ from placement.errors import Kind, PlacementError
 from placement.model import Placement, State
 from placement.reconciler import Reconciler
 from placement.service import PlacementService
-from placement.store import Lease
+from placement.store import Lease, PendingDeletion
 from placement.upstream.errors import UpstreamError
 from tests.harness.fakes import Act, FakeClock, FakePolicy, FakeSprm, MemoryStore
 
@@ -51,7 +51,7 @@ def make_world() -> World:
     store = MemoryStore(clock)
     policy = FakePolicy()
     sprm = FakeSprm(clock, EXCHANGE)
-    service = PlacementService(store, policy, sprm, LEASE, new_id=lambda: "generated")
+    service = PlacementService(store, policy, sprm, LEASE, 5.0, new_id=lambda: "generated")
     return World(clock, store, policy, sprm, service, Reconciler(store, sprm, LEASE, 5.0))
 
 
@@ -84,43 +84,91 @@ def test_create_the_sprm_refuses_is_undone_at_once(world: World) -> None:
 
 
 @pytest.mark.parametrize("act", [Act.LATE, Act.NEVER, Act.FAIL_5XX])
-def test_an_unknown_create_is_decided_only_once_its_lease_ran_out(world: World, act: Act) -> None:
-    """Case 1: the SPRM may act after the caller stopped waiting (it queued the work). A
-    look-up that finds nothing yet settles nothing: the record stays PROVISIONING under
-    its lease, and the reconciler decides only once the lease has run out."""
+def test_a_create_answered_with_an_error_leaves_nothing_behind(world: World, act: Act) -> None:
+    """As the Go service: after the 500, GET answers 404 and the list leaves it out. The
+    SPRM may still act (it queued the work): the record became a pending undo, and once
+    the lease has run out the reconciler deletes whatever the SPRM made."""
     world.sprm.script("create", act)
     failure = problem(world.create)
     assert failure.kind is Kind.INTERNAL
-    assert "settled within 100 s" in failure.detail
-    assert world.state("web-1") is State.PROVISIONING
-    assert world.reconciler.run_once() == Counter()  # the lease still holds
+    assert failure.detail.endswith(
+        "resource web-1 was not created, and anything the SPRM made of it is deleted"
+    )
+    assert world.state("web-1") is None
+    assert world.store.list_page(None, 10, None) == ([], None)
+    assert world.store.pending_deletion("web-1") == PendingDeletion(undo=True, seconds_left=LEASE)
+    assert world.reconciler.run_once() == Counter()  # the SPRM may still act: wait
     world.clock.advance(EXCHANGE)
     world.sprm.apply_late(world.clock())
     assert world.reconciler.run_once() == Counter()
 
-    acted = act is Act.LATE
-    done = world.past_every_lease()
-    assert done == (Counter(provisioning_completed=1) if acted else Counter(provisioning_undone=1))
-    assert world.state("web-1") is (State.READY if acted else None)
-    assert ("web-1" in world.sprm.instances) is acted
+    assert world.past_every_lease() == Counter(retire_completed=1)
+    assert world.sprm.instances == {}
+    assert world.store.retired() == {}
+    assert world.state("web-1") is None
 
 
-@pytest.mark.parametrize("act", [Act.GARBLE, Act.LOSE, Act.ACT_5XX])
+@pytest.mark.parametrize("act", [Act.LOSE, Act.ACT_5XX])
 def test_a_create_that_acted_but_did_not_say_so_succeeds(world: World, act: Act) -> None:
-    """Case 2: a 201 whose body does not parse (or a lost answer, a 5xx after acting) is
-    an unknown outcome, not a failure: the look-up finds the instance."""
+    """A lost answer or a 5xx after acting is an unknown outcome, not a failure: the
+    look-up finds the instance."""
     world.sprm.script("create", act)
     world.create()
     assert world.state("web-1") is State.READY
 
 
-def test_a_garbled_success_the_sprm_cannot_confirm_stays_for_the_reconciler(world: World) -> None:
+def test_a_success_whose_body_does_not_parse_is_a_success(world: World) -> None:
     world.sprm.script("create", Act.GARBLE)
+    world.sprm.get_fails = True  # no look-up is needed
+    world.create()
+    assert world.state("web-1") is State.READY
+
+
+def test_an_instance_made_after_a_failed_look_up_is_deleted(world: World) -> None:
+    world.sprm.script("create", Act.ACT_5XX)
     world.sprm.get_fails = True
-    assert "201 with a body that does not match" in problem(world.create).detail
-    assert world.state("web-1") is State.PROVISIONING
+    assert "(HTTP 503)" in problem(world.create).detail
+    assert world.state("web-1") is None
     world.sprm.get_fails = False
-    assert world.past_every_lease() == Counter(provisioning_completed=1)
+    assert world.past_every_lease() == Counter(retire_completed=1)
+    assert world.sprm.instances == {}
+
+
+def test_a_failed_create_that_cannot_be_recorded_is_503_never_a_visible_500(
+    world: World,
+) -> None:
+    """The move that hides the record is what makes a 500 true; when the database cannot
+    make it, the client is told to retry later, and the record is settled as a crash."""
+    world.sprm.script("create", Act.NEVER)
+    world.sprm.get_fails = True
+    get_instance = world.sprm.get_instance
+
+    def database_gone(rid: str) -> object:
+        world.store.available = False
+        return get_instance(rid)
+
+    world.sprm.get_instance = database_gone  # type: ignore[method-assign,assignment]
+    failure = problem(world.create)
+    assert (failure.kind, failure.retry_after) == (Kind.UNAVAILABLE, int(LEASE + 5))
+    world.store.available = True
+    world.sprm.get_instance = get_instance  # type: ignore[method-assign]
+    world.sprm.get_fails = False
+    assert world.state("web-1") is State.PROVISIONING
+    assert world.past_every_lease() == Counter(provisioning_undone=1)
+
+
+def test_a_refused_create_whose_undo_cannot_be_recorded_is_503(world: World) -> None:
+    world.sprm.script("create", Act.REFUSE)
+    create_instance = world.sprm.create_instance
+
+    def refused(*args: object) -> object:
+        try:
+            return create_instance(*args)  # type: ignore[arg-type]
+        finally:
+            world.store.available = False
+
+    world.sprm.create_instance = refused  # type: ignore[method-assign,assignment]
+    assert problem(world.create).kind is Kind.UNAVAILABLE
 
 
 def test_the_lease_is_taken_when_the_record_is_written(world: World) -> None:
@@ -136,10 +184,10 @@ def test_the_lease_is_taken_when_the_record_is_written(world: World) -> None:
     create = world.sprm.create_instance
     seen: list[Counter[str]] = []
 
-    def slow_create(rid: str, provider: str, spec: dict[str, object]) -> None:
+    def slow_create(*args: object) -> object:
         world.clock.advance(EXCHANGE)
         seen.append(world.reconciler.run_once())
-        create(rid, provider, spec)
+        return create(*args)  # type: ignore[arg-type]
 
     world.sprm.create_instance = slow_create  # type: ignore[method-assign,assignment]
     world.create()
@@ -148,17 +196,25 @@ def test_the_lease_is_taken_when_the_record_is_written(world: World) -> None:
 
 
 def test_a_retried_create_learns_how_its_resource_stands(world: World) -> None:
-    """Case 7: a retry of the same create is told the resource exists (being provisioned,
-    or READY), distinct from a collision with another resource."""
-    world.sprm.script("create", Act.LATE)
-    problem(world.create)
-    pending = problem(world.create)
-    assert (pending.kind, pending.detail) == (
-        Kind.RESOURCE_CONFLICT,
-        "resource web-1 with this spec is still being provisioned; its outcome is settled"
-        " within 100 s: GET it to follow",
-    )
-    world.past_every_lease()
+    """Case 7: a retry of the same create while it is provisioned is told so; once it is
+    READY, that it exists; a collision with another resource, that the id is in use."""
+    create = world.sprm.create_instance
+    retried: list[PlacementError] = []
+
+    def slow_create(*args: object) -> object:
+        retried.append(problem(world.create))  # the client retries meanwhile
+        return create(*args)  # type: ignore[arg-type]
+
+    world.sprm.create_instance = slow_create  # type: ignore[method-assign,assignment]
+    world.create()
+    assert [(each.kind, each.detail) for each in retried] == [
+        (
+            Kind.RESOURCE_CONFLICT,
+            "resource web-1 with this spec is still being provisioned; its outcome is settled"
+            " within 100 s: GET it to follow",
+        )
+    ]
+    world.sprm.create_instance = create  # type: ignore[method-assign]
     done = problem(world.create)
     assert done.detail == "resource web-1 already exists with this spec and is READY"
     other = problem(lambda: world.create(spec={"service_type": "other"}))
@@ -167,19 +223,87 @@ def test_a_retried_create_learns_how_its_resource_stands(world: World) -> None:
     assert world.sprm.creates() == ["web-1"]
 
 
+@pytest.mark.parametrize("act", [Act.LATE, Act.NEVER, Act.ACT_5XX])
+def test_a_retry_of_a_failed_create_takes_its_undo_over(world: World, act: Act) -> None:
+    """The same create (id, catalog item instance id, spec) after a 500 provisions again;
+    an SPRM 409 then means an earlier try made the instance: 201, and it is kept."""
+    world.sprm.script("create", act)
+    world.sprm.get_fails = True
+    problem(world.create)
+    world.sprm.get_fails = False
+    world.sprm.apply_late()
+    world.create()
+    assert world.state("web-1") is State.READY
+    assert world.store.retired() == {}
+    assert world.past_every_lease() == Counter()
+    assert set(world.sprm.instances) == {"web-1"}
+
+
+def test_another_create_of_an_id_being_undone_is_409_with_retry_after(world: World) -> None:
+    world.create("old")
+    world.sprm.script("create", Act.NEVER)
+    problem(world.create)
+    other = problem(lambda: world.create(spec={"service_type": "other"}))
+    assert other.kind is Kind.RESOURCE_CONFLICT
+    assert other.retry_after == int(LEASE + 5)
+    assert other.detail == (
+        "resource id web-1 is in use by a create that failed, whose instance is being undone;"
+        f" retry in {int(LEASE + 5)} s"
+    )
+    named = problem(lambda: world.service.rehydrate_resource("old", "web-1"))
+    assert (named.kind, named.retry_after) == (Kind.RESOURCE_CONFLICT, int(LEASE + 5))
+    assert world.state("old") is State.READY
+    assert world.past_every_lease() == Counter(retire_completed=1)
+    world.create(spec={"service_type": "other"})  # the id is free again
+
+
+def test_a_retry_cannot_take_over_an_undo_the_reconciler_has_begun(world: World) -> None:
+    world.sprm.script("create", Act.NEVER)
+    problem(world.create)
+    world.sprm.script("delete", Act.FAIL_5XX)
+    assert world.past_every_lease() == Counter(deferred=1)  # claimed; its delete failed
+    assert problem(world.create).retry_after is not None
+    assert world.past_every_lease() == Counter(retire_completed=1)
+    world.create()
+    assert world.state("web-1") is State.READY
+
+
 def test_the_finish_after_a_lost_lease_is_still_a_success(world: World) -> None:
     """The SPRM acted within the lease, so the reconciler that took over finds the
     instance: the create answers success, never "lost track"."""
     create = world.sprm.create_instance
 
-    def stalled_create(rid: str, provider: str, spec: dict[str, object]) -> None:
-        create(rid, provider, spec)
+    def stalled_create(*args: object) -> object:
+        made = create(*args)  # type: ignore[arg-type]
         world.clock.advance(LEASE + 1)  # (a stalled process)
         world.reconciler.run_once()
+        return made
 
     world.sprm.create_instance = stalled_create  # type: ignore[method-assign,assignment]
     world.create()
     assert world.state("web-1") is State.READY
+
+
+def test_a_success_answered_after_the_record_was_settled_without_it_is_not_a_success(
+    world: World,
+) -> None:
+    """The move that did not happen is never answered as a success: the record as it now
+    stands decides. Here a delete removed the resource meanwhile: the create says it was
+    not created, and the instance it made is deleted."""
+    create = world.sprm.create_instance
+
+    def stalled_create(*args: object) -> object:
+        made = create(*args)  # type: ignore[arg-type]
+        world.clock.advance(LEASE + 1)
+        world.reconciler.run_once()  # READY
+        world.service.delete_resource("web-1")
+        return made
+
+    world.sprm.create_instance = stalled_create  # type: ignore[method-assign,assignment]
+    assert "was not created" in problem(world.create).detail
+    assert world.state("web-1") is None
+    assert world.past_every_lease() == Counter(retire_completed=1)
+    assert world.sprm.instances == {}
 
 
 # --- delete -----------------------------------------------------------------------
@@ -205,6 +329,36 @@ def test_delete_the_sprm_refuses_keeps_the_resource(world: World) -> None:
     with pytest.raises(UpstreamError):
         world.service.delete_resource("web-1")
     assert world.state("web-1") is State.READY
+
+
+def test_a_refused_delete_whose_look_up_fails_keeps_the_resource_ready(world: World) -> None:
+    """Every try was refused: nothing was deleted, whatever the look-up says; the record
+    is READY at once and never deleted later."""
+    world.create()
+    world.sprm.script("delete", Act.REFUSE)
+    world.sprm.get_fails = True
+    refused = problem(lambda: world.service.delete_resource("web-1"))
+    assert isinstance(refused, UpstreamError)
+    assert refused.status == 422
+    assert world.state("web-1") is State.READY
+    world.sprm.get_fails = False
+    assert world.past_every_lease() == Counter()
+    assert set(world.sprm.instances) == {"web-1"}
+
+
+def test_a_delete_that_may_have_acted_and_cannot_be_confirmed_stays_deleting(
+    world: World,
+) -> None:
+    world.create()
+    world.sprm.script("delete", Act.FAIL_5XX)
+    world.sprm.get_fails = True
+    assert (
+        "did not confirm deleting web-1"
+        in problem(lambda: world.service.delete_resource("web-1")).detail
+    )
+    assert world.state("web-1") is State.DELETING
+    world.sprm.get_fails = False
+    assert world.past_every_lease() == Counter(delete_completed=1)
 
 
 def test_an_unknown_delete_that_acted_is_confirmed_by_a_look_up(world: World) -> None:
@@ -274,23 +428,25 @@ def test_a_failed_rehydrate_keeps_the_old_resource(world: World) -> None:
     assert world.state("new") is None
 
 
-def test_an_unknown_rehydrate_is_completed_by_the_reconciler_as_a_whole(world: World) -> None:
-    """Case 4: a completed rehydration is counted once, as rehydrate_completed."""
+@pytest.mark.parametrize("act", [Act.LATE, Act.NEVER])
+def test_a_rehydrate_answered_with_an_error_keeps_the_old_resource_as_it_was(
+    world: World, act: Act
+) -> None:
+    """As the Go service: the old resource is READY right after the 500 (DELETE and
+    rehydrate are served at once) and the new id is 404; whatever the SPRM made of the
+    new one is deleted once the lease has run out."""
     world.create("old")
-    world.sprm.script("create", Act.LATE)
-    problem(lambda: world.service.rehydrate_resource("old", "new"))
-    assert (world.state("old"), world.state("new")) == (State.REHYDRATING, State.PROVISIONING)
-    assert world.past_every_lease() == Counter(rehydrate_completed=1)
-    assert (world.state("old"), world.state("new")) == (None, State.READY)
-    assert set(world.sprm.instances) == {"new"}
-
-
-def test_an_unknown_rehydrate_that_never_acted_is_undone_as_a_whole(world: World) -> None:
-    world.create("old")
-    world.sprm.script("create", Act.NEVER)
-    problem(lambda: world.service.rehydrate_resource("old", "new"))
-    assert world.past_every_lease() == Counter(rehydrate_undone=1)
+    world.sprm.script("create", act)
+    assert (
+        "resource new was not created"
+        in problem(lambda: world.service.rehydrate_resource("old", "new")).detail
+    )
     assert (world.state("old"), world.state("new")) == (State.READY, None)
+    assert world.past_every_lease() == Counter(retire_completed=1)
+    assert set(world.sprm.instances) == {"old"}
+    world.service.rehydrate_resource("old", "newer")
+    world.service.delete_resource("newer")
+    assert world.sprm.instances == {}
 
 
 def test_rehydrate_evaluates_before_taking_the_old_record(world: World) -> None:
@@ -325,7 +481,10 @@ def test_an_id_whose_old_instance_is_still_being_deleted_is_in_use(world: World)
     world.sprm.script("delete", Act.FAIL_5XX)
     world.service.rehydrate_resource("old", "new")
     taken = problem(lambda: world.create("old"))
-    assert taken.detail == "resource id old is in use by a replaced resource being deleted"
+    assert taken.detail == (
+        f"resource id old is in use by a replaced resource being deleted; retry in {LEASE + 5:g} s"
+    )
+    assert taken.retry_after == LEASE + 5
 
 
 # --- the reconciler ---------------------------------------------------------------

@@ -94,8 +94,13 @@ def spec_of(found: Resource | ResourceView) -> Any:
     return found.spec
 
 
-def placement(rid: str, provider: str = "kubevirt", replaces: str | None = None) -> Placement:
-    return Placement(rid, f"cat-{rid}", SPEC, provider, "APPROVED", replaces)
+def placement(
+    rid: str,
+    provider: str = "kubevirt",
+    replaces: str | None = None,
+    spec: dict[str, Any] = SPEC,
+) -> Placement:
+    return Placement(rid, f"cat-{rid}", spec, provider, "APPROVED", replaces)
 
 
 def ready(
@@ -203,7 +208,7 @@ def test_begin_rehydrate_takes_the_old_record_and_records_the_new(store: Resourc
     assert new is not None
     assert (new.state, new.replaces) == (State.PROVISIONING, "old")
     assert state_of(store, "old") is State.REHYDRATING
-    assert store.replacement_of("old") == new
+    assert store.get("new") == new
 
 
 def test_begin_rehydrate_of_a_busy_or_absent_record_changes_nothing(store: ResourceStore) -> None:
@@ -263,6 +268,87 @@ def test_undo_rehydrate_puts_the_old_record_back(store: ResourceStore) -> None:
     assert store.get("new") is None
     assert state_of(store, "old") is State.READY
     assert store.begin_delete("old", Lease("next", 60)) is not None
+
+
+# --- failed operations: pending undos -----------------------------------------------
+
+
+def test_abandon_create_hides_the_record_at_once_and_keeps_its_id(
+    store: ResourceStore, reader: Reader
+) -> None:
+    store.begin_create(placement("web-1"), LIVE)
+    assert store.abandon_create("web-1", "someone-else") is False
+    assert store.abandon_create("web-1", LIVE.owner) is True
+    assert store.get("web-1") is None
+    assert reader.get("web-1") is None
+    assert "web-1" not in ids(reader.list_page(None, 10, None)[0])
+    pending = store.pending_deletion("web-1")
+    assert pending is not None
+    assert pending.undo
+    assert 3000 < pending.seconds_left <= 3600  # the create's lease: the SPRM may still act
+    with pytest.raises(DuplicateId):
+        store.begin_create(placement("web-1", spec={"other": 1}), Lease("next", 60))
+    assert store.claim_retired(Lease("reconciler", 60)) is None  # not before the lease ends
+
+
+def test_the_undo_of_a_crashed_lease_is_claimed_at_once(store: ResourceStore) -> None:
+    store.begin_create(placement("web-1"), LIVE)
+    store.abandon_create("web-1", LIVE.owner)
+    assert store.claim_retired(Lease("reconciler", 60)) is None
+    store.begin_create(placement("web-2"), CRASHED)
+    store.abandon_create("web-2", CRASHED.owner)
+    assert store.claim_retired(Lease("reconciler", 60)) == "web-2"
+    assert store.finish_retire("web-2", "reconciler") is True
+    assert store.pending_deletion("web-2") is None
+
+
+def test_resume_create_takes_over_the_undo_of_the_same_create(store: ResourceStore) -> None:
+    store.begin_create(placement("web-1"), LIVE)
+    store.abandon_create("web-1", LIVE.owner)
+    again = Lease("retry", 60)
+    assert store.resume_create(placement("web-1", spec={"other": 1}), again) is None
+    assert store.resume_create(placement("web-1", provider="elsewhere"), again) is None
+    resumed = store.resume_create(placement("web-1"), again)
+    assert resumed is not None
+    assert (resumed.state, resumed.spec) == (State.PROVISIONING, placement("web-1").spec)
+    assert store.pending_deletion("web-1") is None
+    assert store.finish_create("web-1", again.owner) is True
+    assert store.resume_create(placement("web-1"), Lease("late", 60)) is None
+
+
+def test_resume_create_leaves_an_undo_the_reconciler_claimed(store: ResourceStore) -> None:
+    store.begin_create(placement("web-1"), CRASHED)
+    store.abandon_create("web-1", CRASHED.owner)
+    assert store.claim_retired(Lease("reconciler", -1)) == "web-1"  # (its claim ran out)
+    assert store.resume_create(placement("web-1"), LIVE) is None
+    assert store.resume_create(placement("never-undone"), LIVE) is None
+    replaced = store.pending_deletion("web-1")
+    assert replaced is not None
+    assert replaced.seconds_left == 0
+
+
+def test_abandon_rehydrate_puts_the_old_record_back_at_once(store: ResourceStore) -> None:
+    ready(store, "old")
+    store.begin_rehydrate(placement("new", replaces="old"), LIVE)
+    assert store.abandon_rehydrate("new", "old", "someone-else") is False
+    assert store.abandon_rehydrate("new", "old", LIVE.owner) is True
+    assert store.get("new") is None
+    assert state_of(store, "old") is State.READY
+    assert store.begin_delete("old", Lease("next", 60)) is not None
+    pending = store.pending_deletion("new")
+    assert pending is not None
+    assert pending.undo
+
+
+def test_retire_instance_needs_a_free_id(store: ResourceStore) -> None:
+    ready(store, "web-1")
+    assert store.retire_instance("web-1", LIVE) is False
+    assert store.retire_instance("web-2", LIVE) is True
+    assert store.retire_instance("web-2", LIVE) is False
+    pending = store.pending_deletion("web-2")
+    assert pending is not None
+    assert not pending.undo
+    assert store.finish_retire("web-2", LIVE.owner) is True
 
 
 # --- the reconciler's claims ------------------------------------------------------

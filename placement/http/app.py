@@ -68,7 +68,9 @@ def create_app(
     store = make_store(config.database)
     policy = PolicyClient(config.policy, config.retry, config.threads, config.forward_auth)
     sprm = SprmClient(config.sprm, config.retry, config.threads, config.forward_auth)
-    service = PlacementService(store, policy, sprm, config.operation_lease())
+    service = PlacementService(
+        store, policy, sprm, config.operation_lease(), config.reconcile.interval
+    )
     reads = store.reads()
     read_flows = ReadFlows(reads, page_max_bytes=config.limits.page_max_bytes)
     reconciler = Reconciler(

@@ -48,6 +48,17 @@ class Cursor:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingDeletion:
+    """An id held by an instance that no record stands for, still to be deleted: a
+    replaced resource's, or one a failed create may have made (`undo`). The id is free
+    again once the SPRM has deleted it: after `seconds_left` of the current lease and a
+    reconciler round."""
+
+    undo: bool
+    seconds_left: float
+
+
+@dataclass(frozen=True, slots=True)
 class Lease:
     """A claim on a record by one operation (`owner`) for `seconds` of the database's
     clock from the moment the store takes it: other operations and the reconciler leave
@@ -91,8 +102,8 @@ class ResourceStore(Protocol):
         `max_bytes`, the page ends early once its specs' JSON passes that many bytes (it
         always has one record)."""
 
-    def replacement_of(self, resource_id: str) -> Resource | None:
-        """The record whose `replaces` is `resource_id` (a rehydration in flight)."""
+    def pending_deletion(self, resource_id: str) -> PendingDeletion | None:
+        """The pending deletion (or undo) holding this id, if any."""
 
     # Lifecycle transitions (placement.lifecycle): True, or the record, when made.
 
@@ -101,7 +112,17 @@ class ResourceStore(Protocol):
 
     def finish_create(self, resource_id: str, owner: str) -> bool: ...
 
-    def undo_create(self, resource_id: str, owner: str) -> bool: ...
+    def undo_create(self, resource_id: str, owner: str) -> bool:
+        """Remove the record: the SPRM refused every try, so nothing was made."""
+
+    def abandon_create(self, resource_id: str, owner: str) -> bool:
+        """Move the record into the pending undos (keeping its lease's end, no owner): the
+        SPRM may have made the instance, and the client is told it was not created."""
+
+    def resume_create(self, placement: Placement, lease: Lease) -> Resource | None:
+        """Take over the pending undo of the same create (same catalog item instance id,
+        spec and provider), if no reconciler has claimed it: it becomes a PROVISIONING
+        record under `lease` again, in one transaction. None if there is none to take."""
 
     def begin_delete(self, resource_id: str, lease: Lease) -> Resource | None:
         """READY (or DELETING whose lease ran out) -> DELETING; None if absent or busy."""
@@ -122,11 +143,19 @@ class ResourceStore(Protocol):
     def undo_rehydrate(self, resource_id: str, replaced_id: str, owner: str) -> bool:
         """Remove the replacement and put the old record back to READY; one transaction."""
 
+    def abandon_rehydrate(self, resource_id: str, replaced_id: str, owner: str) -> bool:
+        """Move the replacement into the pending undos (as `abandon_create`) and put the
+        old record back to READY; one transaction."""
+
     def restore(self, resource_id: str, owner: str) -> bool:
         """REHYDRATING -> READY for a record whose replacement was never recorded."""
 
     def finish_retire(self, resource_id: str, owner: str) -> bool:
         """Forget a pending deletion: the SPRM no longer has the instance."""
+
+    def retire_instance(self, resource_id: str, lease: Lease) -> bool:
+        """Record a pending deletion of an instance no record stands for (under `lease`),
+        if the id is free."""
 
     def claim_stale(self, lease: Lease) -> Resource | None:
         """Take one record whose operation's lease ran out (no lease first, then the

@@ -55,9 +55,11 @@ _SQL = {
     " AND (lease_until IS NULL OR lease_until < now())"
     " UNION SELECT id FROM placement_retired"
     " WHERE lease_until IS NULL OR lease_until < now() ORDER BY id",
-    "oldest": "SELECT now(), min(lease_until),"
-    " min(CASE WHEN lease_until IS NULL THEN create_time END)"
-    " FROM resources WHERE state <> 'READY'",
+    "oldest": "SELECT now(), min(lease_until), min(unleased) FROM"
+    " (SELECT lease_until, CASE WHEN lease_until IS NULL THEN create_time END AS unleased"
+    " FROM resources WHERE state <> 'READY'"
+    " UNION ALL SELECT lease_until, CASE WHEN lease_until IS NULL THEN retire_time END"
+    " FROM placement_retired) AS in_flight",
     # A lease on a READY record keeps every operation off it (their claims wait for an
     # expired lease); its state is left alone.
     "audit_claim": "UPDATE resources SET lease_owner = ?, lease_until = placement_lease_end(?)"

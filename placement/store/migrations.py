@@ -113,6 +113,28 @@ VERSIONS: tuple[tuple[Step, ...], ...] = (
             " orphaned_instances integer, missing_instances integer, stuck_operations integer)",
         ),
     ),
+    # 5: pending undos of failed creates, beside pending deletions of replaced resources
+    # (both: an instance no record stands for, deleted once the SPRM can no longer act).
+    # An undo keeps the record it was, so that a retry of the same create can take it
+    # over; older versions treat its row as a pending deletion, which it also is.
+    (
+        Step(
+            "ALTER TABLE placement_retired ADD COLUMN IF NOT EXISTS catalog_item_instance_id text",
+            "ALTER TABLE placement_retired ADD COLUMN catalog_item_instance_id text",
+        ),
+        Step(
+            "ALTER TABLE placement_retired ADD COLUMN IF NOT EXISTS original_spec jsonb",
+            "ALTER TABLE placement_retired ADD COLUMN original_spec text",
+        ),
+        Step(
+            "ALTER TABLE placement_retired ADD COLUMN IF NOT EXISTS provider_name text",
+            "ALTER TABLE placement_retired ADD COLUMN provider_name text",
+        ),
+        Step(
+            "ALTER TABLE placement_retired ADD COLUMN IF NOT EXISTS approval_status text",
+            "ALTER TABLE placement_retired ADD COLUMN approval_status text",
+        ),
+    ),
 )
 
 _SCHEMA_TABLE = Step(

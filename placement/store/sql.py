@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from placement.model import EPOCH, JSONObject, Placement, Resource, ResourceView, State
-from placement.store.base import Cursor, DuplicateId, Lease
+from placement.store.base import Cursor, DuplicateId, Lease, PendingDeletion
 
 # Every statement is written out whole (no SQL is assembled from pieces), with "?"
 # placeholders that `SqlStore` rewrites for drivers using "%s". Lifecycle statements are
@@ -26,9 +26,6 @@ from placement.store.base import Cursor, DuplicateId, Lease
 _SQL = {
     "get": "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
     " approval_status, create_time, update_time, state, replaces FROM resources WHERE id = ?",
-    "replacement_of": "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
-    " approval_status, create_time, update_time, state, replaces FROM resources"
-    " WHERE replaces = ?",
     "begin_create": "INSERT INTO resources (id, catalog_item_instance_id, original_spec,"
     " provider_name, approval_status, path, create_time, update_time, state, replaces,"
     " lease_owner, lease_until) SELECT ?, ?, ?, ?, ?, ?, clock.stamp, clock.stamp,"
@@ -55,14 +52,6 @@ _SQL = {
     "begin_rehydrate:replaced": "UPDATE resources SET state = 'REHYDRATING', lease_owner = ?,"
     " lease_until = placement_lease_end(?)"
     " WHERE id = ? AND state = 'READY' AND (lease_until IS NULL OR lease_until < now())",
-    "begin_rehydrate:record": "INSERT INTO resources (id, catalog_item_instance_id,"
-    " original_spec, provider_name, approval_status, path, create_time, update_time, state,"
-    " replaces, lease_owner, lease_until) SELECT ?, ?, ?, ?, ?, ?, clock.stamp, clock.stamp,"
-    " 'PROVISIONING', CAST(? AS varchar(63)), ?, placement_lease_end(?)"
-    " FROM (SELECT now() AS stamp) AS clock"
-    " WHERE NOT EXISTS (SELECT 1 FROM placement_retired WHERE id = ?)"
-    " RETURNING id, catalog_item_instance_id, original_spec, provider_name,"
-    " approval_status, create_time, update_time, state, replaces",
     "finish_rehydrate:record": "UPDATE resources SET state = 'READY', replaces = NULL,"
     " lease_owner = NULL, lease_until = NULL"
     " WHERE id = ? AND state = 'PROVISIONING' AND replaces = ? AND lease_owner = ?",
@@ -80,6 +69,29 @@ _SQL = {
     " WHERE id = ? AND state = 'REHYDRATING' AND lease_owner = ?"
     " AND NOT EXISTS (SELECT 1 FROM resources AS n WHERE n.replaces = ?)",
     "finish_retire": "DELETE FROM placement_retired WHERE id = ? AND lease_owner = ?",
+    # The record of a create whose client is told an error becomes a pending undo under
+    # the create's lease (no owner: nobody acts on it before the lease ends, and a retry
+    # of the same create may take it over until the reconciler claims it).
+    "abandon_create:retired": "INSERT INTO placement_retired (id, retire_time, lease_owner,"
+    " lease_until, catalog_item_instance_id, original_spec, provider_name, approval_status)"
+    " SELECT id, now(), NULL, lease_until, catalog_item_instance_id, original_spec,"
+    " provider_name, approval_status FROM resources"
+    " WHERE id = ? AND state = 'PROVISIONING' AND lease_owner = ?",
+    "abandon_rehydrate:retired": "INSERT INTO placement_retired (id, retire_time, lease_owner,"
+    " lease_until, catalog_item_instance_id, original_spec, provider_name, approval_status)"
+    " SELECT id, now(), NULL, lease_until, catalog_item_instance_id, original_spec,"
+    " provider_name, approval_status FROM resources"
+    " WHERE id = ? AND state = 'PROVISIONING' AND replaces = ? AND lease_owner = ?",
+    "resume_create:retired": "DELETE FROM placement_retired"
+    " WHERE id = ? AND original_spec IS NOT NULL AND lease_owner IS NULL"
+    " RETURNING catalog_item_instance_id, original_spec, provider_name",
+    "retire_instance": "INSERT INTO placement_retired"
+    " (id, retire_time, lease_owner, lease_until)"
+    " SELECT ?, now(), ?, placement_lease_end(?)"
+    " WHERE NOT EXISTS (SELECT 1 FROM resources WHERE id = ?)"
+    " AND NOT EXISTS (SELECT 1 FROM placement_retired WHERE id = ?)",
+    "pending_deletion": "SELECT original_spec IS NOT NULL, lease_until, now()"
+    " FROM placement_retired WHERE id = ?",
     "claim_stale:record": "UPDATE resources SET lease_owner = ?,"
     " lease_until = placement_lease_end(?) WHERE id = (SELECT r.id FROM resources AS r"
     " WHERE r.state IN ('PROVISIONING', 'DELETING', 'REHYDRATING')"
@@ -103,6 +115,14 @@ _SQL = {
     "setting_insert": "INSERT INTO placement_settings (name, value) VALUES (?, ?)"
     " ON CONFLICT (name) DO NOTHING",
     "setting_get": "SELECT value FROM placement_settings WHERE name = ?",
+}
+# Moves another transition makes the same way: one statement, named for each.
+_SQL |= {
+    "begin_rehydrate:record": _SQL["begin_create"],
+    "resume_create:record": _SQL["begin_create"],
+    "abandon_create:record": _SQL["undo_create"],
+    "abandon_rehydrate:record": _SQL["undo_rehydrate:record"],
+    "abandon_rehydrate:replaced": _SQL["undo_rehydrate:replaced"],
 }
 
 # List pages, by (filtered by provider, where the previous page ended: None, among rows
@@ -245,9 +265,15 @@ class SqlStore(abc.ABC):
         key = None if last[5] is None else self._sort_key(last[5])
         return kept, Cursor(key, last[0])
 
-    def replacement_of(self, resource_id: str) -> Resource | None:
-        rows = self._rows(self._sql["replacement_of"], (resource_id,))
-        return self._resource(rows[0]) if rows else None
+    def pending_deletion(self, resource_id: str) -> PendingDeletion | None:
+        rows = self._rows(self._sql["pending_deletion"], (resource_id,))
+        if not rows:
+            return None
+        undo, until, now = rows[0]
+        if until is None:
+            return PendingDeletion(bool(undo), 0.0)
+        left = self._decode_time(until) - self._decode_time(now)
+        return PendingDeletion(bool(undo), max(0.0, left.total_seconds()))
 
     # Lifecycle transitions (placement.lifecycle).
 
@@ -307,6 +333,37 @@ class SqlStore(abc.ABC):
 
     def finish_retire(self, resource_id: str, owner: str) -> bool:
         return self._count(self._sql["finish_retire"], (resource_id, owner)) == 1
+
+    def abandon_create(self, resource_id: str, owner: str) -> bool:
+        return self._all_or_nothing(
+            ("abandon_create:retired", (resource_id, owner)),
+            ("abandon_create:record", (resource_id, owner)),
+        )
+
+    def abandon_rehydrate(self, resource_id: str, replaced_id: str, owner: str) -> bool:
+        return self._all_or_nothing(
+            ("abandon_rehydrate:retired", (resource_id, replaced_id, owner)),
+            ("abandon_rehydrate:record", (resource_id, replaced_id, owner)),
+            ("abandon_rehydrate:replaced", (replaced_id, owner)),
+        )
+
+    def resume_create(self, placement: Placement, lease: Lease) -> Resource | None:
+        try:
+            with self._transaction() as conn:
+                undone = conn.execute(self._sql["resume_create:retired"], (placement.id,))
+                rows = undone.fetchall()
+                if not rows or not _same_placement(rows[0], placement, self._decode_spec):
+                    raise _Busy
+                params = self._insert_params(placement, lease)
+                return self._resource(
+                    conn.execute(self._sql["resume_create:record"], params).fetchall()[0]
+                )
+        except _Busy:
+            return None
+
+    def retire_instance(self, resource_id: str, lease: Lease) -> bool:
+        params = (resource_id, lease.owner, lease.seconds, resource_id, resource_id)
+        return self._count(self._sql["retire_instance"], params) == 1
 
     def claim_stale(self, lease: Lease) -> Resource | None:
         with self._transaction() as conn:
@@ -395,6 +452,19 @@ class SqlStore(abc.ABC):
 
 class _Busy(Exception):
     """Rolls back a transaction whose rows were not all where the transition needs them."""
+
+
+def _same_placement(
+    row: Sequence[Any], placement: Placement, decode_spec: Callable[[Any], JSONObject]
+) -> bool:
+    """Whether a pending undo's (catalog item instance id, spec, provider) are the
+    placement's: only the same create may take it over."""
+    catalog_id, spec, provider = row
+    return (catalog_id, decode_spec(spec), provider) == (
+        placement.catalog_item_instance_id,
+        placement.spec,
+        placement.provider_name,
+    )
 
 
 def _with_provider(where: str | None, provider: str, params: list[Any]) -> list[Any]:

@@ -26,10 +26,10 @@ class PolicyClient:
     ) -> None:
         self._forward_auth = forward_auth
         self._client = generated_client(Client, upstream, pool_size)
-        self._retry = Retrier(retry)
+        self._retry = Retrier(retry, upstream.timeout)
 
     def evaluate(self, spec: JSONObject) -> Evaluation:
-        return self._retry(lambda: self._evaluate(spec))
+        return self._retry(lambda _tries: self._evaluate(spec))
 
     def close(self) -> None:
         self._client.close()

@@ -1,68 +1,89 @@
-"""The one retry policy for upstream calls: exponential backoff on transient errors."""
+"""The one retry policy for upstream calls: exponential backoff on transient errors, every
+try within a total deadline, and the whole call within the exchange the leases are sized
+on (`RetryPolicy.exchange`)."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TypeVar
 
 import backoff
 
 from placement import metrics
 from placement.config import RetryPolicy
+from placement.upstream.deadlines import deadline
 from placement.upstream.errors import UpstreamError
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+_sleep = time.sleep  # tests replace it
+
+
+@dataclass(slots=True)
+class Tries:
+    """One call's tries so far: whether any may have acted (no answer, a 5xx, an
+    unreadable success), which an attempt may need to read a later answer (a 409 to a
+    retried create), and when the call must be over (time.monotonic)."""
+
+    end: float
+    may_have_acted: bool = False
+
 
 class Retrier:
-    """Runs an attempt until it succeeds, fails permanently, or `tries` are used up;
-    waits `initial` seconds after the first failure, doubling up to `maximum`."""
+    """Runs an attempt until it succeeds, fails permanently, the tries are used up, or the
+    call's time is: each try within `timeout` seconds in all (connect, send, every read),
+    waits of `initial` seconds doubling up to `maximum` between them (longer when the
+    upstream asks so with Retry-After and the call's time allows)."""
 
-    def __init__(self, policy: RetryPolicy) -> None:
-        self._run = backoff.on_exception(
-            backoff.expo,
-            UpstreamError,
-            max_tries=policy.tries,
-            giveup=_permanent,
-            on_backoff=_log_retry,
-            jitter=None,
-            base=2,
-            factor=policy.initial,
-            max_value=policy.maximum,
-            logger=None,
-        )(_attempt)
+    def __init__(self, policy: RetryPolicy, timeout: float) -> None:
+        self._policy = policy
+        self._timeout = timeout
+        self._budget = policy.exchange(timeout)
 
-    def __call__(self, attempt: Callable[[], T]) -> T:
-        result: T = self._run(attempt)
-        return result
+    def __call__(self, attempt: Callable[[Tries], T]) -> T:
+        tries = Tries(end=time.monotonic() + self._budget)
+        waits = backoff.expo(base=2, factor=self._policy.initial, max_value=self._policy.maximum)
+        next(waits)  # backoff's generators start with a send(None)
+        number = 0
+        while True:
+            number += 1
+            try:
+                with deadline(min(self._timeout, tries.end - time.monotonic())):
+                    return attempt(tries)
+            except UpstreamError as exc:
+                exc.earlier_try_may_have_acted = tries.may_have_acted
+                tries.may_have_acted = exc.outcome_unknown
+                wait = max(float(next(waits)), exc.upstream_wait or 0.0)
+                if not self._again(exc, number, wait, tries):
+                    raise
+                _log_retry(exc, number, wait)
+                _sleep(wait)
+
+    def _again(self, exc: UpstreamError, number: int, wait: float, tries: Tries) -> bool:
+        """Whether another try is worth making: a transient failure, tries left, and time
+        for the wait and a try after it."""
+        return exc.transient and number < self._policy.tries and time.monotonic() + wait < tries.end
 
 
-def _permanent(exc: Exception) -> bool:
-    return not (isinstance(exc, UpstreamError) and exc.transient)
-
-
-def _attempt(attempt: Callable[[], T]) -> T:
-    return attempt()
-
-
-def _log_retry(details: Any) -> None:
-    exc = details["exception"]
+def _log_retry(exc: UpstreamError, number: int, wait: float) -> None:
     metrics.UPSTREAM_RETRIES.labels(exc.upstream, exc.operation).inc()
     log.warning(
         "retrying %s %s in %.2fs (try %d failed: %s)",
         exc.upstream,
         exc.operation,
-        details["wait"],
-        details["tries"],
+        wait,
+        number,
         exc,
         extra={
             "upstream": exc.upstream,
             "upstream_operation": exc.operation,
             "upstream_status": exc.status,
-            "try": details["tries"],
-            "wait_s": details["wait"],
+            "try": number,
+            "wait_s": wait,
         },
     )

@@ -1,17 +1,23 @@
-"""The SPRM client: create, read, list and delete service instances, over the generated
-`sprm_api` code."""
+"""The SPRM client: create, read, list and delete service instances. Requests are made by
+the generated `sprm_api` code (the upstream spec is the source of what is sent); answers
+are read for what the flows need only (the status code, and on a look-up or a list each
+instance's id, status, deletion_status, create_time and delete_time), so that SPRMs that
+add, rename or drop other fields, or answer enum values this spec does not know, are
+understood."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from placement.config import RetryPolicy, Upstream
 from placement.errors import Kind
-from placement.model import JSONObject
-from placement.upstream.errors import Translation, UpstreamError
-from placement.upstream.retry import Retrier
+from placement.model import Instance, JSONObject
+from placement.upstream.errors import Translation
+from placement.upstream.retry import Retrier, Tries
 from placement.upstream.sprm_api.api.default import (
     create_instance,
     delete_instance,
@@ -19,9 +25,9 @@ from placement.upstream.sprm_api.api.default import (
     list_instances,
 )
 from placement.upstream.sprm_api.client import Client
-from placement.upstream.sprm_api.models import ServiceTypeInstance, ServiceTypeInstanceList
-from placement.upstream.sprm_api.types import UNSET, Unset
-from placement.upstream.transport import call_headers, failure, generated_client, send
+from placement.upstream.sprm_api.models import ServiceTypeInstance
+from placement.upstream.sprm_api.types import UNSET
+from placement.upstream.transport import Answer, call_headers, failure, generated_client, send
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +45,14 @@ ERRORS = Translation(
     notes={404: "not on delete: there it means already gone"},
 )
 
-
-@dataclass(frozen=True, slots=True)
-class InstanceState:
-    """What the drift audit needs to know of one SPRM instance."""
-
-    id: str
-    create_time: datetime | None  # None: the SPRM did not say
-    deletion_status: str | None  # SCHEDULED or FAILED: a deletion the SPRM queued
-    deleted: bool = False  # soft-deleted (only seen with show_deleted)
+# Successes: 202 Accepted means the SPRM took the work on (newer SPRMs queue it).
+CREATED = (201, 202)
+DELETED = (204, 202)
 
 
 @dataclass(frozen=True, slots=True)
 class InstancePage:
-    instances: list[InstanceState]
+    instances: list[Instance]
     next_page_token: str | None  # None on the last page
 
 
@@ -62,60 +62,42 @@ class SprmClient:
     ) -> None:
         self._forward_auth = forward_auth
         self._client = generated_client(Client, upstream, pool_size)
-        self._retry = Retrier(retry)
+        self._retry = Retrier(retry, upstream.timeout)
 
     def close(self) -> None:
         self._client.close()
 
-    def create_instance(self, instance_id: str, provider: str, spec: JSONObject) -> None:
-        """Provision `spec` on `provider` under our resource id (201 is success). A
-        retry meeting 409 after a try whose outcome is unknown means that try acted."""
+    def create_instance(
+        self, instance_id: str, provider: str, spec: JSONObject, may_exist: bool = False
+    ) -> str | None:
+        """Provision `spec` on `provider` under our resource id (201 or 202 is success);
+        the instance's status if the answer gave one. A 409 means the instance exists
+        when it may already (`may_exist`: an earlier call of this create may have acted)
+        or when an earlier try of this call may have."""
         body = ServiceTypeInstance.from_dict({"provider_name": provider, "spec": spec})
-        may_have_acted = False
 
-        def attempt() -> None:
-            nonlocal may_have_acted
-            try:
-                answer = send(
-                    ERRORS,
-                    "create",
-                    lambda: create_instance.sync_detailed(
-                        client=self._call_client(), body=body, id=instance_id
-                    ),
-                )
-                if answer.status_code != 201 or not isinstance(answer.parsed, ServiceTypeInstance):
-                    raise failure(ERRORS, "create", answer)
-            except UpstreamError as exc:
-                if exc.status == 409 and may_have_acted:
-                    log.info("retried create of %s met 409: the earlier try acted", instance_id)
-                    return
-                may_have_acted = may_have_acted or exc.outcome_unknown
-                raise
-
-        self._retry(attempt)
-
-    def get_instance(self, instance_id: str) -> JSONObject | None:
-        """The instance as the SPRM knows it, or None if it does not exist."""
-
-        def attempt() -> JSONObject | None:
+        def attempt(tries: Tries) -> str | None:
             answer = send(
                 ERRORS,
-                "get",
-                lambda: get_instance.sync_detailed(instance_id, client=self._call_client()),
+                "create",
+                lambda: create_instance.sync_detailed(
+                    client=self._call_client(), body=body, id=instance_id
+                ),
             )
-            if answer.status_code == 404:
+            if answer.status_code in CREATED:
+                return _status_of(answer)
+            if answer.status_code == 409 and (may_exist or tries.may_have_acted):
+                log.info("create of %s met 409: an earlier try made it", instance_id)
                 return None
-            if answer.status_code != 200 or not isinstance(answer.parsed, ServiceTypeInstance):
-                raise failure(ERRORS, "get", answer)
-            return answer.parsed.to_dict()
+            raise failure(ERRORS, "create", answer)
 
         return self._retry(attempt)
 
-    def find_instance(self, instance_id: str) -> InstanceState | None:
-        """The instance, soft-deleted ones included (show_deleted), or None if the SPRM
-        has no trace of it."""
+    def get_instance(self, instance_id: str) -> Instance | None:
+        """The instance as the SPRM knows it, deleted ones included (show_deleted), or
+        None if the SPRM has no trace of it."""
 
-        def attempt() -> InstanceState | None:
+        def attempt(tries: Tries) -> Instance | None:
             answer = send(
                 ERRORS,
                 "get",
@@ -125,16 +107,16 @@ class SprmClient:
             )
             if answer.status_code == 404:
                 return None
-            if answer.status_code != 200 or not isinstance(answer.parsed, ServiceTypeInstance):
+            if answer.status_code != 200:
                 raise failure(ERRORS, "get", answer)
-            return _state(answer.parsed, "get")
+            return _instance(_document(answer, "get"), answer, "get")
 
         return self._retry(attempt)
 
     def list_instances(self, page_size: int, page_token: str | None) -> InstancePage:
         """One page of the live instances, in the SPRM's order."""
 
-        def attempt() -> InstancePage:
+        def attempt(tries: Tries) -> InstancePage:
             answer = send(
                 ERRORS,
                 "list",
@@ -144,22 +126,22 @@ class SprmClient:
                     page_token=UNSET if page_token is None else page_token,
                 ),
             )
-            parsed = answer.parsed
-            if answer.status_code != 200 or not isinstance(parsed, ServiceTypeInstanceList):
+            if answer.status_code != 200:
                 raise failure(ERRORS, "list", answer)
-            token = parsed.next_page_token
-            return InstancePage(
-                [_state(each, "list") for each in parsed.instances],
-                token if isinstance(token, str) and token else None,
-            )
+            page = _document(answer, "list")
+            listed, token = page.get("instances"), page.get("next_page_token")
+            if not isinstance(listed, list) or not isinstance(token, str | None):
+                raise failure(ERRORS, "list", answer)
+            instances = [_instance(each, answer, "list") for each in listed]
+            return InstancePage(instances, token or None)
 
         return self._retry(attempt)
 
     def delete_instance(self, instance_id: str, deferred: bool = False) -> bool:
-        """Delete the instance: True on 204, False when the SPRM has none by this id (404:
-        already gone)."""
+        """Delete the instance: True on 204 or 202 (taken on), False when the SPRM has none
+        by this id (404: already gone)."""
 
-        def attempt() -> bool:
+        def attempt(tries: Tries) -> bool:
             answer = send(
                 ERRORS,
                 "delete",
@@ -167,8 +149,10 @@ class SprmClient:
                     instance_id, client=self._call_client(), deferred=True if deferred else UNSET
                 ),
             )
-            if answer.status_code in (204, 404):
-                return answer.status_code == 204
+            if answer.status_code in DELETED:
+                return True
+            if answer.status_code == 404:
+                return False
             raise failure(ERRORS, "delete", answer)
 
         return self._retry(attempt)
@@ -177,20 +161,53 @@ class SprmClient:
         return self._client.with_headers(call_headers(self._forward_auth))
 
 
-def _state(instance: ServiceTypeInstance, operation: str) -> InstanceState:
-    if not isinstance(instance.id, str) or not instance.id:
-        raise ERRORS.error(operation, None, "an instance without an id", transient=False)
-    status = instance.deletion_status
-    return InstanceState(
-        id=instance.id,
-        create_time=_utc(instance.create_time),
-        deletion_status=None if isinstance(status, Unset) else status.value,
-        deleted=not isinstance(instance.delete_time, Unset),
+def _document(answer: Answer, operation: str) -> dict[str, Any]:
+    """The answer's JSON object; a garbled success otherwise."""
+    try:
+        document = json.loads(answer.content)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        raise failure(ERRORS, operation, answer)
+    return document
+
+
+def _status_of(answer: Answer) -> str | None:
+    """The instance status a create's answer gave, if it is readable (nothing else in it
+    matters: the success is the status code)."""
+    try:
+        document = json.loads(answer.content)
+    except ValueError:
+        return None
+    status = document.get("status") if isinstance(document, dict) else None
+    return status if isinstance(status, str) and status else None
+
+
+def _instance(fields: Any, answer: Answer, operation: str) -> Instance:
+    """An instance from its JSON object; only a missing id makes it unreadable."""
+    if not isinstance(fields, dict) or not isinstance(fields.get("id"), str) or not fields["id"]:
+        raise failure(ERRORS, operation, answer)
+    deletion = _text(fields.get("deletion_status"))
+    return Instance(
+        id=fields["id"],
+        status=_text(fields.get("status")),
+        create_time=_time(fields.get("create_time")),
+        deletion_status=deletion,
+        deleted=bool(fields.get("delete_time")) or (deletion or "").upper() == "DELETED",
     )
 
 
-def _utc(moment: datetime | Unset) -> datetime | None:
-    """A time the SPRM gave, in UTC (one without an offset is taken as UTC)."""
-    if isinstance(moment, Unset):
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _time(value: Any) -> datetime | None:
+    """A time the SPRM gave, in UTC (one without an offset is taken as UTC); None when
+    absent or unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -7,14 +7,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol, TypeVar
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from placement import context, metrics
 from placement.config import Upstream
+from placement.upstream import deadlines
 from placement.upstream.errors import Translation, UpstreamError
 
 log = logging.getLogger("placement.upstream")
@@ -30,6 +32,9 @@ class Answer(Protocol):
 
     @property
     def content(self) -> bytes: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
 
     @property
     def parsed(self) -> Any: ...
@@ -62,12 +67,13 @@ def generated_client(client_class: Callable[..., C], upstream: Upstream, pool_si
 
 
 def pooled_session(base_url: str, pool_size: int) -> requests.Session:
-    """One keep-alive pool per upstream, as large as the number of request threads.
+    """One keep-alive pool per upstream, as large as the number of request threads, whose
+    calls end by their total deadline (`deadlines.py`).
 
     The environment's proxy and CA-bundle settings (requests' own rules) are read once
     here: by default requests reads them, and looks for a .netrc, on every call."""
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+    adapter = deadlines.DeadlineAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     settings = session.merge_environment_settings(base_url, {}, None, None, None)
@@ -98,8 +104,9 @@ def send(errors: Translation, operation: str, call: Callable[[], A]) -> A:
     outcome, status = "error", None
     try:
         answer = call()
+        _not_cut(answer)
         status = int(answer.status_code)
-        outcome = f"{status // 100}xx"
+        outcome = "credentials_refused" if status in (401, 403) else f"{status // 100}xx"
         return answer
     except requests.JSONDecodeError as exc:  # an answer (a subclass of InvalidJSONError)
         outcome = "malformed"
@@ -107,10 +114,12 @@ def send(errors: Translation, operation: str, call: Callable[[], A]) -> A:
     except LOCAL_ERRORS:
         outcome = "not_sent"
         raise
-    except requests.Timeout as exc:
-        outcome = "timeout"
-        raise errors.error(operation, None, f"timed out ({exc})") from exc
     except requests.RequestException as exc:
+        cut = deadlines.current()
+        if isinstance(exc, requests.Timeout) or (cut is not None and cut.expired):
+            outcome = "timeout"
+            limit = "" if cut is None else f" (the try's deadline: {cut.seconds:.3g} s in all)"
+            raise errors.error(operation, None, f"timed out{limit}: {exc}") from exc
         outcome = "connection_error"
         raise errors.error(operation, None, f"no answer ({exc})") from exc
     except (ValueError, KeyError, TypeError) as exc:
@@ -120,16 +129,28 @@ def send(errors: Translation, operation: str, call: Callable[[], A]) -> A:
         _observe(errors.name, operation, outcome, status, time.perf_counter() - started)
 
 
+def _not_cut(answer: Answer) -> None:
+    """An answer the deadline cut may look complete (headers ended by the shut socket):
+    it is no answer."""
+    cut = deadlines.current()
+    if cut is not None and cut.expired:
+        raise requests.Timeout(f"cut at its deadline after HTTP {answer.status_code}")
+
+
 def _observe(
     upstream: str, operation: str, outcome: str, status: int | None, seconds: float
 ) -> None:
     metrics.UPSTREAM_CALLS.labels(upstream, operation, outcome).inc()
     metrics.UPSTREAM_SECONDS.labels(upstream, operation).observe(seconds)
-    log.info(
+    refused = outcome == "credentials_refused"
+    log.log(
+        logging.WARNING if refused else logging.INFO,
         "%s %s: %s",
         upstream,
         operation,
-        status or outcome,
+        f"{status}: it refused the service's credentials or the forwarded token"
+        if refused
+        else status or outcome,
         extra={
             "upstream": upstream,
             "upstream_operation": operation,
@@ -148,7 +169,25 @@ def failure(errors: Translation, operation: str, answer: Answer) -> UpstreamErro
     if 200 <= status < 300:
         reason = f"answer does not match its API: {_reason(answer)}"
         return errors.error(operation, status, reason, transient=False)
-    return errors.error(operation, status, _reason(answer))
+    wait = retry_after(answer.headers.get("Retry-After"))
+    return errors.error(operation, status, _reason(answer), upstream_wait=wait)
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds a Retry-After header asks to wait (delta-seconds or an HTTP date); None
+    when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _reason(answer: Answer) -> str:

@@ -21,7 +21,8 @@ from typing import Any
 
 from placement.lifecycle import TRANSIENT
 from placement.model import Evaluation, JSONObject, Placement, Resource, ResourceView, State
-from placement.store import Cursor, DuplicateId, Lease, StoreUnavailable
+from placement.model import Instance as FoundInstance
+from placement.store import Cursor, DuplicateId, Lease, PendingDeletion, StoreUnavailable
 from placement.upstream.errors import UpstreamError
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -49,6 +50,7 @@ class _Row:
     resource: Resource
     owner: str | None = None
     until: datetime | None = None
+    undo: bool = False  # a pending undo of a failed create (in the retired rows)
 
 
 class MemoryStore:
@@ -133,13 +135,14 @@ class MemoryStore:
                 return page, None
             return page, Cursor(page[-1].create_time.isoformat(), page[-1].id)
 
-    def replacement_of(self, resource_id: str) -> Resource | None:
+    def pending_deletion(self, resource_id: str) -> PendingDeletion | None:
         with self._lock:
             self._check()
-            return next(
-                (r.resource for r in self._rows.values() if r.resource.replaces == resource_id),
-                None,
-            )
+            row = self._retired.get(resource_id)
+            if row is None:
+                return None
+            left = 0.0 if row.until is None else (row.until - self.clock()).total_seconds()
+            return PendingDeletion(row.undo, max(0.0, left))
 
     # Lifecycle transitions.
 
@@ -163,6 +166,41 @@ class MemoryStore:
             if self._owned(resource_id, owner, State.PROVISIONING) is None:
                 return False
             del self._rows[resource_id]
+            return True
+
+    def abandon_create(self, resource_id: str, owner: str) -> bool:
+        with self._lock:
+            self._check()
+            row = self._owned(resource_id, owner, State.PROVISIONING)
+            if row is None:
+                return False
+            self._abandon(row)
+            return True
+
+    def resume_create(self, placement: Placement, lease: Lease) -> Resource | None:
+        with self._lock:
+            self._check()
+            undone = self._retired.get(placement.id)
+            if undone is None or not undone.undo or undone.owner is not None:
+                return None
+            was = undone.resource
+            if (was.catalog_item_instance_id, was.spec, was.provider_name) != (
+                placement.catalog_item_instance_id,
+                placement.spec,
+                placement.provider_name,
+            ):
+                return None
+            del self._retired[placement.id]
+            return self._insert(placement, lease)
+
+    def retire_instance(self, resource_id: str, lease: Lease) -> bool:
+        with self._lock:
+            self._check()
+            if resource_id in self._rows or resource_id in self._retired:
+                return False
+            now = self.clock()
+            gone = Resource(resource_id, "", {}, "", "", now, now, State.RETIRED)
+            self._retired[resource_id] = _Row(gone, lease.owner, self._end(lease))
             return True
 
     def begin_delete(self, resource_id: str, lease: Lease) -> Resource | None:
@@ -226,11 +264,23 @@ class MemoryStore:
             self._set(old, State.READY, None, None)
             return True
 
+    def abandon_rehydrate(self, resource_id: str, replaced_id: str, owner: str) -> bool:
+        with self._lock:
+            self._check()
+            new = self._owned(resource_id, owner, State.PROVISIONING)
+            old = self._owned(replaced_id, owner, State.REHYDRATING)
+            if new is None or old is None or new.resource.replaces != replaced_id:
+                return False
+            self._abandon(new)
+            self._set(old, State.READY, None, None)
+            return True
+
     def restore(self, resource_id: str, owner: str) -> bool:
         with self._lock:
             self._check()
             row = self._owned(resource_id, owner, State.REHYDRATING)
-            if row is None or self.replacement_of(resource_id) is not None:
+            replaced = {r.resource.replaces for r in self._rows.values()}
+            if row is None or resource_id in replaced:
                 return False
             self._set(row, State.READY, None, None)
             return True
@@ -308,6 +358,11 @@ class MemoryStore:
         self._rows[placement.id] = _Row(resource, lease.owner, self._end(lease))
         return resource
 
+    def _abandon(self, row: _Row) -> None:
+        """The record becomes a pending undo under its lease's end, with no owner."""
+        del self._rows[row.resource.id]
+        self._retired[row.resource.id] = _Row(row.resource, None, row.until, undo=True)
+
     def _owned(self, resource_id: str, owner: str, state: State) -> _Row | None:
         row = self._rows.get(resource_id)
         if row is None or row.owner != owner or row.resource.state is not state:
@@ -364,7 +419,7 @@ class Act(Enum):
     LATE = "act later, before its deadline; the caller times out"
     NEVER = "never act; the caller times out"
     LOSE = "act; the answer is lost (the caller times out)"
-    GARBLE = "act; answer success with a body that does not match the API"
+    GARBLE = "act; answer success with a body that does not match the API (read as success)"
     ACT_5XX = "act, then answer 503"
     REFUSE = "do nothing; answer 422"
     FAIL_5XX = "do nothing; answer 503"
@@ -405,12 +460,16 @@ class FakeSprm:
     def script(self, operation: str, *acts: Act) -> None:
         self._script[operation].extend(acts)
 
-    def create_instance(self, instance_id: str, provider: str, spec: JSONObject) -> None:
+    def create_instance(
+        self, instance_id: str, provider: str, spec: JSONObject, may_exist: bool = False
+    ) -> str | None:
         self.calls.append(("create", instance_id, False))
         act = self._next("create")
         if act in (Act.REFUSE, Act.FAIL_5XX):
             raise self._error("create", act)
         if instance_id in self.instances:
+            if may_exist:
+                return None
             raise UpstreamError("sprm", "create", 409, f"instance {instance_id} exists")
         if act is Act.LATE:
             self.pending.append(
@@ -418,15 +477,18 @@ class FakeSprm:
             )
         elif act is not Act.NEVER:
             self.instances[instance_id] = Instance(provider, copy.deepcopy(spec))
-        if act is not Act.OK:
+        if act not in (Act.OK, Act.GARBLE):  # the client reads only a success's status
             raise self._error("create", act)
+        return "PROVISIONED"
 
-    def get_instance(self, instance_id: str) -> JSONObject | None:
+    def get_instance(self, instance_id: str) -> FoundInstance | None:
         self.calls.append(("get", instance_id, False))
         if self.get_fails:
             raise UpstreamError("sprm", "get", None, "timed out")
         instance = self.instances.get(instance_id)
-        return None if instance is None else {"id": instance_id, "spec": instance.spec}
+        if instance is None:
+            return None
+        return FoundInstance(instance_id, "PROVISIONED", None, instance.deletion_status)
 
     def delete_instance(self, instance_id: str, deferred: bool = False) -> bool:
         self.calls.append(("delete", instance_id, deferred))
@@ -438,7 +500,7 @@ class FakeSprm:
             self.pending.append(Pending("delete", instance_id, self.clock() + self.exchange))
         elif act is not Act.NEVER:
             self.instances.pop(instance_id, None)
-        if act is not Act.OK:
+        if act not in (Act.OK, Act.GARBLE):
             raise self._error("delete", act)
         return existed
 
@@ -470,9 +532,6 @@ class FakeSprm:
             return UpstreamError("sprm", operation, 422, "the provider refuses")
         if act in (Act.FAIL_5XX, Act.ACT_5XX):
             return UpstreamError("sprm", operation, 503, "unavailable")
-        if act is Act.GARBLE:
-            status = 201 if operation == "create" else 204
-            return UpstreamError("sprm", operation, status, "does not match", transient=False)
         return UpstreamError("sprm", operation, None, "timed out")
 
 

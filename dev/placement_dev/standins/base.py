@@ -5,29 +5,38 @@ Admin endpoints (for curl demos, and for tests whose service runs in another pro
     GET    /_standin/requests   {"requests": [recorded request, ...]}
     DELETE /_standin/requests   forget them
     GET    /_standin/faults     the programmed faults, and how many calls are held
-    POST   /_standin/faults     {"action": "fail", "operation": ..., "status": 500, "times": 2}
+    POST   /_standin/faults     {"action": "fail", "operation": ..., "status": 500, "times": 2,
+                                 "skip": 0}
                                 {"action": "delay", "operation": ..., "seconds": 0.5}
                                 {"action": "hold" | "release", "operation": ...}
                                 {"action": "wait_held", "operation": ..., "timeout": 5}
                                 {"action": "after_acting", "operation": ...,
-                                 "status": 500 | "hang" | "garble"}
+                                 "status": 500 | "hang" | "garble" | "trickle"}
     DELETE /_standin/faults     remove every fault, release every held call
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from placement_dev.standins.faults import GARBLE, Failure, Faults, Outcome
+from placement_dev.standins.faults import (
+    GARBLE,
+    TRICKLE,
+    TRICKLE_SECONDS,
+    Failure,
+    Faults,
+    Outcome,
+)
 from placement_dev.standins.problems import (
     Problem,
     as_problem,
@@ -84,9 +93,14 @@ class StandIn:
     # Faults (see faults.Faults for the semantics).
 
     def fail(
-        self, operation: str, status: int, times: int | None = None, detail: str | None = None
+        self,
+        operation: str,
+        status: int,
+        times: int | None = None,
+        detail: str | None = None,
+        skip: int = 0,
     ) -> None:
-        self._faults.fail(operation, status, times, detail)
+        self._faults.fail(operation, status, times, detail, skip)
 
     def delay(self, operation: str, seconds: float) -> None:
         self._faults.delay(operation, seconds)
@@ -137,6 +151,8 @@ class StandIn:
         if outcome == GARBLE:
             page = b"<html><body>502 Bad Gateway (a proxy's page)</body></html>"
             return Response(page, status_code=response.status_code, media_type="text/html")
+        if outcome == TRICKLE:
+            return _trickled(response)
         if outcome is not None:
             await self._faults.hang(operation, _disconnected(request))
         return response
@@ -199,6 +215,20 @@ class StandIn:
             detail = f"no held {arguments.get('operation')} call arrived in time"
             raise Problem(504, "TIMEOUT", detail, "Timed out")
         return Response(status_code=204)
+
+
+def _trickled(response: Response) -> StreamingResponse:
+    """`response`, its body sent one byte every TRICKLE_SECONDS (a slow proxy, a
+    congested link): every read the client makes is quick, the whole answer is not."""
+    body = bytes(response.body)
+
+    async def drip() -> AsyncIterator[bytes]:
+        for index in range(len(body)):
+            await asyncio.sleep(TRICKLE_SECONDS)
+            yield body[index : index + 1]
+
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return StreamingResponse(drip(), response.status_code, headers=headers)
 
 
 async def _disconnected(request: Request) -> None:

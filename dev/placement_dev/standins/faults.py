@@ -17,7 +17,11 @@ from placement_dev.standins.waiting import Condition
 HANG: Literal["hang"] = "hang"
 # Act, then answer the success status with a body that is not the API's (a proxy's page).
 GARBLE: Literal["garble"] = "garble"
-Outcome = int | Literal["hang", "garble"]
+# Act, then send the answer slowly: its body one byte every TRICKLE_SECONDS, for as long as
+# the client reads (each read is quick; the answer takes minutes).
+TRICKLE: Literal["trickle"] = "trickle"
+TRICKLE_SECONDS = 0.5
+Outcome = int | Literal["hang", "garble", "trickle"]
 T = TypeVar("T")
 
 
@@ -33,12 +37,17 @@ class Failure:
 class _Countdown(Generic[T]):
     value: T
     left: int | None  # None: until cleared
+    skip: int = 0  # calls that pass by before it applies
 
     def spend(self) -> _Countdown[T] | None:
         """What remains after one use (None when used up)."""
         if self.left is None:
             return self
         return None if self.left <= 1 else _Countdown(self.value, self.left - 1)
+
+    def passed(self) -> _Countdown[T]:
+        """What remains after a call it skipped."""
+        return _Countdown(self.value, self.left, self.skip - 1)
 
 
 @dataclass
@@ -63,13 +72,19 @@ class Faults:
     # Programming: any thread.
 
     def fail(
-        self, operation: str, status: int, times: int | None = None, detail: str | None = None
+        self,
+        operation: str,
+        status: int,
+        times: int | None = None,
+        detail: str | None = None,
+        skip: int = 0,
     ) -> None:
-        """Answer `status` with a problem body for the next `times` calls (None: until reset)."""
+        """Answer `status` with a problem body for the next `times` calls (None: until
+        reset), once `skip` calls have passed (e.g. after an `after_acting` fault)."""
         detail = detail or f"fault injected: {operation} answers {status}"
         failure = Failure(_status(status), detail)
         with self._state:
-            self._plan(operation).fail = _Countdown(failure, _times(times))
+            self._plan(operation).fail = _Countdown(failure, _times(times), _skip(skip))
 
     def delay(self, operation: str, seconds: float) -> None:
         """Wait `seconds` before handling every call (0 removes the delay)."""
@@ -102,10 +117,10 @@ class Faults:
         return await self._state.wait_for_async(lambda: plan.held >= count, _seconds(timeout))
 
     def after_acting(self, operation: str, status: Outcome, times: int | None = None) -> None:
-        """Act, then answer `status` (or "hang" until release or the client leaves, or
-        "garble": the success status with an HTML body) for the next `times` calls that
-        act (None: until reset)."""
-        outcome: Outcome = status if status in (HANG, GARBLE) else _status(status)
+        """Act, then answer `status` (or "hang" until release or the client leaves,
+        "garble": the success status with an HTML body, or "trickle": the answer one byte
+        at a time) for the next `times` calls that act (None: until reset)."""
+        outcome: Outcome = status if status in (HANG, GARBLE, TRICKLE) else _status(status)
         with self._state:
             self._plan(operation).after = _Countdown(outcome, _times(times))
 
@@ -138,6 +153,9 @@ class Faults:
         with self._state:
             fail = plan.fail
             if fail is None:
+                return None
+            if fail.skip > 0:
+                plan.fail = fail.passed()
                 return None
             plan.fail = fail.spend()
             return fail.value
@@ -199,7 +217,12 @@ def _describe(plan: _Plan) -> dict[str, Any]:
     return {
         "fail": None
         if fail is None
-        else {"status": fail.value.status, "times": fail.left, "detail": fail.value.detail},
+        else {
+            "status": fail.value.status,
+            "times": fail.left,
+            "skip": fail.skip,
+            "detail": fail.value.detail,
+        },
         "delay": plan.delay,
         "hold": plan.holding,
         "held": plan.held,
@@ -218,6 +241,12 @@ def _times(value: object) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"times must be a positive integer or null, not {value!r}")
+    return value
+
+
+def _skip(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"skip must be a whole number, not {value!r}")
     return value
 
 

@@ -18,6 +18,11 @@ serves `api/upstream/sprm.yaml` (errors: application/problem+json):
 
 An instance: id, path ("service-type-instances/<id>"), provider_name, spec,
 status ("PROVISIONED"), create_time, update_time (RFC 3339), deletion_status if any.
+
+`speak_newer()` makes it answer as DCM's newer SPRM does: instances carry `agent_name`
+instead of `provider_name` and a lower-case status ("pending"); create and delete answer
+202 Accepted; a delete leaves the instance with deletion_status PENDING_PROVIDER (the
+provider has still to delete it), listed and found as such.
 A deleted instance is kept (soft-deleted, with `delete_time`; the last `max_deleted`
 of them): only `show_deleted=true` shows it, and creating its id again replaces it.
 Faults apply to the operations "create", "get", "delete" and "list".
@@ -66,6 +71,8 @@ INSTANCES_PATH = f"{API_PREFIX}/service-type-instances"
 _ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 Instance = dict[str, Any]
+# Deferred deletions (v1alpha1), and the newer SPRM's queued and finished ones.
+DELETION_STATUSES = ("SCHEDULED", "FAILED", "PENDING_PROVIDER", "DELETED")
 
 
 class SprmStandIn(StandIn):
@@ -83,7 +90,12 @@ class SprmStandIn(StandIn):
         self._order: list[str] = []
         self._deleted: deque[tuple[str, str]] = deque()
         self._max_deleted = max_deleted
+        self._newer = False
         super().__init__(max_recorded=max_recorded)
+
+    def speak_newer(self, on: bool = True) -> None:
+        """Answer as DCM's newer SPRM (see the module's docstring), or again as v1alpha1."""
+        self._newer = on
 
     @property
     def instances(self) -> dict[str, Instance]:
@@ -186,6 +198,9 @@ class SprmStandIn(StandIn):
             "create_time": now,
             "update_time": now,
         }
+        if self._newer:
+            del instance["provider_name"]
+            instance |= {"agent_name": provider, "status": "pending"}
         with self._lock:
             known = self._instances.get(instance_id)
             if known is not None and "delete_time" not in known:
@@ -193,7 +208,7 @@ class SprmStandIn(StandIn):
             if known is None:
                 bisect.insort(self._order, instance_id)
             self._instances[instance_id] = instance
-            return JSONResponse(copy.deepcopy(instance), 201)
+            return JSONResponse(copy.deepcopy(instance), 202 if self._newer else 201)
 
     def _listed(self, request: Request, body: Any) -> Response:
         size = _page_size(request.query_params.get("max_page_size", "100"))
@@ -228,6 +243,10 @@ class SprmStandIn(StandIn):
         _deferred(request)
         with self._lock:
             instance = self._existing(instance_id)
+            if self._newer:  # queued for the provider: still there, being deleted
+                instance["deletion_status"] = "PENDING_PROVIDER"
+                instance["update_time"] = _now()
+                return Response(status_code=202)
             instance["delete_time"] = instance["update_time"] = _now()
             self._deleted.append((instance_id, instance["delete_time"]))
             self._forget_old_deleted()
@@ -284,8 +303,8 @@ def _made(given: dict[str, Any]) -> Instance:
             del made[name]
         elif name in made:
             _valid_time(made[name], name)
-    if made.get("deletion_status") not in (None, "SCHEDULED", "FAILED"):
-        raise bad_request("deletion_status must be SCHEDULED or FAILED")
+    if made.get("deletion_status") not in (None, *DELETION_STATUSES):
+        raise bad_request(f"deletion_status must be one of {', '.join(DELETION_STATUSES)}")
     return made
 
 
