@@ -458,14 +458,24 @@ VARIABLES: dict[str, Variable] = _table(
         _http_url,
         "Policy Engine base URL",
     ),
-    Variable("POLICY_MANAGER_EVALUATION_TIMEOUT", "10s", _positive_duration, "per-call timeout"),
+    Variable(
+        "POLICY_MANAGER_EVALUATION_TIMEOUT",
+        "10s",
+        _positive_duration,
+        "each try's total deadline: connect, send and the whole answer",
+    ),
     Variable("SP_RESOURCE_MANAGER_URL", "http://localhost:8082", _http_url, "SPRM base URL"),
-    Variable("SP_RESOURCE_MANAGER_TIMEOUT", "10s", _positive_duration, "per-call timeout"),
+    Variable(
+        "SP_RESOURCE_MANAGER_TIMEOUT",
+        "10s",
+        _positive_duration,
+        "each try's total deadline: connect, send and the whole answer",
+    ),
     Variable(
         "UPSTREAM_RETRY_MAX_TRIES",
         "4",
         _int_between(1, 100),
-        "calls per upstream request, first included",
+        "tries per upstream call, first included",
     ),
     Variable(
         "UPSTREAM_RETRY_INITIAL_INTERVAL",

@@ -42,7 +42,7 @@ class Guard(StrEnum):
     OWNER = "owner"  # the caller holds the row's lease
     LEASE_ENDED = "lease ended"  # nobody holds a valid lease (no lease, or it ran out)
     FREE_ID = "free id"  # no record and no pending deletion use the id
-    UNCLAIMED = "unclaimed"  # no reconciler has claimed the pending undo (none acted on it)
+    UNDONE_UNCLAIMED = "undone, unclaimed"  # the id's pending undo is not claimed (not acted on)
 
 
 # States with an operation in flight, which the reconciler settles once their lease ran
@@ -109,9 +109,11 @@ TRANSITIONS: tuple[Transition, ...] = (
     ),
     Transition(
         "resume_create",
-        (Move(GONE, X, None, Guard.UNCLAIMED), Move(R, None, P, Guard.FREE_ID)),
+        (Move(R, None, P, Guard.UNDONE_UNCLAIMED),),
         REQUEST,
-        "a retry of the same create takes its pending undo over and provisions again",
+        "a retry of the same create records it again and provisions again; its pending undo"
+        " stays, and deletes the instance once the SPRM can no longer act on the failed"
+        " create unless a record stands for it then",
     ),
     Transition(
         "retire_instance",
@@ -122,9 +124,15 @@ TRANSITIONS: tuple[Transition, ...] = (
     ),
     Transition(
         "begin_delete",
-        (Move(R, (READY, D), D, Guard.LEASE_ENDED),),
+        (Move(R, READY, D, Guard.LEASE_ENDED),),
         REQUEST,
-        "take a ready record, or a delete whose owner gave up, before asking the SPRM",
+        "take a ready record before asking the SPRM",
+    ),
+    Transition(
+        "resume_delete",
+        (Move(R, D, D, Guard.LEASE_ENDED),),
+        REQUEST,
+        "take over a delete whose owner gave up (an earlier try of it may have acted)",
     ),
     Transition(
         "finish_delete",
@@ -178,7 +186,8 @@ TRANSITIONS: tuple[Transition, ...] = (
         "finish_retire",
         (Move(GONE, X, None, Guard.OWNER),),
         BOTH,
-        "the SPRM deleted the replaced instance (204) or no longer has it (404)",
+        "the SPRM deleted the instance (204, 202) or no longer has it (404); or (reconciler)"
+        " a record stands for it: a retry of a failed create took it over",
     ),
     Transition(
         "claim_stale",

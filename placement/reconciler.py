@@ -114,6 +114,14 @@ class Reconciler:
         resource_id = self._store.claim_retired(lease)
         if resource_id is None:
             return None
+        record = self._store.get(resource_id)
+        if record is not None and record.state is State.PROVISIONING:
+            return resource_id, "deferred"  # a retry of the failed create is under way
+        if record is not None:
+            # A retry of the failed create took it over and made it (the SPRM can no longer
+            # act on the failed one): the instance is that record's.
+            taken = self._store.finish_retire(resource_id, lease.owner)
+            return resource_id, "undo_taken_over" if taken else None
         if retire(self._store, self._sprm, resource_id, lease.owner):
             return resource_id, "retire_completed"
         return resource_id, "deferred"

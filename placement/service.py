@@ -90,30 +90,36 @@ class PlacementService:
             undo=lambda: self._store.undo_create(*owner),
             abandon=lambda: self._store.abandon_create(*owner),
         )
-        return self._finished(record, lambda: self._store.finish_create(*owner))[0]
+        return self._finished(record, lambda: self._store.finish_create(*owner), None)[0]
 
     def delete_resource(self, resource_id: str) -> None:
         """SPRM first, then the record; an instance the SPRM no longer has is gone."""
         lease = self._lease()
+        resumed = False
         if self._store.begin_delete(resource_id, lease) is None:
-            raise self._busy_or_absent(resource_id)
+            resumed = self._store.resume_delete(resource_id, lease) is not None
+            if not resumed:
+                raise self._busy_or_absent(resource_id)
         try:
             if not self._sprm.delete_instance(resource_id):
                 log.info("instance %s already gone from the SPRM; removing the record", resource_id)
         except UpstreamError as exc:
-            self._after_failed_delete(resource_id, lease, exc)
+            self._after_failed_delete(resource_id, lease, exc, resumed)
         self._record(resource_id, lambda: self._store.finish_delete(resource_id, lease.owner))
 
-    def _after_failed_delete(self, resource_id: str, lease: Lease, exc: UpstreamError) -> None:
+    def _after_failed_delete(
+        self, resource_id: str, lease: Lease, exc: UpstreamError, resumed: bool
+    ) -> None:
         """Return if the instance is gone after all (an earlier delete of the record may
         have acted); else, when every try was refused, put the record back (READY) and
-        raise the refusal; when a try may have acted, leave the record DELETING under
-        its lease for the reconciler and raise."""
+        raise the refusal. When a try may have acted, or an earlier delete of the record
+        (`resumed`) and the look-up cannot say, leave the record DELETING under its lease
+        for the reconciler and raise."""
         live = self._live(resource_id)
         if live is False:
             log.info("instance %s is gone although its delete failed (%s)", resource_id, exc)
             return
-        if exc.outcome_unknown:
+        if exc.outcome_unknown or (resumed and live is None):
             raise self._unknown_delete(resource_id, exc) from exc
         self._before_error(resource_id, lambda: self._store.undo_delete(resource_id, lease.owner))
         raise exc
@@ -150,7 +156,7 @@ class PlacementService:
             abandon=lambda: self._store.abandon_rehydrate(*moves),
         )
         done, moved = self._finished(
-            new, lambda: self._store.finish_rehydrate(new.id, old.id, lease)
+            new, lambda: self._store.finish_rehydrate(new.id, old.id, lease), old
         )
         if moved:  # else the reconciler retires the old instance once it records the new one
             try:
@@ -227,7 +233,9 @@ class PlacementService:
             return None
         return found is not None and found.live
 
-    def _finished(self, record: Resource, finish: Callable[[], bool]) -> tuple[Resource, bool]:
+    def _finished(
+        self, record: Resource, finish: Callable[[], bool], replaced: Resource | None
+    ) -> tuple[Resource, bool]:
         """Record that the instance exists: the resource as the client is told it, and
         whether this operation made the move. When the database fails, the SPRM still
         acted: a success, which the reconciler records once the lease has run out."""
@@ -237,22 +245,24 @@ class PlacementService:
         except StoreError as exc:
             log.warning("%s: the SPRM acted; the reconciler records it: %s", record.id, exc)
             return replace(record, state=State.READY, replaces=None), False
-        return self._settled(record), False
+        return self._settled(record, replaced), False
 
-    def _settled(self, record: Resource) -> Resource:
+    def _settled(self, record: Resource, replaced: Resource | None) -> Resource:
         """The lease ran out before the SPRM's answer was recorded, and the reconciler
-        took the record over: the record as it now stands decides what the client is
-        told. READY is a success; gone, the instance the SPRM made is deleted and the
-        client told so; still being settled, retry later."""
+        took the record over: the records as they now stand decide what the client is
+        told. The new record READY is a success; gone, with the resource it was to
+        replace (if any) READY as it was, the operation was undone: the instance the SPRM
+        made is deleted and the client told so; anything else is still being settled (or
+        was changed since by another operation): retry later."""
         current = self._store.get(record.id)
         if current is not None and current.state is State.READY and _same(current, record):
             log.info("%s was settled READY by the reconciler", record.id)
             return current
-        if current is not None:
+        if current is not None or not self._still_ready(replaced):
             raise PlacementError(
                 Kind.UNAVAILABLE,
                 f"the SPRM answered after the lease on {record.id} ran out; the reconciler"
-                " is settling it: retry later",
+                " has settled it, or is settling it: GET it, or retry later",
                 retry_after=self._settle_seconds(self._lease_seconds),
             )
         self._store.retire_instance(record.id, self._lease())
@@ -272,6 +282,14 @@ class PlacementService:
                 log.warning("the lease on %s ran out; the reconciler settles it", resource_id)
         except StoreError as exc:
             log.warning("%s: the SPRM acted; the reconciler records it: %s", resource_id, exc)
+
+    def _still_ready(self, replaced: Resource | None) -> bool:
+        """Whether the resource a rehydration was to replace is READY as it was (True
+        when there is none)."""
+        if replaced is None:
+            return True
+        current = self._store.get(replaced.id)
+        return current is not None and current.state is State.READY and _same(current, replaced)
 
     def _refuse_taken(
         self, resource_id: str, catalog_id: str | None = None, spec: JSONObject | None = None

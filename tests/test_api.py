@@ -166,19 +166,23 @@ def test_failed_provisioning_maps_and_rolls_back(
     assert len(mocked_upstreams.gets()) == 0
 
 
-def test_a_5xx_from_the_sprm_leaves_the_outcome_to_be_settled(
+def test_a_create_answered_500_does_not_exist_right_after(
     client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
-    """A 5xx may follow an act: the record stays until the reconciler decides, once the
-    operation's lease has run out (the SPRM may still act until then)."""
+    """As the Go service: GET answers 404 and the list leaves it out right after the 500.
+    A 5xx may follow an act: what the SPRM made is deleted once it can no longer act."""
     mocked_upstreams.policy()
     mocked_upstreams.sprm_create(500)
     mocked_upstreams.sprm_get("web-1", 404)
 
     response = create(client, "web-1")
     assert_problem(response, 500, "internal-error")
-    assert "the SPRM did not confirm creating web-1 (HTTP 500)" in body(response)["detail"]
-    assert get_resource.sync_detailed("web-1", client=client).status_code == 200
+    assert body(response)["detail"] == (
+        "the SPRM did not confirm creating web-1 (HTTP 500); resource web-1 was not created,"
+        " and anything the SPRM made of it is deleted"
+    )
+    assert get_resource.sync_detailed("web-1", client=client).status_code == 404
+    assert resource_ids(client) == []
     assert len(mocked_upstreams.creates()) == 4
     assert len(mocked_upstreams.gets()) == 1
 

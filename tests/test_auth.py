@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,14 @@ import requests
 
 from placement.config import Auth, Config, ConfigError
 from placement.errors import Kind, PlacementError
-from placement.http.auth import MIN_INTERVAL, REFRESH_AFTER, IssuerError, IssuerKeys, UnknownKey
+from placement.http.auth import (
+    MIN_INTERVAL,
+    REFRESH_AFTER,
+    IssuerError,
+    IssuerKeys,
+    UnknownKey,
+    fetch_keys,
+)
 from tests.harness.app import serve_config
 from tests.harness.concurrency import wait_for
 from tests.harness.mocked import MockedUpstreams
@@ -374,3 +382,31 @@ def test_failed_fetches_back_off() -> None:
         assert [tries.index(n) for n in range(1, 5)] == [0, 4, 12, 28]
 
     asyncio.run(scenario())
+
+
+def test_an_issuer_that_trickles_its_answer_is_cut_at_the_fetchs_deadline() -> None:
+    """`requests` times each read: an issuer sending a byte every 0.2 s would hold the
+    fetch (and every request waiting for keys) for ever without the total deadline."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{")
+            while not stop.wait(0.2):
+                try:
+                    conn.sendall(b" ")
+                except OSError:
+                    return
+
+    threading.Thread(target=serve, daemon=True).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(IssuerError, match=r"timed out|cut|Read"):
+            fetch_keys(f"http://127.0.0.1:{server.getsockname()[1]}", timeout=0.5)
+    finally:
+        stop.set()
+        server.close()
+    assert time.monotonic() - started < 5.0  # the server would trickle for ever

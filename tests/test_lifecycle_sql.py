@@ -21,7 +21,7 @@ DIALECTS = {
     "sqlite": _SQL | AUDIT_MOVES,
     "pgsql": _SQL | PostgresStore.dialect | AUDIT_MOVES,
 }
-READS = {"get", "pending_deletion", "setting_insert", "setting_get"}
+READS = {"get", "pending_deletion", "undo_of", "setting_insert", "setting_get"}
 
 
 def statement_name(transition: Transition, move: Move) -> str:
@@ -83,7 +83,7 @@ def test_statement_makes_the_move_of_the_table(
         Guard.OWNER: "lease_owner = ?",
         Guard.LEASE_ENDED: "lease_until IS NULL OR",
         Guard.FREE_ID: "WHERE NOT EXISTS (SELECT 1 FROM",
-        Guard.UNCLAIMED: "lease_owner IS NULL",
+        Guard.UNDONE_UNCLAIMED: "WHERE EXISTS (SELECT 1 FROM placement_retired",
     }[move.guard]
     assert guard in text, text
     if move.guard is Guard.LEASE_ENDED:
@@ -103,7 +103,7 @@ def test_time_comes_only_from_the_database_clock(dialect: str) -> None:
     compared with now(); new records are stamped with now()."""
     for name, text in DIALECTS[dialect].items():
         assert not re.search(r"(lease_until|retire_time)\s*[<>=]+\s*\?", text), name
-        if name in ("begin_create", "begin_rehydrate:record", "resume_create:record"):
+        if name in ("begin_create", "begin_rehydrate:record", "resume_create"):
             assert "SELECT now() AS stamp" in text, name
 
 

@@ -19,7 +19,7 @@ from placement_manager_client.api.resource import delete_resource, get_resource,
 
 from placement.config import Config
 from tests.harness.calls import body, create, resource_ids
-from tests.harness.mocked import INSTANCES, MockedUpstreams, given_resource
+from tests.harness.mocked import INSTANCES, MockedUpstreams, given_resource, upstream_problem
 from tests.harness.problems import assert_problem
 
 
@@ -67,7 +67,7 @@ def test_first_try_meeting_409_is_a_conflict_and_rolls_back(
     assert resource_ids(client) == []
 
 
-def test_create_with_unknowable_outcome_keeps_the_record_for_the_reconciler(
+def test_a_create_with_an_unknowable_outcome_is_gone_and_its_retry_takes_it_over(
     client: Client, mocked_upstreams: MockedUpstreams
 ) -> None:
     mocked_upstreams.policy()
@@ -75,9 +75,15 @@ def test_create_with_unknowable_outcome_keeps_the_record_for_the_reconciler(
     mocked_upstreams.sprm_get("web-1", 503)
 
     assert_problem(create(client, "web-1"), 500, "internal-error")
+    assert resource_ids(client) == []
 
+    mocked_upstreams.mock.replace(
+        responses.POST, INSTANCES, status=409, json=upstream_problem(409, "exists")
+    )  # an earlier try made it
+    assert create(client, "web-1").status_code == 201
     assert resource_ids(client) == ["web-1"]
-    assert_problem(create(client, "web-1"), 409, "resource-conflict")
+    other = create(client, "web-1", spec={"other": 1})
+    assert_problem(other, 409, "resource-conflict")
 
 
 def test_delete_with_unknown_outcome_keeps_the_record_under_its_lease(

@@ -234,9 +234,49 @@ def test_a_retry_of_a_failed_create_takes_its_undo_over(world: World, act: Act) 
     world.sprm.apply_late()
     world.create()
     assert world.state("web-1") is State.READY
+    assert world.past_every_lease() == Counter(undo_taken_over=1)
     assert world.store.retired() == {}
-    assert world.past_every_lease() == Counter()
     assert set(world.sprm.instances) == {"web-1"}
+
+
+def test_what_the_failed_create_makes_after_its_retry_was_deleted_is_deleted(
+    world: World,
+) -> None:
+    """The failed create's undo stays beside its retry's record until the SPRM can no
+    longer act on the failed one: an instance it makes after the retried resource was
+    deleted is deleted then."""
+    world.sprm.script("create", Act.LATE)
+    problem(world.create)
+    world.create()  # the SPRM makes it now, for the retry
+    world.service.delete_resource("web-1")
+    assert world.state("web-1") is None
+    world.sprm.apply_late()  # the failed create's own act, late
+    assert set(world.sprm.instances) == {"web-1"}
+    assert world.past_every_lease() == Counter(retire_completed=1)
+    assert world.sprm.instances == {}
+    assert world.store.retired() == {}
+
+
+def test_an_undo_waits_while_a_retry_of_its_create_is_under_way(world: World) -> None:
+    """The retry may still fail (here: refused, so its record is removed): until it is
+    settled, the undo of the earlier try's instance is not given up."""
+    world.sprm.script("create", Act.LATE, Act.REFUSE)
+    problem(world.create)
+    world.sprm.apply_late()
+    world.clock.advance(LEASE + 1)
+    create = world.sprm.create_instance
+    rounds: list[Counter[str]] = []
+
+    def refused_meanwhile(*args: object) -> object:
+        rounds.append(world.reconciler.run_once())
+        return create(*args)  # type: ignore[arg-type]
+
+    world.sprm.create_instance = refused_meanwhile  # type: ignore[method-assign,assignment]
+    assert isinstance(problem(world.create), UpstreamError)
+    assert rounds == [Counter(deferred=1)]
+    assert world.state("web-1") is None
+    assert world.past_every_lease() == Counter(retire_completed=1)
+    assert world.sprm.instances == {}
 
 
 def test_another_create_of_an_id_being_undone_is_409_with_retry_after(world: World) -> None:
@@ -355,6 +395,26 @@ def test_a_delete_that_may_have_acted_and_cannot_be_confirmed_stays_deleting(
     assert (
         "did not confirm deleting web-1"
         in problem(lambda: world.service.delete_resource("web-1")).detail
+    )
+    assert world.state("web-1") is State.DELETING
+    world.sprm.get_fails = False
+    assert world.past_every_lease() == Counter(delete_completed=1)
+
+
+def test_a_refused_delete_after_an_abandoned_one_that_acted_is_not_nothing(
+    world: World,
+) -> None:
+    """A delete takes over a delete whose owner gave up: its tries are refused, and the
+    look-up cannot say. The earlier delete may have acted: 500, the record DELETING (not
+    READY with its instance gone)."""
+    world.create()
+    begin = world.store.begin_delete("web-1", Lease("gone", -1))  # acted, then gave up
+    assert begin is not None
+    world.sprm.instances.clear()
+    world.sprm.script("delete", Act.REFUSE)
+    world.sprm.get_fails = True
+    assert (
+        "did not confirm deleting" in problem(lambda: world.service.delete_resource("web-1")).detail
     )
     assert world.state("web-1") is State.DELETING
     world.sprm.get_fails = False

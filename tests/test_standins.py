@@ -546,7 +546,12 @@ def test_fail_n_times_then_succeed(sprm: Client) -> None:
 def test_faults_over_http(policy: Client) -> None:
     assert policy.fault(action="fail", operation="evaluate", status=500, times=1).status_code == 204
     faults = policy.get("/_standin/faults").json()["faults"]["evaluate"]
-    assert faults["fail"] == {"status": 500, "times": 1, "detail": faults["fail"]["detail"]}
+    assert faults["fail"] == {
+        "status": 500,
+        "times": 1,
+        "skip": 0,
+        "detail": faults["fail"]["detail"],
+    }
     policy.problem(policy.evaluate({"a": 1}), 500)
     assert policy.evaluate({"a": 1}).status_code == 200
 

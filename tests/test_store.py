@@ -175,10 +175,13 @@ def test_begin_delete_takes_a_ready_record_once(store: ResourceStore) -> None:
     assert store.begin_delete("absent", LIVE) is None
 
 
-def test_begin_delete_takes_over_a_delete_whose_lease_ran_out(store: ResourceStore) -> None:
+def test_resume_delete_takes_over_a_delete_whose_lease_ran_out(store: ResourceStore) -> None:
     ready(store, "web-1")
+    assert store.resume_delete("web-1", LIVE) is None  # READY: nothing to take over
     assert store.begin_delete("web-1", CRASHED) is not None
-    assert store.begin_delete("web-1", LIVE) is not None
+    assert store.begin_delete("web-1", LIVE) is None  # a fresh delete takes READY only
+    assert store.resume_delete("web-1", LIVE) is not None
+    assert store.resume_delete("web-1", Lease("third", 60)) is None  # LIVE holds it
     assert store.finish_delete("web-1", CRASHED.owner) is False
     assert store.finish_delete("web-1", LIVE.owner) is True
     assert store.get("web-1") is None
@@ -302,7 +305,7 @@ def test_the_undo_of_a_crashed_lease_is_claimed_at_once(store: ResourceStore) ->
     assert store.pending_deletion("web-2") is None
 
 
-def test_resume_create_takes_over_the_undo_of_the_same_create(store: ResourceStore) -> None:
+def test_resume_create_records_the_same_create_beside_its_undo(store: ResourceStore) -> None:
     store.begin_create(placement("web-1"), LIVE)
     store.abandon_create("web-1", LIVE.owner)
     again = Lease("retry", 60)
@@ -311,9 +314,22 @@ def test_resume_create_takes_over_the_undo_of_the_same_create(store: ResourceSto
     resumed = store.resume_create(placement("web-1"), again)
     assert resumed is not None
     assert (resumed.state, resumed.spec) == (State.PROVISIONING, placement("web-1").spec)
-    assert store.pending_deletion("web-1") is None
+    assert store.resume_create(placement("web-1"), Lease("twice", 60)) is None
     assert store.finish_create("web-1", again.owner) is True
-    assert store.resume_create(placement("web-1"), Lease("late", 60)) is None
+    pending = store.pending_deletion("web-1")  # until the failed create can no longer act
+    assert pending is not None
+    assert pending.undo
+
+
+def test_a_retry_that_fails_again_extends_the_undo(store: ResourceStore) -> None:
+    store.begin_create(placement("web-1"), Lease("first", 60))
+    store.abandon_create("web-1", "first")
+    store.resume_create(placement("web-1"), LIVE)
+    assert store.abandon_create("web-1", LIVE.owner) is True
+    assert store.get("web-1") is None
+    pending = store.pending_deletion("web-1")
+    assert pending is not None
+    assert pending.seconds_left > 3000  # the retry's lease, the later one
 
 
 def test_resume_create_leaves_an_undo_the_reconciler_claimed(store: ResourceStore) -> None:

@@ -26,6 +26,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from placement import context
 from placement.config import Auth
 from placement.errors import Kind, PlacementError
+from placement.upstream import deadlines
+from placement.upstream.transport import pooled_session
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +74,12 @@ def fetch_keys(issuer: str, timeout: float = ISSUER_TIMEOUT) -> dict[str, jwt.Py
 
 
 def _get_json(url: str, timeout: float) -> Any:
+    """GET a JSON document from the issuer, the whole exchange within `timeout` (the
+    upstream transport's total deadline: an issuer that trickles its answer is cut)."""
     try:
-        answer = requests.get(url, timeout=timeout)
+        with deadlines.deadline(timeout), pooled_session(url, pool_size=1) as session:
+            answer = session.get(url, timeout=timeout)
+            deadlines.check(answer.status_code)
         answer.raise_for_status()
         return answer.json()
     except requests.RequestException as exc:  # JSON errors included

@@ -82,8 +82,9 @@ PROBLEM_TYPES: dict[ProblemKind, ProblemType] = {
     Kind.RESOURCE_CONFLICT: ProblemType(
         409,
         "Resource conflict",
-        "id already in use; the resource is busy with another operation (being provisioned,"
-        " deleted, rehydrated)",
+        "id already in use (by a resource, or by an instance still to be deleted: a replaced"
+        " resource's, or one a failed create may have made, with `Retry-After`); the"
+        " resource is busy with another operation (being provisioned, deleted, rehydrated)",
     ),
     Kind.POLICY_CONFLICT: ProblemType(409, "Policy conflict", "the policies conflict"),
     HttpKind.PAYLOAD_TOO_LARGE: ProblemType(
@@ -104,15 +105,18 @@ PROBLEM_TYPES: dict[ProblemKind, ProblemType] = {
     Kind.INTERNAL: ProblemType(
         500,
         "Internal error",
-        "other upstream answers, network errors, an SPRM change whose outcome is unknown"
-        " (the detail says when it is settled), database errors",
+        "other upstream answers (401 and 403: the upstream refused the service's credentials"
+        " or the forwarded token, said in the detail), network errors, a create or rehydrate"
+        " the SPRM did not confirm (nothing was created: anything it made is deleted), a"
+        " delete it did not confirm (the detail says when it is settled), database errors",
     ),
     Kind.UNAVAILABLE: ProblemType(
         503,
         "Service unavailable",
         "database not answering; every request thread busy for `SVC_QUEUE_WAIT`; more than"
         " `SVC_MAX_CONNECTIONS` connections open; the token issuer unreachable while its keys"
-        " are needed (all with `Retry-After`)",
+        " are needed; a failed create, delete or rehydrate whose outcome could not be"
+        " recorded (all with `Retry-After`)",
     ),
 }
 
@@ -162,10 +166,13 @@ def response(
 
 
 def refusal_headers(kind: ProblemKind, retry_after: int | None = None) -> dict[str, str]:
-    """What an answer of `kind` carries besides its body: when to retry a 503; and a
-    request that timed out, or whose headers are too large, closes the connection."""
+    """What an answer of `kind` carries besides its body: when to retry a 503 (or another
+    refusal that says when); and a request that timed out, or whose headers are too
+    large, closes the connection."""
     if kind is Kind.UNAVAILABLE:
         return {"Retry-After": str(retry_after or RETRY_AFTER)}
+    if retry_after is not None:
+        return {"Retry-After": str(retry_after)}
     if kind in (HttpKind.REQUEST_TIMEOUT, HttpKind.HEADERS_TOO_LARGE):
         return {"Connection": "close"}
     return {}

@@ -125,7 +125,11 @@ class ResourceStore(Protocol):
         record under `lease` again, in one transaction. None if there is none to take."""
 
     def begin_delete(self, resource_id: str, lease: Lease) -> Resource | None:
-        """READY (or DELETING whose lease ran out) -> DELETING; None if absent or busy."""
+        """READY -> DELETING under `lease`; None if absent or busy."""
+
+    def resume_delete(self, resource_id: str, lease: Lease) -> Resource | None:
+        """Take over a DELETING record whose lease ran out (its delete's owner gave up: an
+        earlier try may have acted); None if there is none."""
 
     def finish_delete(self, resource_id: str, owner: str) -> bool: ...
 

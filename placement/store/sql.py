@@ -41,8 +41,12 @@ _SQL = {
     " WHERE id = ? AND state = 'PROVISIONING' AND lease_owner = ?",
     "begin_delete": "UPDATE resources SET state = 'DELETING', lease_owner = ?,"
     " lease_until = placement_lease_end(?)"
-    " WHERE id = ? AND state IN ('READY', 'DELETING')"
-    " AND (lease_until IS NULL OR lease_until < now())"
+    " WHERE id = ? AND state = 'READY' AND (lease_until IS NULL OR lease_until < now())"
+    " RETURNING id, catalog_item_instance_id, original_spec, provider_name,"
+    " approval_status, create_time, update_time, state, replaces",
+    # A delete whose owner gave up (an earlier try of it may have acted).
+    "resume_delete": "UPDATE resources SET lease_owner = ?, lease_until = placement_lease_end(?)"
+    " WHERE id = ? AND state = 'DELETING' AND (lease_until IS NULL OR lease_until < now())"
     " RETURNING id, catalog_item_instance_id, original_spec, provider_name,"
     " approval_status, create_time, update_time, state, replaces",
     "finish_delete": "DELETE FROM resources"
@@ -71,20 +75,34 @@ _SQL = {
     "finish_retire": "DELETE FROM placement_retired WHERE id = ? AND lease_owner = ?",
     # The record of a create whose client is told an error becomes a pending undo under
     # the create's lease (no owner: nobody acts on it before the lease ends, and a retry
-    # of the same create may take it over until the reconciler claims it).
+    # of the same create may take it over until the reconciler claims it). A retry that
+    # took over and failed again extends the undo it left in place.
     "abandon_create:retired": "INSERT INTO placement_retired (id, retire_time, lease_owner,"
     " lease_until, catalog_item_instance_id, original_spec, provider_name, approval_status)"
     " SELECT id, now(), NULL, lease_until, catalog_item_instance_id, original_spec,"
     " provider_name, approval_status FROM resources"
-    " WHERE id = ? AND state = 'PROVISIONING' AND lease_owner = ?",
+    " WHERE id = ? AND state = 'PROVISIONING' AND lease_owner = ?"
+    " ON CONFLICT (id) DO UPDATE SET lease_owner = NULL, lease_until = CASE"
+    " WHEN excluded.lease_until > placement_retired.lease_until THEN excluded.lease_until"
+    " ELSE placement_retired.lease_until END",
     "abandon_rehydrate:retired": "INSERT INTO placement_retired (id, retire_time, lease_owner,"
     " lease_until, catalog_item_instance_id, original_spec, provider_name, approval_status)"
     " SELECT id, now(), NULL, lease_until, catalog_item_instance_id, original_spec,"
     " provider_name, approval_status FROM resources"
     " WHERE id = ? AND state = 'PROVISIONING' AND replaces = ? AND lease_owner = ?",
-    "resume_create:retired": "DELETE FROM placement_retired"
-    " WHERE id = ? AND original_spec IS NOT NULL AND lease_owner IS NULL"
-    " RETURNING catalog_item_instance_id, original_spec, provider_name",
+    # A retry of the same create records it again beside its pending undo, which stays:
+    # once the SPRM can no longer act on the failed create, the undo deletes the instance
+    # unless a record stands for it then.
+    "undo_of": "SELECT catalog_item_instance_id, original_spec, provider_name"
+    " FROM placement_retired WHERE id = ? AND original_spec IS NOT NULL",
+    "resume_create": "INSERT INTO resources (id, catalog_item_instance_id, original_spec,"
+    " provider_name, approval_status, path, create_time, update_time, state, replaces,"
+    " lease_owner, lease_until) SELECT ?, ?, ?, ?, ?, ?, clock.stamp, clock.stamp,"
+    " 'PROVISIONING', CAST(? AS varchar(63)), ?, placement_lease_end(?)"
+    " FROM (SELECT now() AS stamp) AS clock WHERE EXISTS (SELECT 1 FROM placement_retired"
+    " WHERE id = ? AND original_spec IS NOT NULL AND lease_owner IS NULL)"
+    " RETURNING id, catalog_item_instance_id, original_spec, provider_name,"
+    " approval_status, create_time, update_time, state, replaces",
     "retire_instance": "INSERT INTO placement_retired"
     " (id, retire_time, lease_owner, lease_until)"
     " SELECT ?, now(), ?, placement_lease_end(?)"
@@ -119,7 +137,6 @@ _SQL = {
 # Moves another transition makes the same way: one statement, named for each.
 _SQL |= {
     "begin_rehydrate:record": _SQL["begin_create"],
-    "resume_create:record": _SQL["begin_create"],
     "abandon_create:record": _SQL["undo_create"],
     "abandon_rehydrate:record": _SQL["undo_rehydrate:record"],
     "abandon_rehydrate:replaced": _SQL["undo_rehydrate:replaced"],
@@ -294,6 +311,11 @@ class SqlStore(abc.ABC):
         rows = self._rows(self._sql["begin_delete"], params)
         return self._resource(rows[0]) if rows else None
 
+    def resume_delete(self, resource_id: str, lease: Lease) -> Resource | None:
+        params = (lease.owner, lease.seconds, resource_id)
+        rows = self._rows(self._sql["resume_delete"], params)
+        return self._resource(rows[0]) if rows else None
+
     def finish_delete(self, resource_id: str, owner: str) -> bool:
         return self._count(self._sql["finish_delete"], (resource_id, owner)) == 1
 
@@ -348,18 +370,14 @@ class SqlStore(abc.ABC):
         )
 
     def resume_create(self, placement: Placement, lease: Lease) -> Resource | None:
-        try:
-            with self._transaction() as conn:
-                undone = conn.execute(self._sql["resume_create:retired"], (placement.id,))
-                rows = undone.fetchall()
-                if not rows or not _same_placement(rows[0], placement, self._decode_spec):
-                    raise _Busy
-                params = self._insert_params(placement, lease)
-                return self._resource(
-                    conn.execute(self._sql["resume_create:record"], params).fetchall()[0]
-                )
-        except _Busy:
+        undone = self._rows(self._sql["undo_of"], (placement.id,))
+        if not undone or not _same_placement(undone[0], placement, self._decode_spec):
             return None
+        try:
+            rows = self._rows(self._sql["resume_create"], self._insert_params(placement, lease))
+        except DuplicateId:
+            return None  # another retry was first
+        return self._resource(rows[0]) if rows else None
 
     def retire_instance(self, resource_id: str, lease: Lease) -> bool:
         params = (resource_id, lease.owner, lease.seconds, resource_id, resource_id)

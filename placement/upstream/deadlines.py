@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -125,6 +126,14 @@ def current() -> Deadline | None:
     """The deadline of the call this thread is making, if any."""
     found: Deadline | None = getattr(_current, "deadline", None)
     return found
+
+
+def check(answer_status: int) -> None:
+    """Raise requests.Timeout if the current call's deadline cut it: an answer cut while
+    its headers arrive may look complete (the shut socket ended them), and is no answer."""
+    made = current()
+    if made is not None and made.expired:
+        raise requests.Timeout(f"cut at its deadline after HTTP {answer_status}")
 
 
 class _Watched:

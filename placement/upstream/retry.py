@@ -21,14 +21,15 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_sleep = time.sleep  # tests replace it
+_sleep = time.sleep  # tests replace them
+_now = time.monotonic
 
 
 @dataclass(slots=True)
 class Tries:
     """One call's tries so far: whether any may have acted (no answer, a 5xx, an
     unreadable success), which an attempt may need to read a later answer (a 409 to a
-    retried create), and when the call must be over (time.monotonic)."""
+    retried create), and when the call must be over (on `_now`'s clock)."""
 
     end: float
     may_have_acted: bool = False
@@ -46,14 +47,14 @@ class Retrier:
         self._budget = policy.exchange(timeout)
 
     def __call__(self, attempt: Callable[[Tries], T]) -> T:
-        tries = Tries(end=time.monotonic() + self._budget)
+        tries = Tries(end=_now() + self._budget)
         waits = backoff.expo(base=2, factor=self._policy.initial, max_value=self._policy.maximum)
         next(waits)  # backoff's generators start with a send(None)
         number = 0
         while True:
             number += 1
             try:
-                with deadline(min(self._timeout, tries.end - time.monotonic())):
+                with deadline(min(self._timeout, tries.end - _now())):
                     return attempt(tries)
             except UpstreamError as exc:
                 exc.earlier_try_may_have_acted = tries.may_have_acted
@@ -67,7 +68,7 @@ class Retrier:
     def _again(self, exc: UpstreamError, number: int, wait: float, tries: Tries) -> bool:
         """Whether another try is worth making: a transient failure, tries left, and time
         for the wait and a try after it."""
-        return exc.transient and number < self._policy.tries and time.monotonic() + wait < tries.end
+        return exc.transient and number < self._policy.tries and _now() + wait < tries.end
 
 
 def _log_retry(exc: UpstreamError, number: int, wait: float) -> None:

@@ -104,7 +104,7 @@ def send(errors: Translation, operation: str, call: Callable[[], A]) -> A:
     outcome, status = "error", None
     try:
         answer = call()
-        _not_cut(answer)
+        deadlines.check(answer.status_code)
         status = int(answer.status_code)
         outcome = "credentials_refused" if status in (401, 403) else f"{status // 100}xx"
         return answer
@@ -127,14 +127,6 @@ def send(errors: Translation, operation: str, call: Callable[[], A]) -> A:
         raise _malformed(errors, operation, exc) from exc
     finally:
         _observe(errors.name, operation, outcome, status, time.perf_counter() - started)
-
-
-def _not_cut(answer: Answer) -> None:
-    """An answer the deadline cut may look complete (headers ended by the shut socket):
-    it is no answer."""
-    cut = deadlines.current()
-    if cut is not None and cut.expired:
-        raise requests.Timeout(f"cut at its deadline after HTTP {answer.status_code}")
 
 
 def _observe(

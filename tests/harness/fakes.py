@@ -184,14 +184,13 @@ class MemoryStore:
             if undone is None or not undone.undo or undone.owner is not None:
                 return None
             was = undone.resource
-            if (was.catalog_item_instance_id, was.spec, was.provider_name) != (
-                placement.catalog_item_instance_id,
-                placement.spec,
-                placement.provider_name,
-            ):
+            if placement.id in self._rows or (
+                was.catalog_item_instance_id,
+                was.spec,
+                was.provider_name,
+            ) != (placement.catalog_item_instance_id, placement.spec, placement.provider_name):
                 return None
-            del self._retired[placement.id]
-            return self._insert(placement, lease)
+            return self._insert(placement, lease, beside_undo=True)
 
     def retire_instance(self, resource_id: str, lease: Lease) -> bool:
         with self._lock:
@@ -204,12 +203,16 @@ class MemoryStore:
             return True
 
     def begin_delete(self, resource_id: str, lease: Lease) -> Resource | None:
+        return self._take_for_delete(resource_id, lease, State.READY)
+
+    def resume_delete(self, resource_id: str, lease: Lease) -> Resource | None:
+        return self._take_for_delete(resource_id, lease, State.DELETING)
+
+    def _take_for_delete(self, resource_id: str, lease: Lease, state: State) -> Resource | None:
         with self._lock:
             self._check()
             row = self._rows.get(resource_id)
-            if row is None or row.resource.state not in (State.READY, State.DELETING):
-                return None
-            if not self._ended(row):
+            if row is None or row.resource.state is not state or not self._ended(row):
                 return None
             self._set(row, State.DELETING, lease.owner, self._end(lease))
             return row.resource
@@ -340,8 +343,8 @@ class MemoryStore:
         if not self.available:
             raise StoreUnavailable("the in-memory database is away")
 
-    def _insert(self, placement: Placement, lease: Lease) -> Resource:
-        if placement.id in self._rows or placement.id in self._retired:
+    def _insert(self, placement: Placement, lease: Lease, beside_undo: bool = False) -> Resource:
+        if placement.id in self._rows or (placement.id in self._retired and not beside_undo):
             raise DuplicateId(placement.id)
         now = self.clock()
         resource = Resource(
@@ -359,9 +362,14 @@ class MemoryStore:
         return resource
 
     def _abandon(self, row: _Row) -> None:
-        """The record becomes a pending undo under its lease's end, with no owner."""
+        """The record becomes a pending undo under its lease's end, with no owner (an undo
+        already there is extended to it)."""
         del self._rows[row.resource.id]
-        self._retired[row.resource.id] = _Row(row.resource, None, row.until, undo=True)
+        until = row.until
+        earlier = self._retired.get(row.resource.id)
+        if earlier is not None and earlier.until is not None and until is not None:
+            until = max(until, earlier.until)
+        self._retired[row.resource.id] = _Row(row.resource, None, until, undo=True)
 
     def _owned(self, resource_id: str, owner: str, state: State) -> _Row | None:
         row = self._rows.get(resource_id)

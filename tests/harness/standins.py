@@ -88,6 +88,7 @@ class StandInUpstreams:
         """No faults, the suite's rules, no instances, nothing recorded."""
         for standin in (self.policy, self.sprm):
             standin.reset_faults()
+        self.sprm.speak_newer(False)
         self.policy.rules = suite_rules()
         for instance_id in self.sprm.instances:
             self.remove_instance(instance_id)

@@ -113,16 +113,20 @@ def test_a_policy_engine_failing_once_is_retried(
     assert suite_standins.instance_ids() == {"web-1"}
 
 
-def test_a_failing_sprm_leaves_the_record_until_the_outcome_is_known(
+def test_a_failing_sprm_leaves_no_resource_behind(
     service_client: Client, suite_standins: StandInUpstreams
 ) -> None:
-    """A 5xx may come after the SPRM acted: the record stays (PROVISIONING) until the
-    reconciler learns the outcome once the operation's lease has run out
-    (tests/subsystem/test_unknown_outcomes.py waits for that, with short leases)."""
+    """As the Go service: after the 500, GET answers 404 and the list leaves it out. A 5xx
+    may come after the SPRM acted: the service deletes whatever it made once it can no
+    longer act (tests/subsystem/test_unknown_outcomes.py waits for that, with short
+    leases); a retry of the same create provisions again."""
     suite_standins.sprm.fail("create", 500)
 
     failed = parsed_problem(create(service_client, "web-1"), 500, "internal-error")
-    assert "GET the resource to follow" in str(failed.detail)
+    assert failed.detail == (
+        "the SPRM did not confirm creating web-1 (HTTP 500); resource web-1 was not created,"
+        " and anything the SPRM made of it is deleted"
+    )
 
     assert len(suite_standins.evaluations()) == 1
     attempts = suite_standins.sprm_calls("create")
@@ -133,9 +137,30 @@ def test_a_failing_sprm_leaves_the_record_until_the_outcome_is_known(
     assert all(c.path == f"{INSTANCES_PATH}/web-1" for c in suite_standins.sprm_calls("get"))
     assert suite_standins.sprm_calls("delete") == []
     assert suite_standins.instance_ids() == set()
-    assert get(service_client, "web-1").status_code == 200
-    again = parsed_problem(create(service_client, "web-1"), 409, "resource-conflict")
-    assert "still being provisioned" in str(again.detail)
+    parsed_problem(get(service_client, "web-1"), 404, "not-found")
+    assert resource_ids(service_client) == []
+    suite_standins.sprm.reset_faults()
+    assert resource(create(service_client, "web-1")).id == "web-1"  # the retry takes it over
+    assert suite_standins.instance_ids() == {"web-1"}
+
+
+@pytest.mark.parametrize("refusal", [429, 422])
+def test_a_refusal_after_a_try_that_acted_is_not_taken_as_nothing_happened(
+    service_client: Client, suite_standins: StandInUpstreams, refusal: int
+) -> None:
+    """The SPRM makes the instance and answers 503; the retries are refused; the look-up
+    cannot answer: the outcome is unknown, so the client is told 500, the record is gone
+    at once, and the instance is the undo's (never an orphan)."""
+    suite_standins.sprm.after_acting("create", 503, times=1)
+    suite_standins.sprm.fail("create", refusal, skip=1)
+    suite_standins.sprm.fail("get", 503)
+
+    failed = parsed_problem(create(service_client, "web-1"), 500, "internal-error")
+
+    assert f"(HTTP {refusal} after a try that may have acted)" in str(failed.detail)
+    assert len(suite_standins.sprm_calls("create")) >= 2
+    parsed_problem(get(service_client, "web-1"), 404, "not-found")
+    assert suite_standins.instance_ids() == {"web-1"}  # until the undo deletes it
 
 
 @pytest.mark.parametrize(("sprm_status", "status", "kind"), SPRM_CREATE_REFUSALS)

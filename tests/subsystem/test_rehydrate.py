@@ -75,21 +75,23 @@ def test_a_policy_refusal_keeps_the_old_resource(
     assert resource_ids(service_client) == [web_1]
 
 
-def test_an_unknown_provisioning_leaves_both_records_until_the_outcome_is_known(
+def test_an_unknown_provisioning_keeps_the_old_resource_as_it_was(
     service_client: Client, suite_standins: StandInUpstreams, web_1: str
 ) -> None:
-    """A 5xx may follow an act: the rehydration stays under its lease, and the
-    reconciler completes or undoes it as a whole once the lease has run out."""
+    """As the Go service: the old resource is READY right after the 500 (DELETE and
+    rehydrate are served at once) and the new id is 404. A 5xx may follow an act: what
+    the SPRM made of the new one is deleted once it can no longer act."""
     old = resource(get(service_client, web_1), 200)
     suite_standins.sprm.fail("create", 500)
 
     failed = parsed_problem(rehydrate(service_client, web_1, "web-2"), 500, "internal-error")
     assert "did not confirm creating web-2" in str(failed.detail)
     assert resource(get(service_client, web_1), 200) == old
-    assert resource(get(service_client, "web-2"), 200).id == "web-2"
-    busy = parsed_problem(rehydrate(service_client, web_1, "web-3"), 409, "resource-conflict")
-    assert busy.detail == f"resource {web_1} is busy (being rehydrated); retry later"
+    parsed_problem(get(service_client, "web-2"), 404, "not-found")
+    assert resource_ids(service_client) == [web_1]
     assert suite_standins.sprm_calls("delete") == []  # the old instance is left alone
+    suite_standins.sprm.reset_faults()
+    assert resource(rehydrate(service_client, web_1, "web-3"), 200).id == "web-3"
 
 
 @pytest.mark.parametrize(("sprm_status", "kind"), [(422, "provider-error")])
