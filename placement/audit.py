@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from placement.model import Instance
+from placement.model import Change, Instance
 from placement.store.drift import DriftStore
 from placement.upstream.errors import UpstreamError
 from placement.upstream.sprm import InstancePage
@@ -43,7 +43,7 @@ class Instances(Protocol):
 
     def get_instance(self, instance_id: str) -> Instance | None: ...
 
-    def delete_instance(self, instance_id: str, deferred: bool = False) -> bool: ...
+    def delete_instance(self, instance_id: str, deferred: bool = False) -> Change: ...
 
 
 class AuditError(Exception):
@@ -153,7 +153,7 @@ class Repairs:
             if why_not:
                 self.say(f"kept orphaned instance {instance_id}: {why_not}")
                 return "changed"
-            if not self.sprm.delete_instance(instance_id):
+            if not self.sprm.delete_instance(instance_id).found:
                 self.say(f"kept orphaned instance {instance_id}: already gone")
                 return "changed"
         except UpstreamError as exc:

@@ -115,8 +115,8 @@ class Reconciler:
         if resource_id is None:
             return None
         record = self._store.get(resource_id)
-        if record is not None and record.state is State.PROVISIONING:
-            return resource_id, "deferred"  # a retry of the failed create is under way
+        if record is not None and record.state is not State.READY:
+            return resource_id, "deferred"  # an operation on the id is under way
         if record is not None:
             # A retry of the failed create took it over and made it (the SPRM can no longer
             # act on the failed one): the instance is that record's.
@@ -159,7 +159,8 @@ class Reconciler:
 
     def _settle_deleting(self, record: Resource, owner: str) -> Action:
         try:
-            self._sprm.delete_instance(record.id)
+            if self._sprm.delete_instance(record.id).unsettled:
+                self._store.watch(record.id, Lease(owner, self._lease_seconds))
         except UpstreamError as exc:
             if exc.outcome_unknown:
                 # The delete may still act: the lease stays, and it is tried again after.

@@ -324,14 +324,19 @@ def on_the_model_clock(clock: Callable[[], datetime]) -> Iterator[None]:
     """The retries' clock is the model's (a call's time, and whether another try fits in
     it, in the model's seconds); their waits and the transport's deadlines are nothing
     here (no sockets, no real time)."""
-    saved = retry._now, retry._sleep, retry.deadline
-    retry._now = lambda: (clock() - T0).total_seconds()
-    retry._sleep = lambda seconds: None
-    retry.deadline = _no_deadline  # type: ignore[assignment]
+    replaced: dict[str, Any] = {
+        "_now": lambda: (clock() - T0).total_seconds(),
+        "_sleep": lambda seconds: None,
+        "deadline": _no_deadline,
+    }
+    saved = {name: getattr(retry, name) for name in replaced}
+    for name, value in replaced.items():
+        setattr(retry, name, value)
     try:
         yield
     finally:
-        retry._now, retry._sleep, retry.deadline = saved  # type: ignore[assignment]
+        for name, value in saved.items():
+            setattr(retry, name, value)
 
 
 @contextmanager
@@ -586,7 +591,7 @@ def on_the_model_clock_of(machine: type[Lifecycle]) -> Iterator[None]:
         clocks.append(factory())
         return clocks[-1]
 
-    machine.clock_factory = staticmethod(made)  # type: ignore[assignment]
+    machine.clock_factory = staticmethod(made)
     current = FakeClock()
 
     def now() -> datetime:

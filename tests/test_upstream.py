@@ -19,7 +19,7 @@ import requests
 import responses
 
 from placement.config import RetryPolicy, Upstream
-from placement.model import Evaluation, Instance
+from placement.model import Change, Evaluation, Instance
 from placement.upstream.deadlines import deadline
 from placement.upstream.errors import UpstreamError
 from placement.upstream.policy import PolicyClient
@@ -80,8 +80,8 @@ def test_create_instance_sends_provider_evaluated_spec_and_id(http: responses.Re
 def test_delete_instance_plain_and_deferred(http: responses.RequestsMock) -> None:
     http.add(responses.DELETE, f"{INSTANCES}/web-1", status=204)
 
-    assert sprm().delete_instance("web-1") is True
-    assert sprm().delete_instance("web-1", deferred=True) is True
+    assert sprm().delete_instance("web-1") == Change()
+    assert sprm().delete_instance("web-1", deferred=True) == Change()
 
     assert [c.request.url for c in http.calls] == [
         f"{INSTANCES}/web-1",
@@ -106,7 +106,7 @@ def test_delete_of_an_instance_the_sprm_does_not_have_is_already_gone(
 ) -> None:
     http.add(responses.DELETE, f"{INSTANCES}/gone", status=404, json=upstream_problem(404))
 
-    assert sprm().delete_instance("gone") is False
+    assert sprm().delete_instance("gone") == Change(found=False)
     assert len(http.calls) == 1
 
 
@@ -122,13 +122,13 @@ def test_a_create_success_is_its_status_whatever_the_body(
     still a success, never an unknown outcome."""
     http.add(responses.POST, INSTANCES, status=status, body=body)
 
-    assert sprm().create_instance("web-1", "kubevirt", {"vcpu": 4}) is None
+    assert sprm().create_instance("web-1", "kubevirt", {"vcpu": 4}) == Change()
     assert len(http.calls) == 1
 
 
 def test_a_create_answer_gives_the_instance_status(http: responses.RequestsMock) -> None:
     http.add(responses.POST, INSTANCES, status=201, json={"id": "web-1", "status": "pending"})
-    assert sprm().create_instance("web-1", "kubevirt", {}) == "pending"
+    assert sprm().create_instance("web-1", "kubevirt", {}).status == "pending"
 
 
 def test_a_garbled_look_up_cannot_say(http: responses.RequestsMock) -> None:
@@ -418,7 +418,20 @@ def test_a_409_to_a_retried_create_means_an_earlier_try_made_it(
     http.add(responses.POST, INSTANCES, status=503, json=upstream_problem(503))
     http.add(responses.POST, INSTANCES, status=409, json=upstream_problem(409))
 
-    sprm().create_instance("web-1", "p", {"a": 1})
+    assert sprm().create_instance("web-1", "p", {"a": 1}) == Change(unsettled=True)
+
+
+def test_a_success_after_a_try_that_may_have_acted_is_unsettled(
+    http: responses.RequestsMock,
+) -> None:
+    """That try may still act (it queued the work) until the call's time is over."""
+    http.add(responses.DELETE, f"{INSTANCES}/web-1", body=requests.ConnectionError("reset"))
+    http.add(responses.DELETE, f"{INSTANCES}/web-1", status=204)
+    http.add(responses.POST, INSTANCES, status=429, json=upstream_problem(429))
+    http.add(responses.POST, INSTANCES, status=201, json={})
+
+    assert sprm().delete_instance("web-1") == Change(unsettled=True)
+    assert sprm().create_instance("web-1", "p", {}) == Change()  # a 429 did nothing
 
 
 def test_a_409_to_a_create_that_may_exist_means_it_does(http: responses.RequestsMock) -> None:
@@ -431,7 +444,7 @@ def test_a_409_to_a_create_that_may_exist_means_it_does(http: responses.Requests
 
 def test_a_delete_the_sprm_queued_is_a_success(http: responses.RequestsMock) -> None:
     http.add(responses.DELETE, f"{INSTANCES}/web-1", status=202)
-    assert sprm().delete_instance("web-1") is True
+    assert sprm().delete_instance("web-1") == Change()
 
 
 def test_retry_after_is_honoured_within_the_calls_time(

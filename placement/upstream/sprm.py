@@ -15,7 +15,7 @@ from typing import Any
 
 from placement.config import RetryPolicy, Upstream
 from placement.errors import Kind
-from placement.model import Instance, JSONObject
+from placement.model import Change, Instance, JSONObject
 from placement.upstream.errors import Translation
 from placement.upstream.retry import Retrier, Tries
 from placement.upstream.sprm_api.api.default import (
@@ -69,14 +69,13 @@ class SprmClient:
 
     def create_instance(
         self, instance_id: str, provider: str, spec: JSONObject, may_exist: bool = False
-    ) -> str | None:
-        """Provision `spec` on `provider` under our resource id (201 or 202 is success);
-        the instance's status if the answer gave one. A 409 means the instance exists
-        when it may already (`may_exist`: an earlier call of this create may have acted)
-        or when an earlier try of this call may have."""
+    ) -> Change:
+        """Provision `spec` on `provider` under our resource id (201 or 202 is success).
+        A 409 means the instance exists when it may already (`may_exist`: an earlier
+        call of this create may have acted) or when an earlier try of this call may have."""
         body = ServiceTypeInstance.from_dict({"provider_name": provider, "spec": spec})
 
-        def attempt(tries: Tries) -> str | None:
+        def attempt(tries: Tries) -> Change:
             answer = send(
                 ERRORS,
                 "create",
@@ -85,10 +84,10 @@ class SprmClient:
                 ),
             )
             if answer.status_code in CREATED:
-                return _status_of(answer)
+                return Change(status=_status_of(answer), unsettled=tries.may_have_acted)
             if answer.status_code == 409 and (may_exist or tries.may_have_acted):
                 log.info("create of %s met 409: an earlier try made it", instance_id)
-                return None
+                return Change(unsettled=tries.may_have_acted)
             raise failure(ERRORS, "create", answer)
 
         return self._retry(attempt)
@@ -137,11 +136,10 @@ class SprmClient:
 
         return self._retry(attempt)
 
-    def delete_instance(self, instance_id: str, deferred: bool = False) -> bool:
-        """Delete the instance: True on 204 or 202 (taken on), False when the SPRM has none
-        by this id (404: already gone)."""
+    def delete_instance(self, instance_id: str, deferred: bool = False) -> Change:
+        """Delete the instance: 204 or 202 (taken on), or 404 (already gone: not found)."""
 
-        def attempt(tries: Tries) -> bool:
+        def attempt(tries: Tries) -> Change:
             answer = send(
                 ERRORS,
                 "delete",
@@ -149,10 +147,8 @@ class SprmClient:
                     instance_id, client=self._call_client(), deferred=True if deferred else UNSET
                 ),
             )
-            if answer.status_code in DELETED:
-                return True
-            if answer.status_code == 404:
-                return False
+            if answer.status_code in DELETED or answer.status_code == 404:
+                return Change(answer.status_code != 404, unsettled=tries.may_have_acted)
             raise failure(ERRORS, "delete", answer)
 
         return self._retry(attempt)

@@ -20,7 +20,7 @@ from enum import Enum
 from typing import Any
 
 from placement.lifecycle import TRANSIENT
-from placement.model import Evaluation, JSONObject, Placement, Resource, ResourceView, State
+from placement.model import Change, Evaluation, JSONObject, Placement, Resource, ResourceView, State
 from placement.model import Instance as FoundInstance
 from placement.store import Cursor, DuplicateId, Lease, PendingDeletion, StoreUnavailable
 from placement.upstream.errors import UpstreamError
@@ -191,6 +191,25 @@ class MemoryStore:
             ) != (placement.catalog_item_instance_id, placement.spec, placement.provider_name):
                 return None
             return self._insert(placement, lease, beside_undo=True)
+
+    def watch(self, resource_id: str, lease: Lease) -> bool:
+        with self._lock:
+            self._check()
+            record = self._rows.get(resource_id)
+            until = self._end(lease)
+            earlier = self._retired.get(resource_id)
+            if earlier is not None and earlier.until is not None:
+                until = max(until, earlier.until)
+            if earlier is not None:
+                watched = _Row(earlier.resource, None, until, undo=earlier.undo)
+            elif record is not None and record.resource.state is State.PROVISIONING:
+                watched = _Row(record.resource, None, until, undo=True)
+            else:
+                now = self.clock()
+                gone = Resource(resource_id, "", {}, "", "", now, now, State.RETIRED)
+                watched = _Row(gone, None, until)
+            self._retired[resource_id] = watched
+            return True
 
     def retire_instance(self, resource_id: str, lease: Lease) -> bool:
         with self._lock:
@@ -430,6 +449,7 @@ class Act(Enum):
     GARBLE = "act; answer success with a body that does not match the API (read as success)"
     ACT_5XX = "act, then answer 503"
     REFUSE = "do nothing; answer 422"
+    RETRIED = "act and answer success on a retry; the first try acts again later, by its deadline"
     FAIL_5XX = "do nothing; answer 503"
 
 
@@ -470,24 +490,24 @@ class FakeSprm:
 
     def create_instance(
         self, instance_id: str, provider: str, spec: JSONObject, may_exist: bool = False
-    ) -> str | None:
+    ) -> Change:
         self.calls.append(("create", instance_id, False))
         act = self._next("create")
         if act in (Act.REFUSE, Act.FAIL_5XX):
             raise self._error("create", act)
         if instance_id in self.instances:
             if may_exist:
-                return None
+                return Change()
             raise UpstreamError("sprm", "create", 409, f"instance {instance_id} exists")
-        if act is Act.LATE:
+        if act in (Act.LATE, Act.RETRIED):
             self.pending.append(
                 Pending("create", instance_id, self.clock() + self.exchange, provider, spec)
             )
-        elif act is not Act.NEVER:
+        if act is not Act.NEVER and act is not Act.LATE:
             self.instances[instance_id] = Instance(provider, copy.deepcopy(spec))
-        if act not in (Act.OK, Act.GARBLE):  # the client reads only a success's status
+        if act not in (Act.OK, Act.GARBLE, Act.RETRIED):  # a success is its status
             raise self._error("create", act)
-        return "PROVISIONED"
+        return Change(status="PROVISIONED", unsettled=act is Act.RETRIED)
 
     def get_instance(self, instance_id: str) -> FoundInstance | None:
         self.calls.append(("get", instance_id, False))
@@ -498,19 +518,19 @@ class FakeSprm:
             return None
         return FoundInstance(instance_id, "PROVISIONED", None, instance.deletion_status)
 
-    def delete_instance(self, instance_id: str, deferred: bool = False) -> bool:
+    def delete_instance(self, instance_id: str, deferred: bool = False) -> Change:
         self.calls.append(("delete", instance_id, deferred))
         act = self._next("delete")
         if act in (Act.REFUSE, Act.FAIL_5XX):
             raise self._error("delete", act)
         existed = instance_id in self.instances
-        if act is Act.LATE:
+        if act in (Act.LATE, Act.RETRIED):
             self.pending.append(Pending("delete", instance_id, self.clock() + self.exchange))
-        elif act is not Act.NEVER:
+        if act is not Act.NEVER and act is not Act.LATE:
             self.instances.pop(instance_id, None)
-        if act not in (Act.OK, Act.GARBLE):
+        if act not in (Act.OK, Act.GARBLE, Act.RETRIED):
             raise self._error("delete", act)
-        return existed
+        return Change(found=existed, unsettled=act is Act.RETRIED)
 
     def apply_late(self, until: datetime | None = None) -> None:
         """Carry out the queued actions (those due by `until`, or all)."""
