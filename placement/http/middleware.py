@@ -207,16 +207,19 @@ class BodyLimit:
             await self._app(scope, receive, send)
             return
         body = await self._read(receive)
+        if body is None:
+            return  # the client left, or a refusal broke the body off: nothing to run
         length = (b"content-length", str(len(body)).encode())
         kept = [(k, v) for k, v in scope["headers"] if k != b"transfer-encoding"]
         await self._app({**scope, "headers": [*kept, length]}, _replay(body, receive), send)
 
-    async def _read(self, receive: Receive) -> bytes:
+    async def _read(self, receive: Receive) -> bytes | None:
+        """The whole body; None if the client left before its end."""
         chunks, size, more = [], 0, True
         while more:
             message = await receive()
             if message["type"] != "http.request":
-                break
+                return None
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._limit:

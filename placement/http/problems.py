@@ -60,7 +60,8 @@ PROBLEM_TYPES: dict[ProblemKind, ProblemType] = {
         "Invalid request",
         "request fails validation against the spec (a string holding NUL (`\\u0000`: a body"
         " field or key, a parameter), a number beyond a float's range (`1e999`), JSON nested"
-        " too deep), a bad page token, more than one `Authorization` header",
+        " too deep), a bad page token, more than one `Authorization` header; a request that"
+        " is not valid HTTP/1.1 (the connection is closed)",
     ),
     HttpKind.UNAUTHORIZED: ProblemType(
         401,
@@ -87,7 +88,9 @@ PROBLEM_TYPES: dict[ProblemKind, ProblemType] = {
     ),
     Kind.POLICY_CONFLICT: ProblemType(409, "Policy conflict", "the policies conflict"),
     HttpKind.PAYLOAD_TOO_LARGE: ProblemType(
-        413, "Request body too large", "request body over `SVC_MAX_BODY_BYTES`"
+        413,
+        "Request body too large",
+        "request body over `SVC_MAX_BODY_BYTES` (the connection is closed)",
     ),
     HttpKind.UNSUPPORTED_MEDIA_TYPE: ProblemType(
         415, "Unsupported Media Type", "request body without `Content-Type: application/json`"
@@ -99,7 +102,8 @@ PROBLEM_TYPES: dict[ProblemKind, ProblemType] = {
     HttpKind.HEADERS_TOO_LARGE: ProblemType(
         431,
         "Request headers too large",
-        "request line and headers over `SVC_MAX_HEADER_BYTES` (the connection is closed)",
+        "request line and headers, or a chunked body's trailers, over `SVC_MAX_HEADER_BYTES`"
+        " (the connection is closed)",
     ),
     Kind.INTERNAL: ProblemType(
         500,
@@ -163,10 +167,11 @@ def response(
 
 def refusal_headers(kind: ProblemKind, retry_after: int | None = None) -> dict[str, str]:
     """What an answer of `kind` carries besides its body: when to retry a 503; and a
-    request that timed out, or whose headers are too large, closes the connection."""
+    request that timed out, or whose headers or body are too large, closes the connection
+    (what the client still sends is not read)."""
     if kind is Kind.UNAVAILABLE:
         return {"Retry-After": str(retry_after or RETRY_AFTER)}
-    if kind in (HttpKind.REQUEST_TIMEOUT, HttpKind.HEADERS_TOO_LARGE):
+    if kind in (HttpKind.REQUEST_TIMEOUT, HttpKind.HEADERS_TOO_LARGE, HttpKind.PAYLOAD_TOO_LARGE):
         return {"Connection": "close"}
     return {}
 
