@@ -58,10 +58,12 @@ PROBLEM_TYPES: dict[ProblemKind, ProblemType] = {
     Kind.VALIDATION: ProblemType(
         400,
         "Invalid request",
-        "request fails validation against the spec (a string holding NUL (`\\u0000`: a body"
-        " field or key, a parameter), a number beyond a float's range (`1e999`), JSON nested"
-        " too deep), a bad page token, more than one `Authorization` header; a request that"
-        " is not valid HTTP/1.1 (the connection is closed)",
+        "request fails validation against the spec (patterns match the whole value: an id"
+        " ending in a newline is refused; a string holding NUL (`\\u0000`) or a lone surrogate"
+        " (`\\ud800`): a body field or key, a parameter; a query parameter that is not UTF-8;"
+        " a path holding a control character; a number beyond a float's range (`1e999`), JSON"
+        " nested too deep), a bad page token, more than one `Authorization` header; a request"
+        " that is not valid HTTP/1.1 (the connection is closed)",
     ),
     HttpKind.UNAUTHORIZED: ProblemType(
         401,
