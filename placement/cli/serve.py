@@ -18,7 +18,7 @@ import uvicorn
 from placement import logs
 from placement.config import Config, ConfigError
 from placement.http.connections import protocol
-from placement.store import StoreUnavailable, make_store
+from placement.store import StoreError, StoreUnavailable, make_store
 
 log = logging.getLogger("placement")
 
@@ -38,6 +38,8 @@ def serve() -> int:
         prepare_database(config)
     except StoreUnavailable as exc:
         return fail(f"database unavailable: {exc}")
+    except StoreError as exc:
+        return fail(f"database error: {exc}")
     log.info(
         "starting on http://%s:%d (database %s, policy engine %s, sprm %s, %d worker(s))",
         config.host,
@@ -118,5 +120,7 @@ def prepare_database(config: Config) -> None:
 
 
 def fail(message: str) -> int:
-    print(f"placement-manager: {message}", file=sys.stderr)
+    """One line on stderr (a message of several lines joined), and exit status 1."""
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    print(f"placement-manager: {line}", file=sys.stderr)
     return 1
