@@ -138,12 +138,12 @@ def _print(findings: Findings, as_json: bool) -> None:
 
 
 def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    print(logs.mask_urls(line), file=sys.stderr, flush=True)
 
 
 def _error(message: str) -> int:
     first = message.strip().splitlines()[0] if message.strip() else "failed"
-    print(f"{PROG}: {first}", file=sys.stderr)
+    print(f"{PROG}: {logs.mask_urls(first)}", file=sys.stderr)
     logging.getLogger(__name__).debug("audit failed: %s", message)
     return 2
 

@@ -45,8 +45,8 @@ def serve() -> int:
         config.host,
         config.port,
         config.database.describe(),
-        config.policy.url,
-        config.sprm.url,
+        logs.mask_urls(config.policy.url),
+        logs.mask_urls(config.sprm.url),
         config.workers,
     )
     exit_cleanly_on(signal.SIGTERM, signal.SIGINT)
@@ -120,7 +120,8 @@ def prepare_database(config: Config) -> None:
 
 
 def fail(message: str) -> int:
-    """One line on stderr (a message of several lines joined), and exit status 1."""
+    """One line on stderr (a message of several lines joined; URLs' user information
+    masked), and exit status 1."""
     line = " ".join(part.strip() for part in message.splitlines() if part.strip())
-    print(f"placement-manager: {line}", file=sys.stderr)
+    print(f"placement-manager: {logs.mask_urls(line)}", file=sys.stderr)
     return 1
