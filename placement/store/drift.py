@@ -25,7 +25,7 @@ from typing import Any
 
 from placement.store.base import ResourceStore
 from placement.store.postgres import PostgresStore
-from placement.store.sqlite import SqliteStore
+from placement.store.sqlite import SqliteStore, roll_back
 
 LEASE_NAME = "drift"
 
@@ -169,10 +169,10 @@ class DriftStore:
         conn.execute("BEGIN")
         try:
             yield
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            roll_back(conn)  # a failed COMMIT leaves the transaction open
             raise
-        conn.execute("COMMIT")
 
     @contextmanager
     def instance_table(self) -> Iterator[InstanceTable]:
