@@ -143,10 +143,14 @@ def uvicorn_config(app: Any) -> UvicornConfig:
 
 
 async def drive(
-    reads: list[bytes], limits: Limits, recorder: Recorder, crowded: bool = False
+    reads: list[bytes],
+    limits: Limits,
+    recorder: Recorder,
+    crowded: bool = False,
+    rounds: int = SETTLE_ROUNDS,
 ) -> Outcome:
     """Serve one connection that sends `reads` one after the other, letting the app act
-    between them; what it did once everything settled."""
+    for `rounds` loop iterations between them; what it did once everything settled."""
     loop = asyncio.get_running_loop()
     state = ServerState()
     if crowded:
@@ -157,7 +161,7 @@ async def drive(
     protocol.connection_made(transport)
     for data in reads:
         transport.send(data)
-        await settle()
+        await settle(rounds)
     await settle()
     fate = "closed" if transport.eof or transport.closed else "open"
     if not transport.closed:
@@ -167,8 +171,8 @@ async def drive(
     return Outcome(answers(bytes(transport.written)), recorder.handed(), fate)
 
 
-async def settle() -> None:
-    for _ in range(SETTLE_ROUNDS):
+async def settle(rounds: int = SETTLE_ROUNDS) -> None:
+    for _ in range(rounds):
         await asyncio.sleep(0)
 
 
