@@ -7,11 +7,11 @@ are always served). Body limits are the app's (`middleware.BodyLimit`), after au
 What it decides does not depend on how the bytes arrive: the stream is fed to the parser
 in pieces cut at each head's and body's end (`framing.py`), so a head is counted alone
 whether its body and the next request came in the same read or not. A refusal (431, 408,
-400 for what is not HTTP) waits for the answers still owed to earlier pipelined requests,
-and the refused request never runs. A connection is closed after an answer sent while
-its request's body was not read whole, and after any 408 or 413: the answer is written,
-the write side shut, and what still arrives discarded for at most `LINGER` seconds
-before the close, so the client reads the status instead of a reset.
+503 over the cap, 400 for what is not HTTP/1.1) waits for the answers still owed to
+earlier pipelined requests, and the refused request never runs. A connection is closed
+after an answer sent while its request's body was not read whole, and after any 408 or
+413: the answer is written, the write side shut, and what still arrives discarded for at
+most `LINGER` seconds before the close, so the client reads the status, not a reset.
 
 `protocol(limits)` is what uvicorn's `http` setting takes (picklable, for workers)."""
 
