@@ -56,6 +56,7 @@ def _expected(rows: int) -> dict[str, Any]:
         "orphaned_instances": [f"orphan-{n:05d}" for n in range(ORPHANS)],
         "missing_instances": [seeded_id(rows - 1 - n) for n in reversed(range(MISSING))],
         "stuck_operations": [],
+        "invalid_ids": [],
         "checked": {"instances": rows - MISSING + ORPHANS, "records": rows},
     }
 

@@ -33,7 +33,13 @@ from placement.upstream.sprm import InstancePage
 
 KINDS = ("orphaned_instances", "missing_instances", "stuck_operations")
 PAGE_SIZE = 100  # the most the SPRM's list gives at once
-_RESOURCE_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_RESOURCE_ID = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def is_resource_id(text: str) -> bool:
+    """Whether the API's id pattern matches the whole of `text` (with `re.match`, `$`
+    would also match before a final newline)."""
+    return _RESOURCE_ID.fullmatch(text) is not None
 
 
 class Instances(Protocol):
@@ -61,13 +67,17 @@ class Findings:
     instances: int
     records: int
     cutoff: datetime
+    # Records whose id the API refuses (stored before ids were matched whole, such as
+    # "nl-1\n"): nobody can read or delete them through the API.
+    invalid_ids: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {kind: len(getattr(self, kind)) for kind in KINDS}
 
     def to_json(self) -> dict[str, Any]:
         found: dict[str, Any] = {kind: list(getattr(self, kind)) for kind in KINDS}
-        return found | {"checked": {"instances": self.instances, "records": self.records}}
+        checked = {"instances": self.instances, "records": self.records}
+        return found | {"invalid_ids": list(self.invalid_ids), "checked": checked}
 
 
 def scan(
@@ -106,6 +116,7 @@ def scan(
         instances=instances,
         records=drift.record_count(),
         cutoff=cutoff,
+        invalid_ids=drift.invalid_ids(is_resource_id),
     )
 
 
@@ -134,8 +145,8 @@ class Repairs:
         remaining: list[str] = []
         deleted = 0
         for instance_id in self.findings.orphaned_instances:
-            if not _RESOURCE_ID.match(instance_id):
-                self.say(f"kept orphaned instance {instance_id}: not a resource id")
+            if not is_resource_id(instance_id):
+                self.say(f"kept orphaned instance {instance_id!r}: not a resource id")
                 remaining.append(instance_id)
             elif deleted >= max_deletes:
                 self.say(f"kept orphaned instance {instance_id}: --max-deletes {max_deletes}")
@@ -173,6 +184,35 @@ class Repairs:
         if self.drift.has_record(instance_id):
             return "it has a record (or a pending deletion) now"
         return ""
+
+    def remove_invalid(self) -> list[str]:
+        """Remove the records whose id the API refuses, and their instances; the ids
+        still recorded."""
+        return [rid for rid in self.findings.invalid_ids if not self._remove_invalid(rid)]
+
+    def _remove_invalid(self, resource_id: str) -> bool:
+        """False if the record is still there. Checked again first: READY and free (a
+        lease keeps operations off it), and its instance deleted before the record."""
+        shown = repr(resource_id)  # one line whatever the id holds
+        lease = (self.owner, self.lease_seconds, self.findings.cutoff)
+        if not self.drift.claim_ready(resource_id, *lease):
+            if self.drift.has_record(resource_id):
+                self.say(f"kept record {shown}: busy, or not READY")
+                return False
+            self.say(f"kept record {shown}: already gone")
+            return True
+        try:
+            deleted = self.sprm.delete_instance(resource_id)
+        except UpstreamError as exc:
+            self.drift.unclaim(resource_id, self.owner)
+            self.say(f"failed to delete the instance of record {shown}: {exc}")
+            return False
+        if not self.drift.forget(resource_id, self.owner):
+            self.say(f"failed to remove record {shown}: its lease was taken over")
+            return False
+        instance = "its instance" if deleted else "no instance (already gone)"
+        self.say(f"removed record {shown} and {instance}: the API refuses its id")
+        return True
 
     def forget_missing(self) -> list[str]:
         """Remove READY records whose instance is gone; the ids still missing."""

@@ -436,7 +436,10 @@ VARIABLES: dict[str, Variable] = _table(
         secret=True,
     ),
     Variable(
-        "DB_CONNECT_TIMEOUT", "30s", parse_duration, "how long start-up waits for the database"
+        "DB_CONNECT_TIMEOUT",
+        "30s",
+        parse_duration,
+        "how long start-up waits for the database (`0`: one try)",
     ),
     Variable(
         "DB_POOL_SIZE",

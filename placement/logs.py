@@ -1,6 +1,8 @@
 """Logging set-up, shared by the CLI and every server worker: one JSON object per line
 (LOG_FORMAT=json, the default) or plain text for humans (LOG_FORMAT=text). Every line
-written while a request is served carries its request id."""
+written while a request is served carries its request id. No line shows a URL's user
+information (`http://user:secret@host` is written `http://***@host`), whoever wrote it:
+an upstream's or the issuer's URL, a library's message quoting one."""
 
 from __future__ import annotations
 
@@ -22,8 +24,23 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 }
 
 
+# A URL's user information: after the scheme, up to the last "@" of the authority (as
+# urllib.parse splits it: the authority ends at "/", "?", "#").
+_USER_INFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#]*@")
+
+
+def mask_urls(text: str) -> str:
+    """`text` with the user information of every URL in it masked."""
+    if "@" not in text or "://" not in text:
+        return text
+    return _USER_INFO.sub(r"\g<scheme>***@", text)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        return mask_urls(self._line(record))
+
+    def _line(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
@@ -57,6 +74,9 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
+        return mask_urls(self._text(record))
+
+    def _text(self, record: logging.LogRecord) -> str:
         record.message = record.getMessage()
         record.asctime = self.formatTime(record)
         extra = {k: v for k, v in vars(record).items() if k not in _STANDARD}

@@ -75,6 +75,7 @@ def test_lists_exactly_the_orphans_and_the_missing_across_pages(
         "orphaned_instances": ["orphan-a", "orphan-b", "orphan-c"],
         "missing_instances": ["missing-a", "missing-b"],
         "stuck_operations": [],
+        "invalid_ids": [],
         "checked": {"instances": 12, "records": 11},
     }
     assert len([r for r in sprm_standin.requests if r.operation == "list"]) == 3
@@ -88,6 +89,7 @@ def test_nothing_to_report_when_they_agree(
         "orphaned_instances": [],
         "missing_instances": [],
         "stuck_operations": [],
+        "invalid_ids": [],
         "checked": {"instances": 8, "records": 8},
     }
     empty = DriftStore(store)
@@ -307,19 +309,20 @@ def test_repairs_leave_items_that_changed_since_the_scan(
 def test_deletes_are_capped_and_only_resource_ids_are_deleted(
     store: ResourceStore, sprm_standin: SprmStandIn, sprm_client: SprmClient, drift: DriftStore
 ) -> None:
-    add_instances(sprm_standin, "a-1", "a-2", "a-3", "Not_A_Resource_Id")
+    add_instances(sprm_standin, "a-1", "a-2", "a-3", "Not_A_Resource_Id", "nl-1\n")
     said: list[str] = []
     repairs = Repairs(drift, sprm_client, audit(drift, sprm_client), GRACE, said.append)
 
-    assert repairs.delete_orphans(max_deletes=2) == ["Not_A_Resource_Id", "a-3"]
+    assert repairs.delete_orphans(max_deletes=2) == ["Not_A_Resource_Id", "a-3", "nl-1\n"]
 
     assert said == [
-        "kept orphaned instance Not_A_Resource_Id: not a resource id",
+        "kept orphaned instance 'Not_A_Resource_Id': not a resource id",
         "deleted orphaned instance a-1",
         "deleted orphaned instance a-2",
         "kept orphaned instance a-3: --max-deletes 2",
+        "kept orphaned instance 'nl-1\\n': not a resource id",  # the whole id is matched
     ]
-    assert set(sprm_standin.instances) == {"a-3", "Not_A_Resource_Id"}
+    assert set(sprm_standin.instances) == {"a-3", "Not_A_Resource_Id", "nl-1\n"}
 
 
 def test_a_refused_delete_is_reported_and_still_drift(

@@ -57,6 +57,7 @@ def test_json_lists_exactly_the_drift_and_exits_1(drifted: dict[str, str]) -> No
         "orphaned_instances": sorted(ORPHANS),
         "missing_instances": MISSING,
         "stuck_operations": [],
+        "invalid_ids": [],
         "checked": {"instances": 133, "records": 132},
     }
     assert result.stdout.count("\n") == 1  # one object, one line
@@ -103,15 +104,48 @@ def test_the_table_names_counts_and_ids(drifted: dict[str, str]) -> None:
 
     assert result.returncode == 1
     lines = result.stdout.splitlines()
-    assert lines[:5] == [
+    assert lines[:6] == [
         "drift               count",
         "orphaned_instances      3",
         "missing_instances       2",
         "stuck_operations        0",
+        "invalid_ids             0",
         "checked 133 instances and 132 records",
     ]
     assert "\norphaned_instances:\n  orphan-1\n  orphan-2\n  orphan-3\n" in result.stdout
     assert "\nmissing_instances:\n  missing-1\n  missing-2\n" in result.stdout
+
+
+def test_records_whose_id_the_api_refuses_are_reported_then_removed(
+    db: Database, store: ResourceStore, sprm_standin: SprmStandIn, sprm_url: str
+) -> None:
+    """Ids stored before patterns matched the whole value ("nl-1\n"): no API call can
+    read or delete them, so the audit reports them, and removes them on request."""
+    moment = datetime.fromisoformat(OLD)
+    for rid in ("nl-1\n", "gone-2\n", "ok-1"):
+        put_record(store, rid, moment)
+    sprm_standin.put_instances([{"id": rid, "create_time": OLD} for rid in ("nl-1\n", "ok-1")])
+    env = database_env(db) | {"SP_RESOURCE_MANAGER_URL": sprm_url}
+
+    found = audit(env, "--json")
+    assert found.returncode == 1, found.stderr
+    report = json.loads(found.stdout)
+    assert report["invalid_ids"] == ["gone-2\n", "nl-1\n"]
+    assert report["missing_instances"] == ["gone-2\n"]
+    table = audit(env)
+    assert "\ninvalid_ids:\n  'gone-2\\n'\n  'nl-1\\n'\n" in table.stdout
+
+    removed = audit(env, "--remove-invalid-ids")
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stderr.splitlines() == [
+        "removed record 'gone-2\\n' and no instance (already gone): the API refuses its id",
+        "removed record 'nl-1\\n' and its instance: the API refuses its id",
+    ]
+    assert set(sprm_standin.instances) == {"ok-1"}
+    assert store.get("ok-1") is not None
+    assert (store.get("nl-1\n"), store.get("gone-2\n")) == (None, None)
+    again = audit(env, "--json")
+    assert (again.returncode, json.loads(again.stdout)["invalid_ids"]) == (0, [])
 
 
 def test_a_grace_period_hides_young_drift(

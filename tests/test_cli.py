@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import requests
 from pytest_postgresql.executors import PostgreSQLExecutor
 
-from tests.harness.databases import PG_PASSWORD
+from placement.config import Database
+from placement.store import make_store, migrations
+from tests.harness.databases import PG_PASSWORD, database_env
 from tests.harness.processes import ENTRY, free_port, launch, run
+from tests.harness.records import execute
 
 
 def test_the_console_script_is_installed() -> None:
@@ -131,3 +138,60 @@ def test_unknown_command_is_a_usage_error() -> None:
     result = run([str(ENTRY), "launch"], {})
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def test_a_connect_timeout_of_zero_is_one_try(pg_db: Database, tmp_path: Path) -> None:
+    """DB_CONNECT_TIMEOUT=0: one connection attempt, no waiting for another."""
+    env = database_env(pg_db) | {"DB_CONNECT_TIMEOUT": "0"}
+    with launch(env, tmp_path / "serve.log") as server:
+        assert requests.get(f"{server.api}/resources", timeout=10).status_code == 200
+        assert server.stop() == 0
+    assert "Traceback" not in server.log()
+
+    closed = {"DB_HOST": "127.0.0.1", "DB_PORT": str(free_port()), "DB_CONNECT_TIMEOUT": "0"}
+    result = run([str(ENTRY), "serve"], closed)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert "cannot reach postgresql://127.0.0.1:" in line
+    assert "within 0s" in line
+
+
+@contextmanager
+def dml_role(db: Database) -> Iterator[str]:
+    """A role that may read and write the tables of `db` and nothing more (as the Go
+    service's deployments grant), dropped afterwards."""
+    role = f"dml_{uuid.uuid4().hex[:8]}"
+    execute(
+        db,
+        f"CREATE ROLE {role} LOGIN",
+        f'GRANT CONNECT ON DATABASE "{db.name}" TO {role}',
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        f"GRANT USAGE ON SCHEMA public TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+    )
+    try:
+        yield role
+    finally:
+        execute(db, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
+
+
+def test_a_role_that_may_only_read_and_write_serves_a_current_schema(
+    pg_db: Database, tmp_path: Path
+) -> None:
+    store = make_store(pg_db)
+    store.open()  # the schema made current by its owner
+    store.close()
+    with dml_role(pg_db) as role:
+        env = database_env(pg_db) | {"DB_USER": role}
+        with launch(env, tmp_path / "serve.log") as server:
+            assert requests.get(f"{server.api}/resources", timeout=10).status_code == 200
+            assert server.stop() == 0
+
+
+def test_a_role_that_may_not_migrate_an_old_schema_is_one_line(pg_db: Database) -> None:
+    execute(pg_db, *migrations.statements("pgsql", up_to=1))  # the Go service's table
+    with dml_role(pg_db) as role:
+        line = _refused_at_once(database_env(pg_db) | {"DB_USER": role})
+    assert line.startswith(f"placement-manager: database unavailable: role '{role}' ")
+    assert "(SQLSTATE 42501; not retried)" in line
+    assert f"needs migrations 1 to {len(migrations.VERSIONS)}" in line

@@ -7,6 +7,7 @@ import sqlite3
 import traceback
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -24,6 +25,7 @@ from placement.store import (
     migrations,
 )
 from placement.store.sql import _SQL_LIST
+from placement.store.sqlite import SqliteStore
 from tests.harness.processes import free_port
 
 GO_TABLE = {
@@ -234,3 +236,27 @@ def test_database_errors_leave_out_the_values_they_were_given(store: ResourceSto
     logged = "".join(traceback.format_exception(failed.value))
     assert "UntranslatableCharacter" in logged
     assert secret not in logged
+
+
+def test_a_failed_commit_on_sqlite_leaves_no_lock_behind(sqlite_db: Database) -> None:
+    """A COMMIT that fails (here a deferred constraint; a full disk in production) leaves
+    SQLite's transaction open on the thread's connection, holding the write lock that
+    every other writer then waits for: the store rolls it back."""
+    store = SqliteStore(Path(sqlite_db.name))
+    store.open()
+    conn = store._thread_connection()
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("CREATE TABLE parent (id integer PRIMARY KEY)")
+    conn.execute("CREATE TABLE child (id integer REFERENCES parent DEFERRABLE INITIALLY DEFERRED)")
+
+    with pytest.raises(StoreError, match="FOREIGN KEY"), store._transaction() as open_one:
+        open_one.execute("INSERT INTO child VALUES (1)")
+
+    assert not conn.in_transaction
+    other = sqlite3.connect(sqlite_db.name, timeout=0.5, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the write lock is free
+    other.execute("ROLLBACK")
+    other.close()
+    lease = Lease("make-after", 60)
+    assert store.begin_create(Placement("after", "c", {"a": 1}, "p", "APPROVED"), lease)
+    store.close()

@@ -1,12 +1,15 @@
 """What one client may cost the real `placement-manager serve` process (on SQLite, with the
-stand-ins as upstreams): header size and time, body time, connections, request threads,
-page memory; and text logs a client cannot forge lines in."""
+stand-ins as upstreams): header size and time, body size and time, connections, request
+threads, page memory; what the limits decide whatever the reads (large creates sent in
+one write, pipelined requests); and text logs a client cannot forge lines in."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,8 +33,9 @@ BODY = {"catalog_item_instance_id": "c", "spec": {"service_type": "vm"}}
 
 
 class Stack:
-    def __init__(self, server: ServeProcess, policy: PolicyStandIn) -> None:
-        self.server, self.policy = server, policy
+    def __init__(self, server: ServeProcess, standins: StandInUpstreams) -> None:
+        self.server, self.standins = server, standins
+        self.policy: PolicyStandIn = standins.policy
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -70,7 +74,7 @@ def serve_stack(tmp_path: Path, db: Database, **env: str) -> Iterator[Stack]:
     with StandInUpstreams.serving() as standins:
         settings = database_env(db) | standins.env() | env
         with launch(settings, tmp_path / "serve.log") as server:
-            yield Stack(server, standins.policy)
+            yield Stack(server, standins)
 
 
 @pytest.fixture
@@ -237,3 +241,167 @@ def _list_all(api: str) -> tuple[list[str], int]:
         token = page.get("next_page_token")
         if not token:
             return ids, pages
+
+
+# --- the limits decide the same whatever the reads (issue 20) ---------------------------
+
+
+def create_of(size: int) -> bytes:
+    """A create's JSON body of exactly `size` bytes (user data makes up the rest)."""
+    body = {"catalog_item_instance_id": "c", "spec": {"service_type": "vm", "user_data": ""}}
+    padding = size - len(json.dumps(body).encode())
+    body["spec"]["user_data"] = "u" * padding  # type: ignore[index]
+    data = json.dumps(body).encode()
+    assert len(data) == size
+    return data
+
+
+def post_create(api: str, rid: str, data: bytes, **headers: str) -> requests.Response:
+    """`requests` writes a bytes body in one send with its head (http.client does)."""
+    return requests.post(
+        f"{api}/resources?id={rid}",
+        data=data,
+        headers={"Content-Type": "application/json", **headers},
+        timeout=60,
+    )
+
+
+def test_large_creates_are_created_once_and_the_limits_refuse_without_running(
+    tmp_path: Path, db: Database
+) -> None:
+    limit = 1 << 20  # SVC_MAX_BODY_BYTES's default
+    with serve_stack(tmp_path, db) as stack:
+        api, standins = stack.server.api, stack.standins
+        sizes = {"big-80k": 80_000, "big-200k": 200_000, "big-limit": limit - 1}
+        for rid, size in sizes.items():
+            response = post_create(api, rid, create_of(size))
+            assert response.status_code == 201, response.content[:300]
+        assert standins.creates() == list(sizes)
+        listed = requests.get(f"{api}/resources", timeout=30).json()["resources"]
+        assert sorted(r["id"] for r in listed) == sorted(sizes)
+
+        assert_problem(post_create(api, "over", create_of(limit + 1)), 413, "payload-too-large")
+        big_head = {"X-Big": "h" * (70 << 10)}  # over SVC_MAX_HEADER_BYTES (64 KiB)
+        refused = post_create(api, "big-head", create_of(80_000), **big_head)
+        assert_problem(refused, 431, "request-header-fields-too-large")
+        assert standins.creates() == list(sizes)
+        assert len(standins.evaluations()) == len(sizes)
+        for rid in ("over", "big-head"):
+            assert requests.get(f"{api}/resources/{rid}", timeout=30).status_code == 404
+        assert " 500 " not in stack.server.log()
+
+
+def _answers_until_closed(sock: socket.socket, deadline: float = 20) -> tuple[bytes, float]:
+    """All the server writes until it closes the connection, and the seconds from the
+    first complete answer (head and Content-Length body) to the close."""
+    sock.settimeout(deadline)
+    received, answered = b"", None
+    with contextlib.suppress(OSError):  # a reset once it closed is a close too
+        while chunk := sock.recv(65536):
+            received += chunk
+            if answered is None and _complete(received):
+                answered = time.monotonic()
+    assert answered is not None, received[:300]
+    return received, time.monotonic() - answered
+
+
+def _complete(received: bytes) -> bool:
+    head, found, body = received.partition(b"\r\n\r\n")
+    length = re.search(rb"content-length: (\d+)", head.lower())
+    return bool(found and length and len(body) >= int(length.group(1)))
+
+
+def _statuses(received: bytes) -> list[int]:
+    return [int(status) for status in re.findall(rb"HTTP/1.1 (\d{3}) ", received)]
+
+
+def _send_until_refused(sock: socket.socket, data: bytes, seconds: float) -> None:
+    """Keep sending `data` until the server shuts the connection (or `seconds` pass)."""
+    ends = time.monotonic() + seconds
+    with contextlib.suppress(OSError):
+        while time.monotonic() < ends:
+            sock.sendall(data)
+
+
+def test_a_huge_declared_body_is_refused_and_the_connection_closed(stack: Stack) -> None:
+    with stack.connect() as sock:
+        sock.sendall(
+            b"POST /api/v1alpha1/resources HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000000000000\r\n\r\n"
+        )
+        flood = threading.Thread(target=_send_until_refused, args=(sock, b"0" * 65536, 30))
+        flood.start()
+        try:
+            answer, closed_after = _answers_until_closed(sock)
+        finally:
+            flood.join(40)
+    assert _statuses(answer) == [413], answer[:200]
+    assert b"connection: close" in answer.lower()
+    assert closed_after < 2, f"closed {closed_after:.1f}s after the answer"
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status"),
+    [
+        # 415: a body without Content-Type, answered before it is read
+        (b"POST /api/v1alpha1/resources HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n", 415),
+        # a GET sent with a body: the list answers without reading it
+        (b"GET /api/v1alpha1/resources HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n", 200),
+        # no such path
+        (b"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n", 404),
+    ],
+    ids=["415", "get-with-body", "404"],
+)
+def test_a_trickle_after_an_early_answer_is_cut_off(
+    stack: Stack, request_head: bytes, status: int
+) -> None:
+    """SVC_BODY_TIMEOUT=1s: the body's time cannot be dodged by an answer sent first."""
+    with stack.connect() as sock:
+        sock.sendall(request_head + b"\r\n")
+        trickle = threading.Thread(target=_trickle, args=(sock, 30))
+        trickle.start()
+        try:
+            answer, closed_after = _answers_until_closed(sock)
+        finally:
+            trickle.join(40)
+    assert _statuses(answer) == [status], answer[:200]
+    assert b"connection: close" in answer.lower()
+    assert closed_after < 5, f"trickled on for {closed_after:.1f}s after the answer"
+
+
+def test_a_trickling_head_after_an_answer_is_cut_off(stack: Stack) -> None:
+    """SVC_HEADER_TIMEOUT=1s runs from the answer, however often a byte arrives."""
+    with stack.connect() as sock:
+        sock.sendall(b"GET /api/v1alpha1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        trickle = threading.Thread(target=_trickle, args=(sock, 30, b"GET /api/v1alpha1/" * 4))
+        trickle.start()
+        try:
+            answers, _ = _answers_until_closed(sock)
+        finally:
+            trickle.join(40)
+    assert _statuses(answers) == [200, 408], answers[:500]
+
+
+def _trickle(sock: socket.socket, seconds: float, data: bytes = b"x" * 1000) -> None:
+    """One byte every 0.2 s until the server shuts the connection (or `seconds` pass)."""
+    ends = time.monotonic() + seconds
+    with contextlib.suppress(OSError):
+        for byte in data:
+            if time.monotonic() > ends:
+                return
+            time.sleep(0.2)
+            sock.sendall(bytes([byte]))
+
+
+def test_a_create_and_an_oversized_get_in_one_write_answer_in_order(stack: Stack) -> None:
+    body = create_of(2000)
+    create = (
+        b"POST /api/v1alpha1/resources?id=first HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\n" + f"Content-Length: {len(body)}\r\n\r\n".encode()
+    )
+    oversized = head("/api/v1alpha1/resources/first", "X-Big: " + "g" * (70 << 10))
+    answers = stack.exchange(create + body + oversized, wait=30)
+    assert _statuses(answers) == [201, 431], answers[:500]
+    assert stack.standins.creates() == ["first"]
+    resource = requests.get(f"{stack.server.api}/resources/first", timeout=30)
+    assert resource.status_code == 200

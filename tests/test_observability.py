@@ -19,7 +19,7 @@ from placement_manager_client.api.resource import get_resource
 
 from placement import context
 from placement.config import Config, Database
-from placement.logs import JsonFormatter, TextFormatter
+from placement.logs import JsonFormatter, TextFormatter, mask_urls
 from tests.harness.app import serve_config
 from tests.harness.calls import create
 from tests.harness.concurrency import wait_for
@@ -250,3 +250,19 @@ def test_the_database_password_never_reaches_the_output() -> None:
     assert result.returncode == 1
     assert "database unavailable" in result.stderr
     assert "hunter2-secret" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("sprm http://user:secret@h:1/x", "sprm http://***@h:1/x"),
+        ("'https://token@h?x=1'", "'https://***@h?x=1'"),
+        ("http://user:p@ss@h/x (an @ left unescaped)", "http://***@h/x (an @ left unescaped)"),
+        ("http://h/x?mail=a@b, user@host", "http://h/x?mail=a@b, user@host"),
+    ],
+)
+def test_urls_user_information_is_masked_in_every_line(text: str, shown: str) -> None:
+    assert mask_urls(text) == shown
+    record = logging.LogRecord("placement", logging.INFO, __file__, 1, "%s", (text,), None)
+    assert json.loads(JsonFormatter().format(record))["message"] == shown
+    assert f"INFO placement: {shown}" in TextFormatter().format(record)

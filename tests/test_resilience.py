@@ -347,3 +347,100 @@ def test_a_path_with_a_trailing_slash_is_not_redirected_to_the_callers_host(
     )
     assert_problem(response, 404, "not-found")
     assert "Location" not in response.headers
+
+
+# --- whole-value patterns and storable text (issue 20) ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "payload", "detail"),
+    [
+        (
+            "POST",
+            "/resources?id=nl-1%0A",
+            {"catalog_item_instance_id": "c", "spec": {"a": 1}},
+            "query parameter id: 'nl-1\\n' does not match",
+        ),
+        ("GET", "/resources/web-1%0A", None, "path parameter resource_id must not contain"),
+        ("DELETE", "/resources/web-1%0A", None, "path parameter resource_id must not contain"),
+        (
+            "POST",
+            "/resources/web-1%0A:rehydrate",
+            {"new_resource_id": "nl-2"},
+            "path parameter resource_id must not contain",
+        ),
+        (
+            "POST",
+            "/resources/web-1:rehydrate",
+            {"new_resource_id": "nl-2\n"},
+            "'nl-2\\n' does not match",
+        ),
+    ],
+    ids=["create-id", "get", "delete", "rehydrate-id", "rehydrate-new-id"],
+)
+def test_ids_ending_in_a_newline_are_refused(
+    client: Client,
+    base_url: str,
+    mocked_upstreams: MockedUpstreams,
+    method: str,
+    path: str,
+    payload: Any,
+    detail: str,
+) -> None:
+    """The spec's id pattern ends in `$`, which Python's `re.search` lets match before a
+    final newline: the service matches the whole value (as JSON Schema means it); a path
+    holding a newline is refused before routing, which would cut it there."""
+    given_resource(client, mocked_upstreams)
+    response = requests.request(method, f"{base_url}/api/v1alpha1{path}", json=payload, timeout=10)
+    assert_problem(response, 400, "validation-error")
+    assert detail in response.json()["detail"]
+    assert mocked_upstreams.upstream_calls() == []
+    assert resource_ids(client) == ["web-1"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"catalog_item_instance_id": "c\ud800", "spec": {"a": 1}}, "catalog_item_instance_id"),
+        ({"catalog_item_instance_id": "c", "spec": {"vm": {"name": "a\udfffb"}}}, "spec.vm.name"),
+        ({"catalog_item_instance_id": "c", "spec": {"k\udc00": 1}}, "a key of spec"),
+    ],
+    ids=["catalog-item", "spec-value", "spec-key"],
+)
+def test_lone_surrogates_are_refused_naming_the_field(
+    client: Client, base_url: str, mocked_upstreams: MockedUpstreams, payload: Any, field: str
+) -> None:
+    response = requests.post(f"{base_url}/api/v1alpha1/resources", json=payload, timeout=10)
+    assert_problem(response, 400, "validation-error")
+    assert (
+        response.json()["detail"] == f"{field} must not contain lone surrogates (\\ud800-\\udfff)"
+    )
+    assert mocked_upstreams.upstream_calls() == []
+    assert resource_ids(client) == []
+
+
+def test_a_surrogate_pair_is_text_and_accepted(
+    client: Client, mocked_upstreams: MockedUpstreams
+) -> None:
+    mocked_upstreams.policy()
+    mocked_upstreams.sprm_create()
+    assert create(client, "emoji", spec={"name": "\U0001f600"}).status_code == 201
+    assert body(get_resource.sync_detailed("emoji", client=client))["spec"] == {"name": "😀"}
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [("?id=%ED%A0%80", "id"), ("?provider=p%ED%A0%80", "provider"), ("?provider=%FF", "provider")],
+    ids=["id", "provider", "not-utf8"],
+)
+def test_query_parameters_that_are_not_utf8_text_are_refused(
+    base_url: str, mocked_upstreams: MockedUpstreams, query: str, name: str
+) -> None:
+    method = "POST" if "id=" in query else "GET"
+    payload = {"catalog_item_instance_id": "c", "spec": {"a": 1}} if method == "POST" else None
+    response = requests.request(
+        method, f"{base_url}/api/v1alpha1/resources{query}", json=payload, timeout=10
+    )
+    assert_problem(response, 400, "validation-error")
+    assert response.json()["detail"].startswith(f"query parameter {name} ")
+    assert mocked_upstreams.upstream_calls() == []

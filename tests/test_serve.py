@@ -22,8 +22,10 @@ from placement_manager_client.models import Resource, ResourceSpec
 from placement.cli.serve import SHUTDOWN_GRACE
 from placement.config import Database
 from placement.http.app import STOP_DRAIN
+from tests.harness.concurrency import wait_for
 from tests.harness.databases import database_env
-from tests.harness.processes import ServeProcess, launch
+from tests.harness.oidc import AUDIENCE, Issuer
+from tests.harness.processes import ENTRY, ServeProcess, free_port, launch, run
 from tests.harness.standins import StandInUpstreams
 
 
@@ -109,3 +111,38 @@ def test_a_request_stuck_on_an_upstream_does_not_hold_the_stop(
     assert status == 0, server.log()
     assert took < 10, f"took {took:.1f} s"
     assert "still waiting on an upstream" in server.log()
+
+
+def test_no_line_shows_a_urls_password(
+    tmp_path: Path, sqlite_db: Database, standin_upstreams: StandInUpstreams
+) -> None:
+    """Credentials in the upstreams' and the issuer's URLs (a start-up line, a failed
+    fetch of the issuer's keys, an invalid setting) are masked wherever they are shown."""
+    issuer = Issuer()
+    issuer.url = f"http://iss-user:iss-secret@127.0.0.1:{free_port()}"  # nobody answers
+    env = database_env(sqlite_db) | {
+        "POLICY_MANAGER_EVALUATION_URL": standin_upstreams.policy_url.replace(
+            "http://", "http://pe-user:pe-secret@"
+        ),
+        "SP_RESOURCE_MANAGER_URL": standin_upstreams.sprm_url.replace(
+            "http://", "http://sprm-user:sprm-secret@"
+        ),
+        "AUTH_DISABLED": "false",
+        "AUTH_ISSUER_URL": issuer.issuer,
+        "AUTH_JWT_AUDIENCE": AUDIENCE,
+    }
+    with launch(env, tmp_path / "serve.log") as server:
+        token = {"Authorization": f"Bearer {issuer.token()}"}
+        refused = requests.get(f"{server.api}/resources", headers=token, timeout=30)
+        assert refused.status_code == 503
+        wait_for(lambda: "fetching the issuer's keys failed" in server.log(), what="the warning")
+        assert server.stop() == 0
+    log = server.log()
+    assert "http://***@127.0.0.1:" in log
+    assert "secret" not in log
+
+    invalid = env | {"SP_RESOURCE_MANAGER_URL": "http://u:cfg-secret@sprm:port"}
+    result = run([str(ENTRY), "serve"], invalid)
+    assert result.returncode == 1
+    assert "SP_RESOURCE_MANAGER_URL='http://***@sprm:port'" in result.stderr
+    assert "secret" not in result.stderr

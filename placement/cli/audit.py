@@ -28,8 +28,8 @@ HELP = "report (and repair) drift between records and the SPRM"
 DESCRIPTION = (
     "Compare every SPRM instance with every record: orphaned instances (no record), "
     "missing instances (a READY record whose instance is gone), stuck operations (in "
-    "flight past their lease). Dry unless told to repair. Exit status: 0 no drift, "
-    "1 drift, 2 error."
+    "flight past their lease); and records whose id the API refuses. Dry unless told to "
+    "repair. Exit status: 0 no drift, 1 drift, 2 error."
 )
 
 
@@ -69,6 +69,12 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="remove records whose instance is gone (each checked again first)",
     )
+    parser.add_argument(
+        "--remove-invalid-ids",
+        action="store_true",
+        help="remove records whose id the API refuses (such as one ending in a newline),"
+        " and their instances (each checked again first)",
+    )
     return parser
 
 
@@ -93,7 +99,12 @@ def main(argv: list[str]) -> int:
         findings = scan(drift, sprm, grace)
         _print(findings, args.json)
         repairs = Repairs(drift, sprm, findings, config.operation_lease(), _say)
-        left = findings.counts()
+        left = findings.counts() | {"invalid_ids": len(findings.invalid_ids)}
+        if args.remove_invalid_ids:  # first: a removed record is no longer missing
+            kept = repairs.remove_invalid()
+            removed = set(findings.invalid_ids) - set(kept)
+            left["invalid_ids"] = len(kept)
+            left["missing_instances"] = len(set(findings.missing_instances) - removed)
         if args.delete_orphans:
             left["orphaned_instances"] = len(repairs.delete_orphans(args.max_deletes))
         if args.forget_missing:
@@ -110,26 +121,29 @@ def _print(findings: Findings, as_json: bool) -> None:
     if as_json:
         print(json.dumps(findings.to_json()))
         return
-    counts = findings.counts()
-    width = max(len(kind) for kind in KINDS)
+    reported = (*KINDS, "invalid_ids")
+    width = max(len(kind) for kind in reported)
     print(f"{'drift':<{width}}  count")
-    for kind in KINDS:
-        print(f"{kind:<{width}}  {counts[kind]:>5}")
+    for kind in reported:
+        print(f"{kind:<{width}}  {len(getattr(findings, kind)):>5}")
     print(f"checked {findings.instances} instances and {findings.records} records")
     for kind in KINDS:
         ids = getattr(findings, kind)
         if ids:
             print(f"\n{kind}:")
             print("\n".join(f"  {each}" for each in ids))
+    if findings.invalid_ids:  # shown as Python strings: one line each, whatever they hold
+        print("\ninvalid_ids:")
+        print("\n".join(f"  {each!r}" for each in findings.invalid_ids))
 
 
 def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    print(logs.mask_urls(line), file=sys.stderr, flush=True)
 
 
 def _error(message: str) -> int:
     first = message.strip().splitlines()[0] if message.strip() else "failed"
-    print(f"{PROG}: {first}", file=sys.stderr)
+    print(f"{PROG}: {logs.mask_urls(first)}", file=sys.stderr)
     logging.getLogger(__name__).debug("audit failed: %s", message)
     return 2
 

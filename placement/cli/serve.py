@@ -18,7 +18,7 @@ import uvicorn
 from placement import logs
 from placement.config import Config, ConfigError
 from placement.http.connections import protocol
-from placement.store import StoreUnavailable, make_store
+from placement.store import StoreError, StoreUnavailable, make_store
 
 log = logging.getLogger("placement")
 
@@ -38,13 +38,15 @@ def serve() -> int:
         prepare_database(config)
     except StoreUnavailable as exc:
         return fail(f"database unavailable: {exc}")
+    except StoreError as exc:
+        return fail(f"database error: {exc}")
     log.info(
         "starting on http://%s:%d (database %s, policy engine %s, sprm %s, %d worker(s))",
         config.host,
         config.port,
         config.database.describe(),
-        config.policy.url,
-        config.sprm.url,
+        logs.mask_urls(config.policy.url),
+        logs.mask_urls(config.sprm.url),
         config.workers,
     )
     exit_cleanly_on(signal.SIGTERM, signal.SIGINT)
@@ -118,5 +120,8 @@ def prepare_database(config: Config) -> None:
 
 
 def fail(message: str) -> int:
-    print(f"placement-manager: {message}", file=sys.stderr)
+    """One line on stderr (a message of several lines joined; URLs' user information
+    masked), and exit status 1."""
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    print(f"placement-manager: {logs.mask_urls(line)}", file=sys.stderr)
     return 1

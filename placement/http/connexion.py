@@ -8,11 +8,14 @@
    once per operation (per content type, for body validators; per schema, for schema
    validators), and layers that only pass requests through are left out.
 2. Behaviour (always on): a body without Content-Type is 415 (Connexion would guess JSON,
-   then hand the handler raw bytes); validation errors name the parameter; JSON bodies
-   are refused when deeper than MAX_JSON_DEPTH, not UTF-8, holding NaN/Infinity (not
-   JSON) or numbers beyond a float's range (1e999), and any string (parameter, body key
-   or value) holding NUL, which PostgreSQL cannot store: refused here, the same on both
-   databases.
+   then hand the handler raw bytes); validation errors name the parameter; a spec
+   `pattern` matches the whole value, as JSON Schema's ECMA-262 regular expressions do
+   (`jsonschema` runs them with Python's `re.search`, whose `$` also matches before a
+   final newline: "nl-1\n" would pass an id pattern); JSON bodies are refused when
+   deeper than MAX_JSON_DEPTH, not UTF-8, holding NaN/Infinity (not JSON) or numbers
+   beyond a float's range (1e999); and any string (parameter, body key or value) holding
+   NUL or a lone surrogate (`\ud800`; a query parameter's percent-encoding that is not
+   UTF-8), which PostgreSQL cannot store: refused here, the same on both databases.
 
 Tied to Connexion 3.3's AsyncApp internals (pinned to 3.3 in pyproject.toml);
 `tests/test_connexion_canary.py` fails when one of the internals used here changes, and
@@ -25,8 +28,10 @@ import copy
 import functools
 import json
 import math
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+from urllib.parse import parse_qsl
 
 import connexion
 from connexion.apps.asynchronous import AsyncApi, AsyncOperation
@@ -53,7 +58,7 @@ from connexion.middleware.security import SecurityMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.utils import inspect_function_arguments, is_nullable
 from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator, ParameterValidator
-from jsonschema import Draft4Validator, ValidationError
+from jsonschema import Draft4Validator, ValidationError, validators
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 
@@ -311,10 +316,71 @@ def _fresh(schema: dict[str, Any], build: Any) -> Any:
     return build(copy.deepcopy(schema), format_checker=Draft4Validator.FORMAT_CHECKER)
 
 
+@functools.lru_cache(maxsize=64)
+def whole_value_pattern(pattern: str) -> re.Pattern[str]:
+    """`pattern` as ECMA-262 reads it: `$` (outside a character class, unescaped) matches
+    only at the very end of the value, as Python's `\\Z` does."""
+    translated, escaped, in_class = [], False, False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "$":
+            char = r"\Z"
+        translated.append(char)
+    return re.compile("".join(translated))
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, _schema: Any) -> Iterator[Any]:
+    """jsonschema's `pattern` keyword, matching the whole value (`whole_value_pattern`)."""
+    if validator.is_type(instance, "string") and not whole_value_pattern(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+ParameterSchemaValidator = validators.extend(Draft4Validator, {"pattern": _pattern})
+BodySchemaValidator = validators.extend(Draft4RequestValidator, {"pattern": _pattern})
+
+# Characters PostgreSQL cannot store in text or jsonb (SQLite would): NUL, lone surrogates.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unstorable(text: str) -> str | None:
+    """What `text` holds that cannot be stored, or None."""
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    return "NUL characters" if found.group() == "\x00" else "lone surrogates (\\ud800-\\udfff)"
+
+
+def _query_text(query_string: bytes) -> None:
+    """Refuse a query parameter whose percent-encoding is not UTF-8 text (an encoded
+    surrogate, `%ED%A0%80`, or any invalid sequence): Connexion would read it with
+    replacement characters, silently another value."""
+    if b"%" not in query_string:
+        return
+    query = query_string.decode("latin-1")
+    for name, value in parse_qsl(query, keep_blank_values=True, errors="surrogateescape"):
+        if _SURROGATE.search(name + value):
+            shown = _SURROGATE.sub("\ufffd", name)
+            raise BadRequestProblem(
+                detail=f"query parameter {shown} must be UTF-8 text without lone surrogates"
+            )
+
+
 class NamedParameterValidator(ParameterValidator):  # type: ignore[misc]
     """Connexion's parameter validation; errors name the parameter."""
 
     schema_validator = staticmethod(_cached)
+
+    def validate(self, scope: Scope) -> None:
+        _query_text(scope.get("query_string", b""))
+        super().validate(scope)
 
     @classmethod
     def validate_parameter(
@@ -326,10 +392,12 @@ class NamedParameterValidator(ParameterValidator):  # type: ignore[misc]
             if param.get("required"):
                 return f"{parameter_type} parameter {param['name']} is required"
             return None
-        if isinstance(value, str) and "\x00" in value:
-            return f"{parameter_type} parameter {param['name']} must not contain NUL characters"
+        what = _unstorable(value) if isinstance(value, str) else None
+        if what is not None:
+            return f"{parameter_type} parameter {param['name']} must not contain {what}"
         try:
-            cls.schema_validator(param.get("schema", param), Draft4Validator).validate(value)
+            schema = param.get("schema", param)
+            cls.schema_validator(schema, ParameterSchemaValidator).validate(value)
         except ValidationError as exc:
             return f"{parameter_type} parameter {param['name']}: {exc.message}"
         return None
@@ -342,7 +410,7 @@ class JsonBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
 
     @property
     def _validator(self) -> Any:
-        return self.schema_validator(self._schema, Draft4RequestValidator)
+        return self.schema_validator(self._schema, BodySchemaValidator)
 
     async def _parse(self, stream: Any, scope: Scope) -> Any:
         raw = b"".join([chunk async for chunk in stream])
@@ -361,10 +429,10 @@ class JsonBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
             raise BadRequestProblem(detail=f"request body is not JSON: {exc}") from None
         if json_depth(body) > MAX_JSON_DEPTH:
             raise _too_deep()
-        if "\\u0000" in text:  # the only way JSON text can hold a NUL
-            field = nul_field(body)
-            if field is not None:
-                raise BadRequestProblem(detail=f"{field} must not contain NUL characters")
+        if "\\u" in text:  # the only way JSON text can hold a NUL or a lone surrogate
+            found = unstorable_field(body)
+            if found is not None:
+                raise BadRequestProblem(detail=f"{found[0]} must not contain {found[1]}")
         return body
 
 
@@ -383,18 +451,21 @@ def _finite(text: str) -> float:
     return value
 
 
-def nul_field(document: Any) -> str | None:
-    """Where the first string holding NUL is in a parsed JSON document (a key or a
-    value), as a dotted path (`spec.vm.name`, `spec.disks[1]`); None if nowhere."""
+def unstorable_field(document: Any) -> tuple[str, str] | None:
+    """Where the first string holding NUL or a lone surrogate is in a parsed JSON document
+    (a key or a value), as a dotted path (`spec.vm.name`, `spec.disks[1]`), and what it
+    holds; None if nowhere."""
     pending: list[tuple[Any, str]] = [(document, "")]
     while pending:
         value, path = pending.pop()
-        if isinstance(value, str) and "\x00" in value:
-            return path or "the request body"
+        what = _unstorable(value) if isinstance(value, str) else None
+        if what is not None:
+            return path or "the request body", what
         if isinstance(value, dict):
             for key, child in value.items():
-                if "\x00" in key:
-                    return f"a key of {path}" if path else "a key of the request body"
+                what = _unstorable(key)
+                if what is not None:
+                    return (f"a key of {path}" if path else "a key of the request body"), what
                 pending.append((child, f"{path}.{key}" if path else key))
         elif isinstance(value, list):
             pending.extend((child, f"{path}[{n}]") for n, child in enumerate(value))

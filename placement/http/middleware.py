@@ -3,8 +3,9 @@
 - `MetricsPage`: GET /metrics, outside the API (never needs a token, never counted);
 - `RequestContext`: the request's context and id (X-Request-ID in and out);
 - `AccessLog`: one log line and the HTTP metrics when a request ends;
-- `MethodCheck`: a path the spec does not have is 404 (never a redirect), a method it
-  does not define for a known path 405;
+- `MethodCheck`: a path holding a control character is 400 (routing would misread it), a
+  path the spec does not have 404 (never a redirect), a method it does not define for a
+  known path 405;
 - `BodyLimit`: a body's size (413 before it is read whole) and the time it may take to
   arrive (408); placed after authentication, so no body is read for a refused request.
 """
@@ -28,6 +29,7 @@ from placement.http.problems import HttpKind, HttpProblem
 log = logging.getLogger("placement.access")
 
 _METHODS = ("GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class MetricsPage:
@@ -145,13 +147,13 @@ class SpecRoutes:
         self._routes: list[tuple[re.Pattern[str], set[str]]] = []
         for template, item in spec["paths"].items():
             # Ids never hold ":" (DNS labels): "x:rehydrate" matches only the custom method.
-            pattern = re.sub(r"\\\{[^}]*\\\}", "[^/:]+", re.escape(prefix + template))
+            pattern = re.sub(r"\\\{([^}]*)\\\}", r"(?P<\1>[^/:]+)", re.escape(prefix + template))
             methods = {m for m in _METHODS if m.lower() in item}
-            self._routes.append((re.compile(pattern + "$"), methods))
+            self._routes.append((re.compile(pattern), methods))
 
     def allowed(self, path: str) -> list[str] | None:
         """The spec's methods for `path` in a stable order, None for an unknown path."""
-        found = [methods for pattern, methods in self._routes if pattern.match(path)]
+        found = [methods for pattern, methods in self._routes if pattern.fullmatch(path)]
         if not found:
             return None
         union = found[0] if len(found) == 1 else set().union(*found)
@@ -159,6 +161,18 @@ class SpecRoutes:
 
     def allow_header(self, path: str) -> str:
         return ", ".join(self.allowed(path) or [])
+
+    def control_characters(self, path: str) -> str | None:
+        """Why `path` is refused if it holds a control character (a newline ends a
+        Starlette mount's match early), naming the path parameter that holds it."""
+        if not _CONTROL.search(path):
+            return None
+        for pattern, _methods in self._routes:
+            found = pattern.fullmatch(path)
+            for name, value in (found.groupdict() if found else {}).items():
+                if _CONTROL.search(value):
+                    return f"path parameter {name} must not contain control characters"
+        return "the request path must not contain control characters"
 
 
 class MethodCheck:
@@ -168,6 +182,9 @@ class MethodCheck:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            refused = self._routes.control_characters(scope["path"])
+            if refused is not None:
+                raise HTTPException(400, detail=refused)
             allowed = self._routes.allowed(scope["path"])
             method = "GET" if scope["method"] == "HEAD" else scope["method"]
             if allowed is None:
@@ -207,16 +224,19 @@ class BodyLimit:
             await self._app(scope, receive, send)
             return
         body = await self._read(receive)
+        if body is None:
+            return  # the client left, or a refusal broke the body off: nothing to run
         length = (b"content-length", str(len(body)).encode())
         kept = [(k, v) for k, v in scope["headers"] if k != b"transfer-encoding"]
         await self._app({**scope, "headers": [*kept, length]}, _replay(body, receive), send)
 
-    async def _read(self, receive: Receive) -> bytes:
+    async def _read(self, receive: Receive) -> bytes | None:
+        """The whole body; None if the client left before its end."""
         chunks, size, more = [], 0, True
         while more:
             message = await receive()
             if message["type"] != "http.request":
-                break
+                return None
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._limit:

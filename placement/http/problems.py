@@ -58,9 +58,12 @@ PROBLEM_TYPES: dict[ProblemKind, ProblemType] = {
     Kind.VALIDATION: ProblemType(
         400,
         "Invalid request",
-        "request fails validation against the spec (a string holding NUL (`\\u0000`: a body"
-        " field or key, a parameter), a number beyond a float's range (`1e999`), JSON nested"
-        " too deep), a bad page token, more than one `Authorization` header",
+        "request fails validation against the spec (patterns match the whole value: an id"
+        " ending in a newline is refused; a string holding NUL (`\\u0000`) or a lone surrogate"
+        " (`\\ud800`): a body field or key, a parameter; a query parameter that is not UTF-8;"
+        " a path holding a control character; a number beyond a float's range (`1e999`), JSON"
+        " nested too deep), a bad page token, more than one `Authorization` header; a request"
+        " that is not valid HTTP/1.1 (the connection is closed)",
     ),
     HttpKind.UNAUTHORIZED: ProblemType(
         401,
@@ -88,7 +91,9 @@ PROBLEM_TYPES: dict[ProblemKind, ProblemType] = {
     ),
     Kind.POLICY_CONFLICT: ProblemType(409, "Policy conflict", "the policies conflict"),
     HttpKind.PAYLOAD_TOO_LARGE: ProblemType(
-        413, "Request body too large", "request body over `SVC_MAX_BODY_BYTES`"
+        413,
+        "Request body too large",
+        "request body over `SVC_MAX_BODY_BYTES` (the connection is closed)",
     ),
     HttpKind.UNSUPPORTED_MEDIA_TYPE: ProblemType(
         415, "Unsupported Media Type", "request body without `Content-Type: application/json`"
@@ -100,7 +105,8 @@ PROBLEM_TYPES: dict[ProblemKind, ProblemType] = {
     HttpKind.HEADERS_TOO_LARGE: ProblemType(
         431,
         "Request headers too large",
-        "request line and headers over `SVC_MAX_HEADER_BYTES` (the connection is closed)",
+        "request line and headers, or a chunked body's trailers, over `SVC_MAX_HEADER_BYTES`"
+        " (the connection is closed)",
     ),
     Kind.INTERNAL: ProblemType(
         500,
@@ -167,13 +173,13 @@ def response(
 
 def refusal_headers(kind: ProblemKind, retry_after: int | None = None) -> dict[str, str]:
     """What an answer of `kind` carries besides its body: when to retry a 503 (or another
-    refusal that says when); and a request that timed out, or whose headers are too
-    large, closes the connection."""
+    refusal that says when); and a request that timed out, or whose headers or body are
+    too large, closes the connection (what the client still sends is not read)."""
     if kind is Kind.UNAVAILABLE:
         return {"Retry-After": str(retry_after or RETRY_AFTER)}
     if retry_after is not None:
         return {"Retry-After": str(retry_after)}
-    if kind in (HttpKind.REQUEST_TIMEOUT, HttpKind.HEADERS_TOO_LARGE):
+    if kind in (HttpKind.REQUEST_TIMEOUT, HttpKind.HEADERS_TOO_LARGE, HttpKind.PAYLOAD_TOO_LARGE):
         return {"Connection": "close"}
     return {}
 

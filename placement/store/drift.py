@@ -17,7 +17,7 @@ that differ.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,7 +25,7 @@ from typing import Any
 
 from placement.store.base import ResourceStore
 from placement.store.postgres import PostgresStore
-from placement.store.sqlite import SqliteStore
+from placement.store.sqlite import SqliteStore, roll_back
 
 LEASE_NAME = "drift"
 
@@ -48,6 +48,7 @@ _SQL = {
     "listed": "SELECT count(*) FROM placement_audit_instances",
     "analyze": "ANALYZE placement_audit_instances",
     "records": "SELECT count(*) FROM resources",
+    "invalid_ids": "SELECT id FROM resources WHERE id !~ ? ORDER BY id",
     "has_record": "SELECT 1 FROM resources WHERE id = ?"
     " UNION ALL SELECT 1 FROM placement_retired WHERE id = ?",
     "clock": "SELECT now()",
@@ -84,7 +85,14 @@ _SQLITE = {
     "drop_table": "DROP TABLE IF EXISTS temp.placement_audit_instances",
     "temp_store": "PRAGMA temp_store = FILE",
     "analyze": "ANALYZE temp.placement_audit_instances",
+    "invalid_ids": "SELECT id FROM resources WHERE id = '' OR length(id) > 63"
+    " OR id GLOB ? OR id GLOB ? OR id GLOB ? ORDER BY id",
 }
+# Ids the API's pattern refuses, as each database can find them (PostgreSQL's `$` is
+# the end of the text; SQLite has GLOB): characters but a-z, 0-9 and "-", a "-" first or
+# last, longer than 63, empty.
+_ID_PATTERN = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+_ID_GLOBS = ("*[^a-z0-9-]*", "-*", "*-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +171,10 @@ class DriftStore:
         conn.execute("BEGIN")
         try:
             yield
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            roll_back(conn)  # a failed COMMIT leaves the transaction open
             raise
-        conn.execute("COMMIT")
 
     @contextmanager
     def instance_table(self) -> Iterator[InstanceTable]:
@@ -195,6 +203,12 @@ class DriftStore:
     def record_count(self) -> int:
         [(count,)] = self._rows("records")
         return int(count)
+
+    def invalid_ids(self, is_valid: Callable[[str], bool]) -> list[str]:
+        """Record ids the API's pattern refuses, in id order (each checked by `is_valid`
+        too: the database's view of the pattern only finds them)."""
+        rows = self._rows("invalid_ids", _ID_GLOBS if self._sqlite else (_ID_PATTERN,))
+        return [row[0] for row in rows if not is_valid(row[0])]
 
     def has_record(self, resource_id: str) -> bool:
         return bool(self._rows("has_record", (resource_id, resource_id)))

@@ -19,7 +19,7 @@ from placement.config import Database
 from placement.model import JSONObject, ResourceView
 from placement.store import pg_probe
 from placement.store.base import Cursor, DuplicateId, StoreError, StoreUnavailable
-from placement.store.migrations import migrate
+from placement.store.migrations import VERSIONS, migrate
 from placement.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ _UNLIMITED = 1 << 62
 _RECONNECT_TIMEOUT = 10.0
 # Serialises migrations between replicas starting together.
 _MIGRATION_LOCK = 0x706C6163  # "plac"
+_ROLE_AND_SCHEMA = "SELECT current_user, to_regclass('placement_schema') IS NOT NULL"
+_CURRENT_VERSION = "SELECT coalesce(max(version), 0) FROM placement_schema"
 
 # Replicas claiming at once skip the rows another one is claiming.
 _LOCKED_CLAIMS: dict[str, str] = {
@@ -75,13 +77,15 @@ class PostgresStore(SqlStore):
             for statement in self._list.values()
         }
         self._db = db
+        # One connection attempt's limit (libpq's connect_timeout: 0 would mean forever).
+        self._try_seconds = max(1, min(10, int(db.connect_timeout)))
         self._conninfo = make_conninfo(
             host=db.host,
             port=db.port,
             dbname=db.name,
             user=db.user or None,
             password=db.password or None,
-            connect_timeout=max(1, min(10, int(db.connect_timeout))),
+            connect_timeout=self._try_seconds,
             application_name="placement-manager",
         )
         read_size, write_size = pool_sizes(db.pool_size)
@@ -99,10 +103,35 @@ class PostgresStore(SqlStore):
 
     def open(self) -> None:
         self._wait_until_reachable()
-        self._pool.open(wait=True, timeout=self._db.connect_timeout)
+        with _translated():
+            self._pool.open(wait=True, timeout=self.open_timeout())
         with self._transaction() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            migrate(conn.execute, "pgsql", self.placeholder)
+            self._migrate(conn)
+
+    def open_timeout(self) -> float:
+        """How long a pool may take to open: DB_CONNECT_TIMEOUT, but at least one
+        connection attempt (DB_CONNECT_TIMEOUT=0: one try, without waiting for more)."""
+        return max(self._db.connect_timeout, float(self._try_seconds))
+
+    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
+        """Bring the schema to the last version; a current one needs no DDL at all, so a
+        role with only the rights to read and write the tables (as the Go service's
+        deployments grant) serves it. A role that may not migrate is one line, naming
+        the role and what it would need."""
+        [(role, has_versions)] = conn.execute(_ROLE_AND_SCHEMA).fetchall()
+        current: int | None = None if has_versions else 0
+        try:
+            if current is None:
+                [(current,)] = conn.execute(_CURRENT_VERSION).fetchall()
+            if current < len(VERSIONS):
+                migrate(conn.execute, "pgsql", self.placeholder)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise StoreUnavailable(
+                f"role {role!r} may not migrate the schema of {self._db.describe()} "
+                f"(SQLSTATE 42501; not retried): {_needed(current)}, to be run by a role"
+                f" that may (the tables' owner): {exc.diag.message_primary or exc.sqlstate}"
+            ) from None
 
     def close(self) -> None:
         self._pool.close()
@@ -192,6 +221,15 @@ class PostgresStore(SqlStore):
             delay = min(delay * 2, 2.0)
 
 
+def _needed(current: int | None) -> str:
+    """The migrations a schema at version `current` (None: unknown) needs."""
+    last = len(VERSIONS)
+    if current is None:
+        return f"its version is unknown (the last is {last})"
+    needed = f"migration {last}" if current + 1 == last else f"migrations {current + 1} to {last}"
+    return f"it is at version {current} and needs {needed}"
+
+
 def pool_sizes(pool_size: int) -> tuple[int, int]:
     """DB_POOL_SIZE split between the reads' pool (asynchronous, on the event loop) and
     the request threads' (writes, the reconciler): a third for the reads, rounded down,
@@ -225,7 +263,7 @@ class PostgresReads:
 
     async def open(self) -> None:
         with _translated():
-            await self.pool.open(wait=True, timeout=self._store._db.connect_timeout)
+            await self.pool.open(wait=True, timeout=self._store.open_timeout())
 
     async def close(self) -> None:
         await self.pool.close()

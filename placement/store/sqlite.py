@@ -10,6 +10,7 @@ this process's (SQLite runs in it): each connection gets `now()` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -62,7 +63,7 @@ class SqliteStore(SqlStore):
                 self._migrate(conn)
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                roll_back(conn)
                 raise
 
     def close(self) -> None:
@@ -145,10 +146,10 @@ class SqliteStore(SqlStore):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                roll_back(conn)
                 raise
-            conn.execute("COMMIT")
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
@@ -225,6 +226,17 @@ class SqliteReads:
         if self._executor is None:
             raise StoreUnavailable("the SQLite reads are not open")
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+
+def roll_back(conn: sqlite3.Connection) -> None:
+    """End the transaction open on `conn`, if any. A failed COMMIT (a deferred
+    constraint, a full disk, a busy database) leaves it open, holding the database's
+    write lock for as long as this thread's connection lives; a failed statement may
+    have ended it already (SQLite rolls some back itself), so ROLLBACK may have nothing
+    to do, and its own failure must not hide the error that led here."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 def _time_text(moment: datetime) -> str:
