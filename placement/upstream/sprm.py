@@ -84,10 +84,10 @@ class SprmClient:
                 ),
             )
             if answer.status_code in CREATED:
-                return Change(status=_status_of(answer), unsettled=tries.may_have_acted)
+                return Change(status=_status_of(answer))
             if answer.status_code == 409 and (may_exist or tries.may_have_acted):
                 log.info("create of %s met 409: an earlier try made it", instance_id)
-                return Change(unsettled=tries.may_have_acted)
+                return Change()
             raise failure(ERRORS, "create", answer)
 
         return self._retry(attempt)
@@ -148,7 +148,7 @@ class SprmClient:
                 ),
             )
             if answer.status_code in DELETED or answer.status_code == 404:
-                return Change(answer.status_code != 404, unsettled=tries.may_have_acted)
+                return Change(found=answer.status_code != 404)
             raise failure(ERRORS, "delete", answer)
 
         return self._retry(attempt)

@@ -192,25 +192,6 @@ class MemoryStore:
                 return None
             return self._insert(placement, lease, beside_undo=True)
 
-    def watch(self, resource_id: str, lease: Lease) -> bool:
-        with self._lock:
-            self._check()
-            record = self._rows.get(resource_id)
-            until = self._end(lease)
-            earlier = self._retired.get(resource_id)
-            if earlier is not None and earlier.until is not None:
-                until = max(until, earlier.until)
-            if earlier is not None:
-                watched = _Row(earlier.resource, None, until, undo=earlier.undo)
-            elif record is not None and record.resource.state is State.PROVISIONING:
-                watched = _Row(record.resource, None, until, undo=True)
-            else:
-                now = self.clock()
-                gone = Resource(resource_id, "", {}, "", "", now, now, State.RETIRED)
-                watched = _Row(gone, None, until)
-            self._retired[resource_id] = watched
-            return True
-
     def retire_instance(self, resource_id: str, lease: Lease) -> bool:
         with self._lock:
             self._check()
@@ -449,7 +430,6 @@ class Act(Enum):
     GARBLE = "act; answer success with a body that does not match the API (read as success)"
     ACT_5XX = "act, then answer 503"
     REFUSE = "do nothing; answer 422"
-    RETRIED = "act and answer success on a retry; the first try acts again later, by its deadline"
     FAIL_5XX = "do nothing; answer 503"
 
 
@@ -499,15 +479,15 @@ class FakeSprm:
             if may_exist:
                 return Change()
             raise UpstreamError("sprm", "create", 409, f"instance {instance_id} exists")
-        if act in (Act.LATE, Act.RETRIED):
+        if act is Act.LATE:
             self.pending.append(
                 Pending("create", instance_id, self.clock() + self.exchange, provider, spec)
             )
-        if act is not Act.NEVER and act is not Act.LATE:
+        elif act is not Act.NEVER:
             self.instances[instance_id] = Instance(provider, copy.deepcopy(spec))
-        if act not in (Act.OK, Act.GARBLE, Act.RETRIED):  # a success is its status
+        if act not in (Act.OK, Act.GARBLE):  # the client reads only a success's status
             raise self._error("create", act)
-        return Change(status="PROVISIONED", unsettled=act is Act.RETRIED)
+        return Change(status="PROVISIONED")
 
     def get_instance(self, instance_id: str) -> FoundInstance | None:
         self.calls.append(("get", instance_id, False))
@@ -524,17 +504,23 @@ class FakeSprm:
         if act in (Act.REFUSE, Act.FAIL_5XX):
             raise self._error("delete", act)
         existed = instance_id in self.instances
-        if act in (Act.LATE, Act.RETRIED):
+        if act is Act.LATE:
             self.pending.append(Pending("delete", instance_id, self.clock() + self.exchange))
-        if act is not Act.NEVER and act is not Act.LATE:
+        elif act is not Act.NEVER:
             self.instances.pop(instance_id, None)
-        if act not in (Act.OK, Act.GARBLE, Act.RETRIED):
+        if act not in (Act.OK, Act.GARBLE):
             raise self._error("delete", act)
-        return Change(found=existed, unsettled=act is Act.RETRIED)
+        return Change(found=existed)
 
-    def apply_late(self, until: datetime | None = None) -> None:
-        """Carry out the queued actions (those due by `until`, or all)."""
-        due = [p for p in self.pending if until is None or p.deadline <= until]
+    def apply_late(self, until: datetime | None = None, instance_id: str | None = None) -> None:
+        """Carry out the queued actions (those due by `until`, or all; of `instance_id`,
+        or of every instance)."""
+        due = [
+            p
+            for p in self.pending
+            if (until is None or p.deadline <= until)
+            and (instance_id is None or p.instance_id == instance_id)
+        ]
         for action in due:
             self.pending.remove(action)
             if action.operation == "create":
