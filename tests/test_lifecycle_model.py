@@ -59,7 +59,7 @@ from placement.reconciler import Reconciler
 from placement.service import PlacementService
 from placement.store import Lease, ResourceStore, make_store
 from placement.store.sqlite import SqliteStore
-from placement.upstream import retry
+from placement.upstream import deadlines, retry
 from placement.upstream.sprm import SprmClient
 from tests.harness.fakes import T0, FakeClock, FakePolicy, FakeSprm, Instance, MemoryStore, Pending
 
@@ -88,7 +88,8 @@ def rows_changed(method: str, args: tuple[Any, ...]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Try:
-    """What the simulated SPRM does with one try: act ("now", "late" or "never"), then
+    """What the simulated SPRM does with one try: act ("now", "late", "never", or
+    "trickle": once it has sent its answer, one byte at a time, while the flow is held), then
     answer a status, "garbled" (the success status with a body that is not the API's),
     or None (nothing: the connection drops)."""
 
@@ -104,11 +105,13 @@ CHANGE_TRIES = {
     "create": st.one_of(
         st.builds(Try, st.just("now"), st.sampled_from(["ok", 202, "garbled", 503, None])),
         st.builds(Try, st.just("late"), st.sampled_from([503, None])),
+        st.builds(Try, st.just("trickle"), st.just("ok")),
         st.builds(Try, st.just("never"), st.sampled_from([503, None, 429, 408, 422, 400, 401])),
     ),
     "delete": st.one_of(
         st.builds(Try, st.just("now"), st.sampled_from(["ok", 202, 503, None])),
         st.builds(Try, st.just("late"), st.sampled_from([503, None])),
+        st.builds(Try, st.just("trickle"), st.just("ok")),
         st.builds(Try, st.just("never"), st.sampled_from([503, None, 429, 408, 422, 400])),
     ),
     "get": st.builds(Try, st.just("now"), st.sampled_from(["ok", "ok", 503, None, "garbled"])),
@@ -247,6 +250,7 @@ class SprmOverHttp(BaseAdapter):
         super().__init__()
         self._sprm = sprm
         self._stops = stops
+        self._trickled_from = threading.local()  # when this thread's trickling try began
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
         url = urlsplit(str(request.url))
@@ -260,6 +264,8 @@ class SprmOverHttp(BaseAdapter):
         status, body = self._exchange(operation, rid, attempt, request)
         if flow is not None:
             flow.stop(f"sprm.{operation} try answered {status}")
+        if attempt.act == "trickle":
+            status = self._trickled(operation, rid, request)
         if status is None:
             raise requests.ConnectionError("the connection dropped")
         answer = requests.Response()
@@ -287,10 +293,14 @@ class SprmOverHttp(BaseAdapter):
         if attempt.act == "now":
             self._act(operation, rid, request)
         elif attempt.act == "late":
-            sent = json.loads(request.body or b"{}") if operation == "create" else {}
-            deadline = sprm.clock() + sprm.exchange
-            provider, spec = sent.get("provider_name", ""), sent.get("spec", {})
-            sprm.pending.append(Pending(operation, rid, deadline, provider, spec))
+            self._act_by(sprm.clock() + sprm.exchange, operation, rid, request)
+        elif attempt.act == "trickle":
+            made = deadlines.current()
+            self._trickled_from.start = sprm.clock()
+            if made is not None:  # cut at the deadline, when the SPRM has acted
+                ends = self._trickled_from.start + timedelta(seconds=made.seconds)
+                self._act_by(ends, operation, rid, request)
+            return 0, b""  # the answer is still on its way
         if attempt.answer == "ok":
             return (201, b'{"id": "%s"}' % rid.encode()) if operation == "create" else (204, b"")
         if attempt.answer == "garbled":
@@ -299,6 +309,27 @@ class SprmOverHttp(BaseAdapter):
             return None, b""
         status = int(attempt.answer)
         return status, b"" if status == 202 else _problem(status)
+
+    def _act_by(
+        self, deadline: datetime, operation: str, rid: str, request: requests.PreparedRequest
+    ) -> None:
+        """The SPRM acts later, at the latest by `deadline`."""
+        sent = json.loads(request.body or b"{}") if operation == "create" else {}
+        provider, spec = sent.get("provider_name", ""), sent.get("spec", {})
+        self._sprm.pending.append(Pending(operation, rid, deadline, provider, spec))
+
+    def _trickled(self, operation: str, rid: str, request: requests.PreparedRequest) -> int | None:
+        """The end of an answer sent a byte at a time, which the SPRM acts on once it has
+        sent it: the call's deadline cut it if its time is over (the SPRM acted by then);
+        with no deadline, the SPRM acts now, however late, and the answer arrives."""
+        made = deadlines.current()
+        if made is None:
+            self._act(operation, rid, request)
+        elif self._sprm.clock() > self._trickled_from.start + timedelta(seconds=made.seconds):
+            raise requests.Timeout("cut at its deadline")
+        else:
+            self._sprm.apply_late(instance_id=rid)
+        return 201 if operation == "create" else 204
 
     def _act(self, operation: str, rid: str, request: requests.PreparedRequest) -> None:
         if operation == "create":
@@ -477,6 +508,20 @@ class Lifecycle(RuleBasedStateMachine):
         until = self.clock() + timedelta(seconds=seconds)
         self.sprm.apply_late(until)
         self.clock.advance(seconds)
+
+    @precondition(lambda self: bool(self.live()))
+    @rule(data=st.data())
+    def stall(self, data: Any) -> None:
+        """The flows under way stall (a slow answer, a paused process) while the clock
+        passes their leases and a reconciler round runs to its end."""
+        self.advance(LEASE + 1)
+        round_ = Reconciler(self.stopping_store, self.sprm_client, LEASE, 5.0, batch=3)
+        flow = Flow("reconcile", round_.run_once, self.local)
+        self.flows.append(flow)
+        for _ in range(100):
+            if flow.done:
+                break
+            self._go(flow, data)
 
     @precondition(lambda self: bool(self.sprm.pending))
     @rule(index=st.integers(0, 100))
