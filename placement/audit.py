@@ -202,7 +202,7 @@ class Repairs:
             self.say(f"kept record {shown}: already gone")
             return True
         try:
-            deleted = self.sprm.delete_instance(resource_id)
+            deleted = self.sprm.delete_instance(resource_id).found
         except UpstreamError as exc:
             self.drift.unclaim(resource_id, self.owner)
             self.say(f"failed to delete the instance of record {shown}: {exc}")

@@ -20,6 +20,7 @@ import responses
 
 from placement.config import RetryPolicy, Upstream
 from placement.model import Change, Evaluation, Instance
+from placement.upstream import deadlines
 from placement.upstream.deadlines import deadline
 from placement.upstream.errors import UpstreamError
 from placement.upstream.policy import PolicyClient
@@ -537,6 +538,23 @@ def test_an_answer_that_trickles_is_cut_at_the_calls_deadline(trickling_upstream
     assert raised.value.outcome_unknown
     assert re.search(r"timed out \(the try's deadline: 0\.[56]\d* s in all\)", raised.value.reason)
     assert took < 5.0, took  # two tries of 0.6 s and a wait; the server trickles for 20 s
+
+
+def test_a_call_that_reaches_its_socket_after_its_deadline_stops_there(
+    trickling_upstream: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread stalled (a loaded machine) between reading the time left and using its
+    socket, while the watchdog expired its deadline: the watchdog will never cut that
+    socket, so the call stops there rather than reading a trickle for as long as it lasts."""
+    session = pooled_session(trickling_upstream, pool_size=1)
+    monkeypatch.setattr(deadlines, "_within", lambda timeout, left: timeout)  # read before
+    started = time.monotonic()
+    with deadline(0.2) as made:
+        while not made.expired and time.monotonic() - started < 10:
+            time.sleep(0.01)
+        with pytest.raises(requests.RequestException):
+            session.get(trickling_upstream + "/slow", timeout=5)
+    assert time.monotonic() - started < 5.0  # the server trickles for 20 s
 
 
 def test_the_pool_keeps_working_around_cut_calls(trickling_upstream: str) -> None:

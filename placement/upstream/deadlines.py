@@ -69,8 +69,12 @@ class _Watchdog:
             deadline._connections.clear()
 
     def watch(self, connection: HTTPConnection, deadline: Deadline | None) -> None:
-        """`connection` now serves `deadline`'s call (and no earlier call's)."""
+        """`connection` now serves `deadline`'s call (and no earlier call's). A call whose
+        time ran out before it reached its socket (a stalled thread) stops here: the
+        watchdog, done with it, would never cut this connection."""
         with self._state:
+            if deadline is not None and deadline.expired:
+                raise TimeoutError(f"the call's deadline of {deadline.seconds:g} s has passed")
             connection._placement_deadline = deadline  # type: ignore[attr-defined]
             if deadline is not None:
                 deadline._connections.append(connection)
