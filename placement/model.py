@@ -14,8 +14,9 @@ EPOCH = datetime.fromtimestamp(0, UTC)
 
 
 class State(StrEnum):
-    """Where a resource stands in its lifecycle (see `lifecycle.py` for the moves between
-    states). Every state but READY means an operation is in flight: its owner holds a
+    """Where a resource stands in its lifecycle (the moves between states are tabled in
+    `tests/harness/lifecycle.py`, the oracle the flows and statements are checked against).
+    Every state but READY means an operation is in flight: its owner holds a
     lease on the record, and once the lease has run out the reconciler finishes or undoes
     the operation."""
 

@@ -11,8 +11,8 @@ import pytest
 from placement_dev.standins import SprmStandIn
 from prometheus_client import REGISTRY
 
-from placement.audit import Findings, Repairs, scan
-from placement.auditor import Auditor
+from placement.flows.drift import Findings, Repairs, scan
+from placement.flows.drift_monitor import Auditor
 from placement.model import Placement, State
 from placement.store import Lease, ResourceStore
 from placement.store.drift import DriftStore

@@ -54,9 +54,9 @@ from requests.adapters import BaseAdapter
 
 from placement.config import Database, RetryPolicy, Upstream
 from placement.errors import Kind, PlacementError
+from placement.flows.changes import PlacementService
+from placement.flows.reconciler import Reconciler
 from placement.model import Placement, Resource
-from placement.reconciler import Reconciler
-from placement.service import PlacementService
 from placement.store import Lease, ResourceStore, make_store
 from placement.store.sqlite import SqliteStore
 from placement.upstream import deadlines, retry

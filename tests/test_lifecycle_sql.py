@@ -1,5 +1,5 @@
 """The SQL the stores run makes exactly the moves of the lifecycle table
-(`placement/lifecycle.py`): for every transition and every row it changes, the statement
+(`tests/harness/lifecycle.py`): for every transition and every row it changes, the statement
 of that name checks the states and the owner (or lease) condition the table names, sets
 the state the table names, and takes time only from the database's clock."""
 
@@ -9,11 +9,11 @@ import re
 
 import pytest
 
-from placement.lifecycle import TRANSITIONS, Actor, Guard, Move, Row, Transition, allowed
 from placement.model import State
 from placement.store import drift
 from placement.store.postgres import PostgresStore
 from placement.store.sql import _SQL
+from tests.harness.lifecycle import TRANSITIONS, Actor, Guard, Move, Row, Transition, allowed
 
 # The lifecycle's statements, and the audit's moves on records.
 AUDIT_MOVES = {name: text for name, text in drift._SQL.items() if name.startswith("audit_")}

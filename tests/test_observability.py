@@ -17,9 +17,9 @@ import requests
 from placement_manager_client import Client
 from placement_manager_client.api.resource import get_resource
 
-from placement import context
 from placement.config import Config, Database
-from placement.logs import JsonFormatter, TextFormatter, mask_urls
+from placement.telemetry import context
+from placement.telemetry.logs import JsonFormatter, TextFormatter, mask_urls
 from tests.harness.app import serve_config
 from tests.harness.calls import create
 from tests.harness.concurrency import wait_for

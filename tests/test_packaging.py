@@ -26,7 +26,7 @@ def build_wheel(source: Path, out: Path) -> zipfile.ZipFile:
 def test_the_service_wheel_holds_the_service_and_not_the_stand_ins(tmp_path: Path) -> None:
     names = build_wheel(ROOT, tmp_path).namelist()
     assert "placement/openapi.yaml" in names
-    assert "placement/http/app.py" in names
+    assert "placement/bootstrap.py" in names
     assert not [n for n in names if "standin" in n or "placement_dev" in n or "devstack" in n]
     assert not [n for n in names if n.startswith(("tests/", "bench/"))]
 

@@ -11,8 +11,8 @@ import pytest
 from placement_dev.standins import SprmStandIn
 
 from placement.config import Database
+from placement.flows.reconciler import Reconciler
 from placement.model import Placement, State
-from placement.reconciler import Reconciler
 from placement.store import Lease, ResourceStore, make_store
 from placement.upstream.sprm import SprmClient
 from tests.harness.concurrency import wait_for

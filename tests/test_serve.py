@@ -19,9 +19,9 @@ from placement_manager_client.api.resource import (
 )
 from placement_manager_client.models import Resource, ResourceSpec
 
+from placement.bootstrap import STOP_DRAIN
 from placement.cli.serve import SHUTDOWN_GRACE
 from placement.config import Database
-from placement.http.app import STOP_DRAIN
 from tests.harness.concurrency import wait_for
 from tests.harness.databases import database_env
 from tests.harness.oidc import AUDIENCE, Issuer

@@ -9,12 +9,11 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from placement.errors import Kind, PlacementError
+from placement.errors import Kind, PlacementError, UpstreamError
+from placement.flows.changes import PlacementService
+from placement.flows.reconciler import Reconciler
 from placement.model import Placement, State
-from placement.reconciler import Reconciler
-from placement.service import PlacementService
 from placement.store import Lease, PendingDeletion
-from placement.upstream.errors import UpstreamError
 from tests.harness.fakes import Act, FakeClock, FakePolicy, FakeSprm, MemoryStore
 
 LEASE = 100.0

@@ -13,6 +13,7 @@ import pytest
 import requests
 import yaml
 
+from placement.bootstrap import create_app
 from placement.config import Config, Database
 from placement.http import app as app_module
 from tests.harness.app import serve
@@ -33,7 +34,7 @@ def serve_spec(
         edited = tmp_path / "openapi.yaml"
         edited.write_text(yaml.safe_dump(spec, sort_keys=False))
         monkeypatch.setattr(app_module, "SPEC", edited)
-        return serve(app_module.create_app(config, connexion_adaptations=True))
+        return serve(create_app(config, connexion_adaptations=True))
 
     return start
 

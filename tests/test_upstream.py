@@ -19,10 +19,10 @@ import requests
 import responses
 
 from placement.config import RetryPolicy, Upstream
+from placement.errors import UpstreamError
 from placement.model import Change, Evaluation, Instance
 from placement.upstream import deadlines
 from placement.upstream.deadlines import deadline
-from placement.upstream.errors import UpstreamError
 from placement.upstream.policy import PolicyClient
 from placement.upstream.sprm import InstancePage, SprmClient
 from placement.upstream.transport import pooled_session
@@ -469,7 +469,7 @@ def test_retry_after_beyond_the_calls_time_ends_the_call(
 def test_refused_credentials_are_said_in_the_detail_and_the_metric(
     http: responses.RequestsMock, status: int
 ) -> None:
-    from placement import metrics
+    from placement.telemetry import metrics
 
     counter = metrics.UPSTREAM_CALLS.labels("sprm", "create", "credentials_refused")
     before = counter._value.get()

@@ -33,7 +33,7 @@ from pathlib import Path
 import requests
 import uvicorn
 
-from placement import logs
+from placement.bootstrap import create_app
 from placement.cli.serve import (
     exit_cleanly_on,
     fail,
@@ -41,9 +41,9 @@ from placement.cli.serve import (
     return_large_blocks_to_the_os,
 )
 from placement.config import Config, ConfigError
-from placement.http.app import create_app
 from placement.http.connections import protocol
 from placement.store import StoreUnavailable
+from placement.telemetry import logs
 from placement_dev.standins import (
     BackgroundServer,
     PolicyStandIn,

@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from placement import context, logs
-from placement.audit import KINDS, AuditError, Findings, Repairs, scan
 from placement.config import Config, ConfigError, parse_duration
+from placement.errors import UpstreamError
+from placement.flows.drift import KINDS, AuditError, Findings, Repairs, scan
 from placement.store import StoreError, make_store
 from placement.store.drift import DriftStore
-from placement.upstream.errors import UpstreamError
+from placement.telemetry import context, logs
 from placement.upstream.sprm import SprmClient
 
 PROG = "placement-manager audit"

@@ -15,14 +15,14 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from placement import logs
 from placement.config import Config, ConfigError
 from placement.http.connections import protocol
 from placement.store import StoreError, StoreUnavailable, make_store
+from placement.telemetry import logs
 
 log = logging.getLogger("placement")
 
-# Seconds SIGTERM leaves requests in flight to finish. With app.STOP_DRAIN after it, a
+# Seconds SIGTERM leaves requests in flight to finish. With bootstrap.STOP_DRAIN after it, a
 # stop ends within 8 s: before the SIGKILL of `podman stop` and compose (10 s), systemd
 # (TimeoutStopSec) and Kubernetes (30 s).
 SHUTDOWN_GRACE = 5
@@ -53,7 +53,7 @@ def serve() -> int:
     return_large_blocks_to_the_os()
     with _shared_metrics(config.workers):
         uvicorn.run(
-            "placement.http.app:app_from_env",
+            "placement.bootstrap:app_from_env",
             factory=True,
             host=config.host,
             port=config.port,

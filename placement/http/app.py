@@ -1,4 +1,5 @@
-"""The Connexion app and the composition root that builds the service from config.
+"""The Connexion app: the spec as routing table and the middleware pipeline, in order.
+The composition root that builds what it serves is `placement/bootstrap.py`.
 
 The spec (`openapi.yaml`, shipped inside the package) is the routing table: each
 operationId is bound to the `Handlers` method of the same name in snake case.
@@ -6,14 +7,10 @@ operationId is bound to the `Handlers` method of the same name in snake case.
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import logging
-import os
 import re
-import threading
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +21,6 @@ from connexion.middleware import MiddlewarePosition
 from connexion.resolver import Resolver
 from starlette.exceptions import HTTPException
 
-from placement import logs, metrics
-from placement.auditor import Auditor
 from placement.config import Auth, Config
 from placement.http import problems
 from placement.http.auth import OneAuthorization, TokenVerifier, bearer_handler
@@ -39,79 +34,26 @@ from placement.http.middleware import (
     RequestContext,
     SpecRoutes,
 )
-from placement.http.threads import RequestThreads
-from placement.reads import ReadFlows
-from placement.reconciler import Reconciler
-from placement.service import PlacementService
-from placement.store import make_store
-from placement.upstream.policy import PolicyClient
-from placement.upstream.sprm import SprmClient
+from placement.telemetry import metrics
 
 SPEC = Path(__file__).parent.parent / "openapi.yaml"
-# Seconds the process's shutdown may wait, after uvicorn's graceful period, for handler
-# threads and the reconciler still waiting on an upstream (with retries, up to minutes).
-# Their records hold leases, so the reconciler settles them later: `serve` leaves without
-# them, so that a stop ends before the platform's SIGKILL (cli.SHUTDOWN_GRACE + this).
-STOP_DRAIN = 3.0
-log = logging.getLogger("placement")
 
 
-def create_app(
-    config: Config, *, stop_drain: float | None = None, connexion_adaptations: bool = True
+def build_app(
+    config: Config,
+    handlers: Handlers,
+    lifespan: Callable[[Any], AbstractAsyncContextManager[None]],
+    *,
+    verifier: TokenVerifier | None,
+    pool_stats: Callable[[], Any],
+    connexion_adaptations: bool = True,
 ) -> connexion.AsyncApp:
-    """Build the whole service: store, upstream clients, flows, HTTP app. With
-    `stop_drain` (seconds), the process exits at most that long after shutdown begins,
-    even if a request or the reconciler is still waiting on an upstream.
-    `connexion_adaptations=False` (tests only) serves with Connexion's own per-request
-    machinery instead of the faster one of `http/connexion.py`: it must change nothing
-    but speed."""
-    store = make_store(config.database)
-    policy = PolicyClient(config.policy, config.retry, config.threads, config.forward_auth)
-    sprm = SprmClient(config.sprm, config.retry, config.threads, config.forward_auth)
-    service = PlacementService(
-        store, policy, sprm, config.operation_lease(), config.reconcile.interval
-    )
-    reads = store.reads()
-    read_flows = ReadFlows(reads, page_max_bytes=config.limits.page_max_bytes)
-    reconciler = Reconciler(
-        store, sprm, config.operation_lease(), retry_seconds=config.reconcile.interval
-    )
-    auditor = (
-        Auditor(store, sprm, config.audit_interval, config.operation_lease())
-        if config.audit_interval > 0
-        else None
-    )
-    verifier = TokenVerifier(config.auth) if config.auth.enabled else None
-
-    # The handlers run here; the number of threads caps the requests served at once.
-    threads = RequestThreads(config.threads, config.limits.queue_wait)
-    handlers = Handlers(service, read_flows, threads)
-
-    @asynccontextmanager
-    async def lifespan(_app: Any) -> AsyncIterator[None]:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(threads.executor, store.open)
-        await reads.open()
-        reconciler.start(config.reconcile.interval)
-        if auditor is not None:
-            auditor.start()
-        try:
-            yield
-        finally:
-            if stop_drain is not None:
-                _exit_after(stop_drain)
-            await loop.run_in_executor(threads.executor, reconciler.stop)
-            if auditor is not None:
-                await loop.run_in_executor(threads.executor, auditor.stop)
-            threads.shutdown()
-            await reads.close()
-            if verifier is not None:
-                verifier.keys.close()
-            store.close()
-            policy.close()
-            sprm.close()
-
-    # After authentication: no body is read for a request refused anyway.
+    """The Connexion app over `handlers`, with the middleware pipeline in its order:
+    metrics page, request context and access log outermost (every request is counted and
+    logged, refusals included); then the method check and the one-Authorization rule
+    before routing; then authentication, the body limit (after it: no body is read for a
+    request refused anyway) and validation from the spec; the problem handler turns every
+    error into problem details."""
     body_limit = functools.partial(
         BodyLimit, limit=config.max_body_bytes, timeout=config.limits.body_timeout
     )
@@ -135,7 +77,7 @@ def create_app(
     outer = MiddlewarePosition.BEFORE_EXCEPTION
     app.add_middleware(MetricsPage, position=outer)
     app.add_middleware(RequestContext, position=outer)
-    app.add_middleware(AccessLog, position=outer, pool_gauge=metrics.PoolGauge(store.pool_stats))
+    app.add_middleware(AccessLog, position=outer, pool_gauge=metrics.PoolGauge(pool_stats))
     routes = SpecRoutes(SPEC)
     app.add_middleware(MethodCheck, position=MiddlewarePosition.BEFORE_ROUTING, routes=routes)
     app.add_middleware(
@@ -172,28 +114,3 @@ def resolver(handlers: Handlers) -> Resolver:
         return method
 
     return Resolver(function_resolver=resolve)
-
-
-def app_from_env() -> connexion.AsyncApp:
-    """Factory for uvicorn workers (`serve`): configuration from the environment."""
-    config = Config.from_env(os.environ)
-    logs.configure(config.log_level, config.log_format)
-    return create_app(config, stop_drain=STOP_DRAIN)
-
-
-def _exit_after(seconds: float) -> None:
-    """End this process in `seconds` unless it has ended by then (a daemon timer: it
-    never delays a normal exit). Python would otherwise wait for every thread."""
-
-    def leave() -> None:
-        log.warning(
-            "still waiting on an upstream %gs into the shutdown: leaving now "
-            "(unfinished operations hold leases; the reconciler settles them)",
-            seconds,
-        )
-        logging.shutdown()
-        os._exit(0)
-
-    timer = threading.Timer(seconds, leave)
-    timer.daemon = True
-    timer.start()

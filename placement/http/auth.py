@@ -23,9 +23,9 @@ import requests
 from connexion.security import BearerSecurityHandler
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from placement import context
 from placement.config import Auth
 from placement.errors import Kind, PlacementError
+from placement.telemetry import context
 from placement.upstream import deadlines
 from placement.upstream.transport import pooled_session
 

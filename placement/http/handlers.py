@@ -17,11 +17,11 @@ from typing import Any, Concatenate, ParamSpec
 
 from connexion.lifecycle import ConnexionResponse
 
-from placement import context
+from placement.flows.changes import PlacementService
+from placement.flows.queries import ReadFlows
 from placement.http.encoding import embedded, json_bytes
 from placement.http.threads import RequestThreads
-from placement.reads import ReadFlows
-from placement.service import PlacementService
+from placement.telemetry import context
 
 JSON = "application/json"
 _HEALTHY = json_bytes({"status": "healthy", "path": "health"})

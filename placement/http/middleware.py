@@ -23,8 +23,8 @@ import yaml
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from placement import context, metrics
 from placement.http.problems import HttpKind, HttpProblem
+from placement.telemetry import context, metrics
 
 log = logging.getLogger("placement.access")
 
@@ -50,7 +50,7 @@ class MetricsPage:
 
 
 class RequestContext:
-    """Starts the request's context (`placement.context`) with the client's X-Request-ID
+    """Starts the request's context (`placement.telemetry.context`) with the client's X-Request-ID
     if sane, else a new id, and puts the id on the answer."""
 
     def __init__(self, app: ASGIApp) -> None:

@@ -24,9 +24,9 @@ from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
-from placement import context
 from placement.errors import Kind, PlacementError
 from placement.http.encoding import json_bytes
+from placement.telemetry import context
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 The store is the one seam through which time reaches the lifecycle: leases are taken
 and compared with the database's clock (so replicas never compare clocks with each
 other), and new records are stamped with it. Each lifecycle method is one transition
-of `placement.lifecycle`, checked in the same statement (or transaction) that makes it.
+of `tests.harness.lifecycle`, checked in the same statement (or transaction) that makes it.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class ResourceStore(Protocol):
     def pending_deletion(self, resource_id: str) -> PendingDeletion | None:
         """The pending deletion (or undo) holding this id, if any."""
 
-    # Lifecycle transitions (placement.lifecycle): True, or the record, when made.
+    # Lifecycle transitions (tests.harness.lifecycle): True, or the record, when made.
 
     def begin_create(self, placement: Placement, lease: Lease) -> Resource:
         """Insert PROVISIONING under `lease`; DuplicateId if the id is in use."""

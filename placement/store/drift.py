@@ -1,4 +1,4 @@
-"""The drift audit's SQL (`placement/audit.py`), on the store's own database, apart from
+"""The drift audit's SQL (`placement/flows/drift.py`), on the store's own database, apart from
 the lifecycle's statements.
 
 The SPRM's instance ids are streamed page by page into a temporary table on one
@@ -10,7 +10,7 @@ Every comparison with "now" uses the database's clock (`now()` and
 `placement_lease_end(seconds)`, as in `sql.py`). Every state but READY counts as an
 operation in flight; a pending deletion of a replaced instance (`placement_retired`) is
 work in progress, not an orphan. The moves the audit makes on records are transitions of
-`placement/lifecycle.py` (by the audit). Statements are written out whole, with "?"
+`tests/harness/lifecycle.py` (by the audit). Statements are written out whole, with "?"
 placeholders (rewritten to "%s" for psycopg); `_SQLITE` holds SQLite's spelling of those
 that differ.
 """

@@ -101,7 +101,7 @@ VERSIONS: tuple[tuple[Step, ...], ...] = (
             None,
         ),
     ),
-    # 4: the in-service drift audit (placement/auditor.py): its lease, so that one
+    # 4: the in-service drift audit (placement/flows/drift_monitor.py): its lease, so that one
     # replica at a time runs it, and the counts of the last run, which every replica shows.
     (
         Step(

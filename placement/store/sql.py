@@ -21,7 +21,7 @@ from placement.store.base import Cursor, DuplicateId, Lease, PendingDeletion
 
 # Every statement is written out whole (no SQL is assembled from pieces), with "?"
 # placeholders that `SqlStore` rewrites for drivers using "%s". Lifecycle statements are
-# named after their transition in `placement.lifecycle` (`<transition>:<row>` when a
+# named after their transition in `tests.harness.lifecycle` (`<transition>:<row>` when a
 # transition changes several rows); `tests/test_lifecycle_sql.py` checks them against it.
 _SQL = {
     "get": "SELECT id, catalog_item_instance_id, original_spec, provider_name,"
@@ -292,7 +292,7 @@ class SqlStore(abc.ABC):
         left = self._decode_time(until) - self._decode_time(now)
         return PendingDeletion(bool(undo), max(0.0, left.total_seconds()))
 
-    # Lifecycle transitions (placement.lifecycle).
+    # Lifecycle transitions (tests.harness.lifecycle).
 
     def begin_create(self, placement: Placement, lease: Lease) -> Resource:
         rows = self._rows(self._sql["begin_create"], self._insert_params(placement, lease))

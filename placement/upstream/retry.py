@@ -12,10 +12,10 @@ from typing import TypeVar
 
 import backoff
 
-from placement import metrics
 from placement.config import RetryPolicy
+from placement.errors import UpstreamError
+from placement.telemetry import metrics
 from placement.upstream.deadlines import deadline
-from placement.upstream.errors import UpstreamError
 
 log = logging.getLogger(__name__)
 

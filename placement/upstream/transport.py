@@ -14,10 +14,11 @@ from typing import Any, Protocol, TypeVar
 
 import requests
 
-from placement import context, metrics
 from placement.config import Upstream
+from placement.errors import UpstreamError
+from placement.telemetry import context, metrics
 from placement.upstream import deadlines
-from placement.upstream.errors import Translation, UpstreamError
+from placement.upstream.errors import Translation
 
 log = logging.getLogger("placement.upstream")
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from placement_dev.standins import BackgroundServer
 
+from placement.bootstrap import create_app
 from placement.config import Config, Upstream
-from placement.http.app import create_app
 from tests.harness.mocked import POLICY_URL, SPRM_URL
 
 # Set to 1 (`tox -e stock-connexion`), the tests run the app on Connexion's own

@@ -19,11 +19,11 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from placement.lifecycle import TRANSIENT
+from placement.errors import UpstreamError
 from placement.model import Change, Evaluation, JSONObject, Placement, Resource, ResourceView, State
 from placement.model import Instance as FoundInstance
 from placement.store import Cursor, DuplicateId, Lease, PendingDeletion, StoreUnavailable
-from placement.upstream.errors import UpstreamError
+from tests.harness.lifecycle import TRANSIENT
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

@@ -20,10 +20,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
-from placement.errors import Kind, PlacementError
+from placement.errors import Kind, PlacementError, UpstreamError
 from placement.model import Change, Evaluation, Instance, JSONObject, Placement, Resource, State
 from placement.store import DuplicateId, Lease, ResourceStore, StoreError
-from placement.upstream.errors import UpstreamError
 
 log = logging.getLogger(__name__)
 

@@ -210,7 +210,7 @@ TRANSITIONS: tuple[Transition, ...] = (
         RECONCILER,
         "hand a record back unchanged after a look-up that could not answer",
     ),
-    # The audit's repairs (placement/audit.py; statements in store/drift.py).
+    # The audit's repairs (placement/flows/drift.py; statements in store/drift.py).
     Transition(
         "audit_claim",
         (Move(R, READY, READY, Guard.LEASE_ENDED),),

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from placement.errors import UpstreamError
 from placement.model import Change, Instance
 from placement.store.drift import DriftStore
-from placement.upstream.errors import UpstreamError
 from placement.upstream.sprm import InstancePage
 
 KINDS = ("orphaned_instances", "missing_instances", "stuck_operations")

@@ -12,16 +12,16 @@ figures, and with several workers the most recent value wins (multiprocess mode
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
 
-from placement import context, metrics
-from placement.audit import PAGE_SIZE, AuditError, Instances, scan
+from placement.errors import UpstreamError
+from placement.flows.drift import PAGE_SIZE, AuditError, Instances, scan
+from placement.flows.periodic import Periodic
 from placement.store import ResourceStore, StoreError
 from placement.store.drift import DriftStore
-from placement.upstream.errors import UpstreamError
+from placement.telemetry import context, metrics
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,7 @@ class Auditor:
         self._clock = clock
         self._page_size = page_size
         self._renewed = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._runs = Periodic("drift audit", self.run_once, (StoreError, UpstreamError, AuditError))
 
     def run_once(self) -> bool:
         """One round: audit if this process holds the lease, then publish the latest
@@ -78,29 +77,14 @@ class Auditor:
 
     def start(self) -> None:
         """Run a round now, then every interval, in a daemon thread."""
-        self._thread = threading.Thread(target=self._loop, name="auditor", daemon=True)
-        self._thread.start()
+        self._runs.start(self._interval)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except _Stopped:
-                return
-            except (StoreError, UpstreamError, AuditError) as exc:
-                log.warning("drift audit failed: %s", exc)
-            except Exception:
-                log.exception("drift audit failed")
-            self._stop.wait(self._interval)
+        self._runs.stop()
 
     def _page(self) -> None:
         """After each page of the scan: stop if asked; renew the lease now and then."""
-        if self._stop.is_set():
+        if self._runs.stopping:
             raise _Stopped
         if self._clock() - self._renewed > self._lease_seconds / 3:
             self._drift.take_lease(self._owner, self._lease_seconds)

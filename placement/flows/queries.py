@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from placement.errors import Kind, PlacementError
+from placement.flows.page_tokens import KEY_SETTING, PageTokens, new_key
 from placement.model import ResourceView
-from placement.pagination import KEY_SETTING, PageTokens, new_key
 from placement.store import ResourceReads
 
 

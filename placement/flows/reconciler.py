@@ -13,16 +13,16 @@ for its old owner, so what the SPRM says now is final.
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
 
-from placement import context, metrics
+from placement.errors import UpstreamError
+from placement.flows.changes import ResourceManager, retire
+from placement.flows.periodic import Periodic
 from placement.model import Resource, State
-from placement.service import ResourceManager, retire
-from placement.store import Lease, ResourceStore, StoreError
-from placement.upstream.errors import UpstreamError
+from placement.store import Lease, ResourceStore
+from placement.telemetry import context, metrics
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,7 @@ class Reconciler:
         self._lease_seconds = lease_seconds
         self._retry_seconds = retry_seconds
         self._batch = batch
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._runs = Periodic("reconciler", self.run_once)
 
     def run_once(self) -> Counter[str]:
         """One round: up to `batch` records and `batch` pending deletions; the count of
@@ -60,31 +59,16 @@ class Reconciler:
 
     def start(self, interval: float) -> None:
         """Run a round now, then every `interval` seconds, in a daemon thread."""
-        self._thread = threading.Thread(
-            target=self._loop, args=(interval,), name="reconciler", daemon=True
-        )
-        self._thread.start()
+        self._runs.start(interval)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _loop(self, interval: float) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except (StoreError, UpstreamError) as exc:
-                log.warning("reconciler round failed: %s", exc)
-            except Exception:
-                log.exception("reconciler round failed")
-            self._stop.wait(interval)
+        self._runs.stop()
 
     def _each(self, done: Counter[str], step: Callable[[Lease], tuple[str, Action] | None]) -> None:
         """Run `step` under a new lease each time, until it finds no work, the batch is
         done, or the reconciler is stopping."""
         for _ in range(self._batch):
-            if self._stop.is_set():
+            if self._runs.stopping:
                 return
             outcome = step(Lease(uuid.uuid4().hex, self._lease_seconds))
             if outcome is None:

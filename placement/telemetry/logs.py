@@ -13,7 +13,7 @@ import textwrap
 from datetime import UTC, datetime
 from typing import Any
 
-from placement import context
+from placement.telemetry import context
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is output.
 # (uvicorn also passes `color_message`, the message with terminal colours: dropped.)
