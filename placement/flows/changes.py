@@ -2,13 +2,14 @@
 requests or responses here.
 
 Every flow that asks the SPRM to change an instance first makes a lifecycle move in the
-store that takes a lease on the record (`lifecycle.py`), then calls the SPRM, then
-records what the SPRM did. What the client is told is what the records show right after
-(as the Go service did): a create or rehydrate answered with an error leaves no new
-record. When the SPRM's answer leaves the outcome unknown (no answer, a 5xx, a refusal
-after a try that may have acted), the record moves into the pending undos before the
-error is sent; the reconciler deletes whatever the SPRM made once it can no longer act
-(`reconciler.py`). A delete keeps its record when it fails, as in Go.
+store that takes a lease on the record (the moves of `tests/harness/lifecycle.py`), then
+calls the SPRM, then records what the SPRM did. What the client is told is what the
+records show right after (as the Go service did): a create or rehydrate answered with an
+error leaves no new record. When the SPRM's answer leaves the outcome unknown (no
+answer, a 5xx, a refusal after a try that may have acted), the record moves into the
+pending undos before the error is sent; the reconciler deletes whatever the SPRM made
+once it can no longer act (`reconciler.py`). A delete keeps its record when it fails, as
+in Go.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The read flows the API serves on the event loop: get, list, health. They only read
 (`store.ResourceReads`), so no request thread is held and no thread hop paid (on
-PostgreSQL); the flows that change records are in `service.py`."""
+PostgreSQL); the flows that change records are in `changes.py`."""
 
 from __future__ import annotations
 

@@ -6,8 +6,8 @@ once their lease has run out.
 A round claims one record at a time, each under a lease of its own taken on the
 database's clock (several replicas may run rounds at once: each record is claimed by one
 of them), asks the SPRM, and makes the lifecycle move that brings the record in line
-(`lifecycle.py`). A record whose lease has run out can no longer be acted on by the SPRM
-for its old owner, so what the SPRM says now is final.
+(the moves of `tests/harness/lifecycle.py`). A record whose lease has run out can no
+longer be acted on by the SPRM for its old owner, so what the SPRM says now is final.
 """
 
 from __future__ import annotations

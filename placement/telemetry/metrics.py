@@ -61,7 +61,7 @@ RECONCILER_ACTIONS = Counter(
     ["action"],
 )
 
-# The in-service drift audit (auditor.py; AUDIT_INTERVAL). Every process publishes the
+# The in-service drift audit (flows/drift_monitor.py; AUDIT_INTERVAL). Every process publishes the
 # latest figures, so with several workers the most recent value is the right one.
 DRIFT = Gauge(
     "placement_drift",
