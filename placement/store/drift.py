@@ -7,7 +7,7 @@ arrives (orphaned instances), all listed ids against the READY records at the en
 (missing instances). Memory in this process stays one page, whatever the numbers.
 
 Every comparison with "now" uses the database's clock (`now()` and
-`placement_lease_end(seconds)`, as in `sql.py`). Every state but READY counts as an
+`placement_lease_end(seconds)`, as in `statements.py`). Every state but READY counts as an
 operation in flight; a pending deletion of a replaced instance (`placement_retired`) is
 work in progress, not an orphan. The moves the audit makes on records are transitions of
 `tests/harness/lifecycle.py` (by the audit). Statements have "?" placeholders (rewritten
