@@ -14,13 +14,13 @@ from typing import Any
 
 from placement.model import EPOCH, JSONObject, Resource, ResourceView, State
 from placement.store.base import Cursor
-from placement.store.statements import COLUMN, COLUMNS, LIFECYCLE, LIST
+from placement.store.statements import COLUMN, LIFECYCLE, LIST
 
 Row = tuple[Any, ...]
 ListKey = tuple[bool, str | None]
+# A column's position in a resource row (`statements.COLUMNS`), by name.
+_AT = COLUMN
 _SPEC = COLUMN["original_spec"]
-_CREATE_TIME = COLUMN["create_time"]
-_ID = COLUMN["id"]
 
 
 class SqlEngine(abc.ABC):
@@ -90,30 +90,28 @@ class SqlEngine(abc.ABC):
     # Resource rows (`statements.COLUMNS`).
 
     def resource(self, row: Row) -> Resource:
-        fields = dict(zip(COLUMNS, row, strict=True))
         return Resource(
-            id=fields["id"],
-            catalog_item_instance_id=fields["catalog_item_instance_id"],
-            spec=self.decode_spec(fields["original_spec"]),
-            provider_name=fields["provider_name"] or "",
-            approval_status=fields["approval_status"] or "",
-            create_time=self._time_or_epoch(fields["create_time"]),
-            update_time=self._time_or_epoch(fields["update_time"]),
-            state=State.parse(fields["state"]),
-            replaces=fields["replaces"],
+            id=row[_AT["id"]],
+            catalog_item_instance_id=row[_AT["catalog_item_instance_id"]],
+            spec=self.decode_spec(row[_AT["original_spec"]]),
+            provider_name=row[_AT["provider_name"]] or "",
+            approval_status=row[_AT["approval_status"]] or "",
+            create_time=self._time_or_epoch(row[_AT["create_time"]]),
+            update_time=self._time_or_epoch(row[_AT["update_time"]]),
+            state=State.parse(row[_AT["state"]]),
+            replaces=row[_AT["replaces"]],
         )
 
     def view(self, row: Row) -> ResourceView:
         """A row whose spec is JSON text (how the reads select it), not decoded."""
-        fields = dict(zip(COLUMNS, row, strict=True))
         return ResourceView(
-            id=fields["id"],
-            catalog_item_instance_id=fields["catalog_item_instance_id"],
-            spec_json=fields["original_spec"],
-            provider_name=fields["provider_name"] or "",
-            approval_status=fields["approval_status"] or "",
-            create_time=self._time_or_epoch(fields["create_time"]),
-            update_time=self._time_or_epoch(fields["update_time"]),
+            id=row[_AT["id"]],
+            catalog_item_instance_id=row[_AT["catalog_item_instance_id"]],
+            spec_json=row[_AT["original_spec"]],
+            provider_name=row[_AT["provider_name"]] or "",
+            approval_status=row[_AT["approval_status"]] or "",
+            create_time=self._time_or_epoch(row[_AT["create_time"]]),
+            update_time=self._time_or_epoch(row[_AT["update_time"]]),
         )
 
     def _time_or_epoch(self, value: Any) -> datetime:
@@ -145,9 +143,9 @@ class SqlEngine(abc.ABC):
         if len(kept) == len(rows):
             return kept, None
         last = kept[-1]
-        created = last[_CREATE_TIME]
+        created = last[_AT["create_time"]]
         key = None if created is None else self.sort_key(created)
-        return kept, Cursor(key, last[_ID])
+        return kept, Cursor(key, last[_AT["id"]])
 
 
 def without_spec(row: Row) -> Row:
