@@ -16,9 +16,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from placement.config import VARIABLES
+from placement.model import RESOURCE_ID_PATTERN
 
 PREFIX = "/api/v1alpha1"
-ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+ID_PATTERN = RESOURCE_ID_PATTERN
 LEASE = timedelta(minutes=5)
 COLUMNS = (
     "id, catalog_item_instance_id, original_spec, provider_name, approval_status,"

@@ -1,8 +1,9 @@
 """The one place that reads configuration: environment variables, read once at start-up.
 
-Every variable is declared once, in `VARIABLES` (at the end of this module): its names,
-default, parser and one line of help. `Config.from_env` reads through it, and the README's
-configuration table is printed from it (`python -m placement.config`; a test compares).
+Every variable is declared once, in `VARIABLES`: its names, default, parser and one line
+of help. `Config.from_env` reads through it, the settings' dataclasses take their defaults
+from it, and the README's configuration table is printed from it (`python -m
+placement.config`; a test compares).
 Names and defaults are the Go service's, so a deployment can swap one for the other.
 Every invalid value stops start-up with a `ConfigError` naming the variable.
 
@@ -27,172 +28,6 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """An environment variable holds a value the service cannot use."""
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Exponential backoff between tries of an upstream call (factor 2)."""
-
-    tries: int = 4
-    initial: float = 1.0
-    maximum: float = 4.0
-
-    def waits(self) -> list[float]:
-        """The waits after each failed try but the last: `initial`, doubling up to `maximum`."""
-        return [min(self.initial * 2.0**n, self.maximum) for n in range(self.tries - 1)]
-
-    def exchange(self, timeout: float) -> float:
-        """The longest one upstream call lasts: every try to its total deadline (`timeout`)
-        and the waits between them. Each call's tries end by then (upstream/retry.py)."""
-        return self.tries * timeout + sum(self.waits())
-
-
-@dataclass(frozen=True, slots=True)
-class Upstream:
-    url: str
-    timeout: float
-
-
-@dataclass(frozen=True, slots=True)
-class Database:
-    type: str
-    host: str
-    port: int
-    name: str
-    user: str
-    password: str
-    connect_timeout: float
-    pool_size: int
-    pool_timeout: float = 2.0
-
-    def describe(self) -> str:
-        """Where the data lives, without credentials, for log lines and errors."""
-        if self.type == "sqlite":
-            return f"sqlite:{self.name}"
-        return f"postgresql://{self.host}:{self.port}/{self.name}"
-
-
-@dataclass(frozen=True, slots=True)
-class Reconcile:
-    """The reconciler: how often it looks for stale operations, and how long past the
-    longest possible SPRM call an operation's lease lasts."""
-
-    interval: float = 30.0
-    grace: float = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class Auth:
-    """Bearer-token authentication; off unless AUTH_DISABLED=false. `keys_max_age`: how
-    long the issuer's keys are still used while fetching them again fails."""
-
-    enabled: bool = False
-    issuer_url: str = ""
-    audience: str = ""
-    keys_max_age: float = 3600.0
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """What one client may cost the service (see the README's operations section)."""
-
-    max_header_bytes: int = 64 << 10
-    header_timeout: float = 10.0
-    body_timeout: float = 30.0
-    max_connections: int = 1024
-    queue_wait: float = 5.0
-    page_max_bytes: int = 1 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    host: str
-    port: int
-    log_level: str
-    database: Database
-    policy: Upstream
-    sprm: Upstream
-    retry: RetryPolicy
-    threads: int
-    workers: int
-    reconcile: Reconcile = Reconcile()
-    max_body_bytes: int = 1 << 20
-    log_format: str = "json"
-    forward_auth: bool = False
-    auth: Auth = Auth()
-    audit_interval: float = 0.0  # the in-service drift audit; 0: off
-    limits: Limits = Limits()
-
-    def operation_lease(self) -> float:
-        """Seconds an operation holds a resource: its two longest possible SPRM calls
-        (a create, then a get to learn an unknown outcome), plus the reconcile grace."""
-        return float(2 * self.retry.exchange(self.sprm.timeout) + self.reconcile.grace)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Config:
-        """Every setting, read through the one table of variables (`VARIABLES`)."""
-        read = _Reader(env)
-        host, port = read("SVC_ADDRESS")
-        return cls(
-            host=host,
-            port=port,
-            log_level=read("SVC_LOG_LEVEL"),
-            database=Database(
-                type=read("DB_TYPE"),
-                host=read("DB_HOST"),
-                port=read("DB_PORT"),
-                name=read("DB_NAME"),
-                user=read("DB_USER"),
-                password=read("DB_PASSWORD"),
-                connect_timeout=read("DB_CONNECT_TIMEOUT"),
-                pool_size=read("DB_POOL_SIZE"),
-                pool_timeout=read("DB_POOL_TIMEOUT"),
-            ),
-            policy=Upstream(
-                url=read("POLICY_MANAGER_EVALUATION_URL"),
-                timeout=read("POLICY_MANAGER_EVALUATION_TIMEOUT"),
-            ),
-            sprm=Upstream(
-                url=read("SP_RESOURCE_MANAGER_URL"),
-                timeout=read("SP_RESOURCE_MANAGER_TIMEOUT"),
-            ),
-            retry=RetryPolicy(
-                tries=read("UPSTREAM_RETRY_MAX_TRIES"),
-                initial=read("UPSTREAM_RETRY_INITIAL_INTERVAL"),
-                maximum=read("UPSTREAM_RETRY_MAX_INTERVAL"),
-            ),
-            threads=read("SVC_THREADS"),
-            workers=read("SVC_WORKERS"),
-            reconcile=Reconcile(
-                interval=read("RECONCILE_INTERVAL"),
-                grace=read("RECONCILE_GRACE"),
-            ),
-            max_body_bytes=read("SVC_MAX_BODY_BYTES"),
-            log_format=read("LOG_FORMAT"),
-            forward_auth=read("UPSTREAM_FORWARD_AUTH"),
-            auth=_auth(read),
-            audit_interval=read("AUDIT_INTERVAL"),
-            limits=Limits(
-                max_header_bytes=read("SVC_MAX_HEADER_BYTES"),
-                header_timeout=read("SVC_HEADER_TIMEOUT"),
-                body_timeout=read("SVC_BODY_TIMEOUT"),
-                max_connections=read("SVC_MAX_CONNECTIONS"),
-                queue_wait=read("SVC_QUEUE_WAIT"),
-                page_max_bytes=read("SVC_PAGE_MAX_BYTES"),
-            ),
-        )
-
-
-def _auth(read: _Reader) -> Auth:
-    """The AUTH_* settings, read only when authentication is on."""
-    if read("AUTH_DISABLED"):
-        return Auth()
-    return Auth(
-        enabled=True,
-        issuer_url=read("AUTH_ISSUER_URL"),
-        audience=read("AUTH_JWT_AUDIENCE"),
-        keys_max_age=read("AUTH_KEYS_MAX_AGE"),
-    )
 
 
 class _Reader:
@@ -594,6 +429,181 @@ VARIABLES: dict[str, Variable] = _table(
         "pass the caller's bearer token on to the Policy Engine and SPRM",
     ),
 )
+
+
+# --- The settings, their defaults read from the table --------------------------------
+
+
+def _default(name: str) -> Any:
+    """The value of a setting whose variable is not set (`VARIABLES`' default, parsed)."""
+    variable = VARIABLES[name]
+    return variable.parse(variable.default)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff between tries of an upstream call (factor 2)."""
+
+    tries: int = _default("UPSTREAM_RETRY_MAX_TRIES")
+    initial: float = _default("UPSTREAM_RETRY_INITIAL_INTERVAL")
+    maximum: float = _default("UPSTREAM_RETRY_MAX_INTERVAL")
+
+    def waits(self) -> list[float]:
+        """The waits after each failed try but the last: `initial`, doubling up to `maximum`."""
+        return [min(self.initial * 2.0**n, self.maximum) for n in range(self.tries - 1)]
+
+    def exchange(self, timeout: float) -> float:
+        """The longest one upstream call lasts: every try to its total deadline (`timeout`)
+        and the waits between them. Each call's tries end by then (upstream/retry.py)."""
+        return self.tries * timeout + sum(self.waits())
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    url: str
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    type: str
+    host: str
+    port: int
+    name: str
+    user: str
+    password: str
+    connect_timeout: float
+    pool_size: int
+    pool_timeout: float = _default("DB_POOL_TIMEOUT")
+
+    def describe(self) -> str:
+        """Where the data lives, without credentials, for log lines and errors."""
+        if self.type == "sqlite":
+            return f"sqlite:{self.name}"
+        return f"postgresql://{self.host}:{self.port}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reconcile:
+    """The reconciler: how often it looks for stale operations, and how long past the
+    longest possible SPRM call an operation's lease lasts."""
+
+    interval: float = _default("RECONCILE_INTERVAL")
+    grace: float = _default("RECONCILE_GRACE")
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """Bearer-token authentication; off unless AUTH_DISABLED=false. `keys_max_age`: how
+    long the issuer's keys are still used while fetching them again fails."""
+
+    enabled: bool = not _default("AUTH_DISABLED")
+    issuer_url: str = ""  # no default: required once enabled
+    audience: str = ""
+    keys_max_age: float = _default("AUTH_KEYS_MAX_AGE")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one client may cost the service (see the README's operations section)."""
+
+    max_header_bytes: int = _default("SVC_MAX_HEADER_BYTES")
+    header_timeout: float = _default("SVC_HEADER_TIMEOUT")
+    body_timeout: float = _default("SVC_BODY_TIMEOUT")
+    max_connections: int = _default("SVC_MAX_CONNECTIONS")
+    queue_wait: float = _default("SVC_QUEUE_WAIT")
+    page_max_bytes: int = _default("SVC_PAGE_MAX_BYTES")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    host: str
+    port: int
+    log_level: str
+    database: Database
+    policy: Upstream
+    sprm: Upstream
+    retry: RetryPolicy
+    threads: int
+    workers: int
+    reconcile: Reconcile = Reconcile()
+    max_body_bytes: int = _default("SVC_MAX_BODY_BYTES")
+    log_format: str = _default("LOG_FORMAT")
+    forward_auth: bool = _default("UPSTREAM_FORWARD_AUTH")
+    auth: Auth = Auth()
+    audit_interval: float = _default("AUDIT_INTERVAL")  # the in-service drift audit; 0: off
+    limits: Limits = Limits()
+
+    def operation_lease(self) -> float:
+        """Seconds an operation holds a resource: its two longest possible SPRM calls
+        (a create, then a get to learn an unknown outcome), plus the reconcile grace."""
+        return float(2 * self.retry.exchange(self.sprm.timeout) + self.reconcile.grace)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Config:
+        """Every setting, read through the one table of variables (`VARIABLES`)."""
+        read = _Reader(env)
+        host, port = read("SVC_ADDRESS")
+        return cls(
+            host=host,
+            port=port,
+            log_level=read("SVC_LOG_LEVEL"),
+            database=Database(
+                type=read("DB_TYPE"),
+                host=read("DB_HOST"),
+                port=read("DB_PORT"),
+                name=read("DB_NAME"),
+                user=read("DB_USER"),
+                password=read("DB_PASSWORD"),
+                connect_timeout=read("DB_CONNECT_TIMEOUT"),
+                pool_size=read("DB_POOL_SIZE"),
+                pool_timeout=read("DB_POOL_TIMEOUT"),
+            ),
+            policy=Upstream(
+                url=read("POLICY_MANAGER_EVALUATION_URL"),
+                timeout=read("POLICY_MANAGER_EVALUATION_TIMEOUT"),
+            ),
+            sprm=Upstream(
+                url=read("SP_RESOURCE_MANAGER_URL"),
+                timeout=read("SP_RESOURCE_MANAGER_TIMEOUT"),
+            ),
+            retry=RetryPolicy(
+                tries=read("UPSTREAM_RETRY_MAX_TRIES"),
+                initial=read("UPSTREAM_RETRY_INITIAL_INTERVAL"),
+                maximum=read("UPSTREAM_RETRY_MAX_INTERVAL"),
+            ),
+            threads=read("SVC_THREADS"),
+            workers=read("SVC_WORKERS"),
+            reconcile=Reconcile(
+                interval=read("RECONCILE_INTERVAL"),
+                grace=read("RECONCILE_GRACE"),
+            ),
+            max_body_bytes=read("SVC_MAX_BODY_BYTES"),
+            log_format=read("LOG_FORMAT"),
+            forward_auth=read("UPSTREAM_FORWARD_AUTH"),
+            auth=_auth(read),
+            audit_interval=read("AUDIT_INTERVAL"),
+            limits=Limits(
+                max_header_bytes=read("SVC_MAX_HEADER_BYTES"),
+                header_timeout=read("SVC_HEADER_TIMEOUT"),
+                body_timeout=read("SVC_BODY_TIMEOUT"),
+                max_connections=read("SVC_MAX_CONNECTIONS"),
+                queue_wait=read("SVC_QUEUE_WAIT"),
+                page_max_bytes=read("SVC_PAGE_MAX_BYTES"),
+            ),
+        )
+
+
+def _auth(read: _Reader) -> Auth:
+    """The AUTH_* settings, read only when authentication is on."""
+    if read("AUTH_DISABLED"):
+        return Auth()
+    return Auth(
+        enabled=True,
+        issuer_url=read("AUTH_ISSUER_URL"),
+        audience=read("AUTH_JWT_AUDIENCE"),
+        keys_max_age=read("AUTH_KEYS_MAX_AGE"),
+    )
 
 
 def variables() -> frozenset[str]:

@@ -11,6 +11,9 @@ from typing import Any
 JSONObject = dict[str, Any]
 
 EPOCH = datetime.fromtimestamp(0, UTC)
+# The API's resource ids: the spec's `ResourceId` pattern (`placement/openapi.yaml`;
+# tests/test_spec_constraints.py checks they agree), for the code that checks ids itself.
+RESOURCE_ID_PATTERN = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
 
 class State(StrEnum):
@@ -54,10 +57,6 @@ class Resource:
     update_time: datetime
     state: State = State.READY
     replaces: str | None = None
-
-    @property
-    def path(self) -> str:
-        return f"resources/{self.id}"
 
     def to_json(self) -> JSONObject:
         return _wire(self, self.spec)

@@ -10,8 +10,12 @@ from pathlib import Path
 import pytest
 
 from placement.config import (
+    Auth,
     Config,
     ConfigError,
+    Limits,
+    Reconcile,
+    RetryPolicy,
     Variable,
     _table,
     markdown_table,
@@ -39,6 +43,28 @@ def test_defaults_match_the_go_service() -> None:
     assert (config.sprm.url, config.sprm.timeout) == ("http://localhost:8082", 10.0)
     assert (config.retry.tries, config.retry.initial, config.retry.maximum) == (4, 1.0, 4.0)
     assert config.audit_interval == 0.0  # the in-service drift audit is off
+
+
+def test_the_settings_defaults_are_the_variables_defaults() -> None:
+    """The dataclasses' defaults come from `VARIABLES`: an empty environment reads them."""
+    config = Config.from_env({})
+    assert config.retry == RetryPolicy()
+    assert config.reconcile == Reconcile()
+    assert config.auth == Auth()
+    assert config.limits == Limits()
+    assert config.database.pool_timeout == 2.0
+    defaults = Config(
+        config.host,
+        config.port,
+        config.log_level,
+        config.database,
+        config.policy,
+        config.sprm,
+        config.retry,
+        config.threads,
+        config.workers,
+    )
+    assert defaults == config
 
 
 def test_the_audit_interval_is_a_duration() -> None:

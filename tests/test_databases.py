@@ -3,9 +3,11 @@ rows without create_time, states a newer version wrote, query plans, start-up fa
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import psycopg
 import pytest
 
 from placement.config import Database
-from placement.model import EPOCH, Placement, Resource, State
+from placement.model import EPOCH, Placement, Resource, ResourceView, State
 from placement.store import (
     Cursor,
     Lease,
@@ -24,8 +26,8 @@ from placement.store import (
     make_store,
     migrations,
 )
-from placement.store.sql import _SQL_LIST
 from placement.store.sqlite import SqliteStore
+from placement.store.statements import LIST
 from tests.harness.processes import free_port
 
 GO_TABLE = {
@@ -62,19 +64,33 @@ def go_row(db: Database, rid: str, time: str | None, spec: str = '{"a": 1}') -> 
     sql(db, GO_INSERT, (rid, spec, f"resources/{rid}", time, time))
 
 
-def ids(resources: list[Resource]) -> list[str]:
+def ids(resources: list[Resource] | list[ResourceView]) -> list[str]:
     return [r.id for r in resources]
 
 
-def every_page(store: ResourceStore, size: int, provider: str | None = None) -> list[str]:
-    seen: list[str] = []
-    cursor: Cursor | None = None
-    while True:
-        page, cursor = store.list_page(provider, size, cursor)
-        seen += ids(page)
-        if cursor is None:
-            return seen
-        assert len(seen) < 1000, "pagination does not end"
+@contextmanager
+def listing(store: ResourceStore) -> Iterator[Callable[..., list[str]]]:
+    """`every_page(size, provider=None)`: the ids of every list page, as the API's reads
+    serve them (on an event loop of their own here)."""
+    runner = asyncio.Runner()
+    reads = store.reads()
+    runner.run(reads.open())
+
+    async def pages(size: int, provider: str | None) -> list[str]:
+        seen: list[str] = []
+        cursor: Cursor | None = None
+        while True:
+            page, cursor = await reads.list_page(provider, size, cursor)
+            seen += ids(page)
+            if cursor is None:
+                return seen
+            assert len(seen) < 1000, "pagination does not end"
+
+    try:
+        yield lambda size, provider=None: runner.run(pages(size, provider))
+    finally:
+        runner.run(reads.close())
+        runner.close()
 
 
 def test_open_is_idempotent_and_keeps_data(db: Database, store: ResourceStore) -> None:
@@ -114,10 +130,11 @@ def test_a_table_the_go_service_wrote_is_served_and_extended(db: Database) -> No
         assert (got.spec, got.state) == ({"a": 1}, State.READY)
         assert got.create_time.microsecond in (123456, 123457)  # truncated, or rounded (PG)
         assert store.begin_delete("go-2", Lease("o", 60)) is not None
-        assert every_page(store, 1) == ["go-1", "go-2"]
-        go_row(db, "go-3", "2099-01-01 00:00:00+00:00")  # the Go service, after us
-        assert store.get("go-3").state is State.READY  # type: ignore[union-attr]
-        assert every_page(store, 2) == ["go-1", "go-2", "go-3"]
+        with listing(store) as every_page:
+            assert every_page(1) == ["go-1", "go-2"]
+            go_row(db, "go-3", "2099-01-01 00:00:00+00:00")  # the Go service, after us
+            assert store.get("go-3").state is State.READY  # type: ignore[union-attr]
+            assert every_page(2) == ["go-1", "go-2", "go-3"]
     finally:
         store.close()
 
@@ -134,10 +151,11 @@ def test_rows_without_create_time_are_served_from_the_epoch(
     got = store.get("n1")
     assert got is not None
     assert (got.create_time, got.update_time) == (EPOCH, EPOCH)
-    assert every_page(store, 1) == ["n1", "n2", "n3", "late", "ours"]
-    assert every_page(store, 2) == ["n1", "n2", "n3", "late", "ours"]
-    assert every_page(store, 100) == ["n1", "n2", "n3", "late", "ours"]
-    assert every_page(store, 1, provider="p") == ["n1", "n2", "n3", "late"]
+    with listing(store) as every_page:
+        assert every_page(1) == ["n1", "n2", "n3", "late", "ours"]
+        assert every_page(2) == ["n1", "n2", "n3", "late", "ours"]
+        assert every_page(100) == ["n1", "n2", "n3", "late", "ours"]
+        assert every_page(1, provider="p") == ["n1", "n2", "n3", "late"]
 
 
 def test_a_state_a_newer_version_wrote_is_busy(db: Database, store: ResourceStore) -> None:
@@ -146,7 +164,8 @@ def test_a_state_a_newer_version_wrote_is_busy(db: Database, store: ResourceStor
     got = store.get("future")
     assert got is not None
     assert got.state is State.UNKNOWN
-    assert ids(store.list_page(None, 10, None)[0]) == ["future"]
+    with listing(store) as every_page:
+        assert every_page(10) == ["future"]
     assert store.begin_delete("future", Lease("o", 60)) is None
     assert store.claim_stale(Lease("reconciler", 60)) is None
 
@@ -182,7 +201,7 @@ def test_list_pages_use_the_indexes(db: Database, store: ResourceStore) -> None:
         (False, "stamped"): ("2026-01-01", "r5", 101),
         (True, "stamped"): ("p7", "2026-01-01", "r5", 101),
     }
-    for key, statement in _SQL_LIST.items():
+    for key, statement in LIST.items():
         if db.type == "pgsql":
             plan = "\n".join(row[0] for row in sql(db, "EXPLAIN " + statement, params[key]))
             assert "Seq Scan" not in plan, (key, plan)
@@ -244,12 +263,12 @@ def test_a_failed_commit_on_sqlite_leaves_no_lock_behind(sqlite_db: Database) ->
     every other writer then waits for: the store rolls it back."""
     store = SqliteStore(Path(sqlite_db.name))
     store.open()
-    conn = store._thread_connection()
+    conn = store.engine.thread_connection()
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("CREATE TABLE parent (id integer PRIMARY KEY)")
     conn.execute("CREATE TABLE child (id integer REFERENCES parent DEFERRABLE INITIALLY DEFERRED)")
 
-    with pytest.raises(StoreError, match="FOREIGN KEY"), store._transaction() as open_one:
+    with pytest.raises(StoreError, match="FOREIGN KEY"), store.engine.transaction() as open_one:
         open_one.execute("INSERT INTO child VALUES (1)")
 
     assert not conn.in_transaction

@@ -59,6 +59,7 @@ from placement.flows.reconciler import Reconciler
 from placement.model import Placement, Resource
 from placement.store import Lease, ResourceStore, make_store
 from placement.store.sqlite import SqliteStore
+from placement.store.statements import SELECTED
 from placement.upstream import deadlines, retry
 from placement.upstream.sprm import SprmClient
 from tests.harness.fakes import T0, FakeClock, FakePolicy, FakeSprm, Instance, MemoryStore, Pending
@@ -603,15 +604,18 @@ class Lifecycle(RuleBasedStateMachine):
         return "\n".join(lines)
 
 
-def every_record(store: ResourceStore) -> list[Any]:
-    records, _ = store.list_page(None, 100, None)
-    return records
+def every_record(store: Any) -> list[Any]:
+    if isinstance(store, MemoryStore):
+        records, _ = store.list_page(None, 100, None)
+        return records
+    engine = store.engine
+    return [engine.resource(row) for row in engine.rows(f"SELECT {SELECTED} FROM resources")]
 
 
 def pending_deletions(store: Any) -> set[str]:
     if isinstance(store, MemoryStore):
         return set(store.retired())
-    return {row[0] for row in store._rows("SELECT id FROM placement_retired", ())}
+    return {row[0] for row in store.engine.rows("SELECT id FROM placement_retired")}
 
 
 def run(machine: type[Lifecycle]) -> None:
@@ -676,8 +680,8 @@ def test_lifecycle_on_sqlite(tmp_path: Path) -> None:
     shared.open()
 
     def empty() -> None:
-        shared._count("DELETE FROM resources", ())
-        shared._count("DELETE FROM placement_retired", ())
+        shared.engine.count("DELETE FROM resources")
+        shared.engine.count("DELETE FROM placement_retired")
 
     def sqlite_store(clock: FakeClock) -> ResourceStore:
         clocks.append(clock)

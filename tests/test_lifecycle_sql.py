@@ -11,15 +11,14 @@ import pytest
 
 from placement.model import State
 from placement.store import drift
-from placement.store.postgres import PostgresStore
-from placement.store.sql import _SQL
+from placement.store.statements import LIFECYCLE, POSTGRES
 from tests.harness.lifecycle import TRANSITIONS, Actor, Guard, Move, Row, Transition, allowed
 
 # The lifecycle's statements, and the audit's moves on records.
-AUDIT_MOVES = {name: text for name, text in drift._SQL.items() if name.startswith("audit_")}
+AUDIT_MOVES = {name: text for name, text in drift.SQL.items() if name.startswith("audit_")}
 DIALECTS = {
-    "sqlite": _SQL | AUDIT_MOVES,
-    "pgsql": _SQL | PostgresStore.dialect | AUDIT_MOVES,
+    "sqlite": LIFECYCLE | AUDIT_MOVES,
+    "pgsql": LIFECYCLE | POSTGRES | AUDIT_MOVES,
 }
 READS = {"get", "pending_deletion", "undo_of", "setting_insert", "setting_get"}
 

@@ -16,9 +16,8 @@ import yaml
 from placement.bootstrap import create_app
 from placement.config import Config, Database
 from placement.http import app as app_module
+from placement.model import RESOURCE_ID_PATTERN as ID_PATTERN
 from tests.harness.app import serve
-
-ID_PATTERN = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
 
 @pytest.fixture
@@ -123,3 +122,22 @@ def test_a_read_sent_with_a_body_is_answered_alike(serve_spec: Any) -> None:
             )
             assert answer.status_code == 404
             assert answer.json()["detail"] == "resource abc not found"
+
+
+def test_the_code_checks_ids_with_the_spec_pattern() -> None:
+    """Every id pattern of the shipped spec is the one the code checks ids with
+    (`placement.model.RESOURCE_ID_PATTERN`)."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            found.extend(v for k, v in node.items() if k == "pattern" and isinstance(v, str))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(yaml.safe_load(app_module.SPEC.read_text()))
+    assert found
+    assert set(found) == {ID_PATTERN}

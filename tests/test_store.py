@@ -37,51 +37,55 @@ def store(request: pytest.FixtureRequest) -> Iterator[ResourceStore]:
 
 
 class Reader:
-    """The reads the API serves: the store's own (`list_page`, `get`), or its
-    asynchronous reads (`ResourceStore.reads()`, on an event loop of their own here)."""
+    """The reads the API serves: the store's own (`get`, `ping`, `setting`), or its
+    asynchronous reads (`ResourceStore.reads()`, on an event loop of their own here).
+    List pages come only from the latter."""
 
     def __init__(self, store: ResourceStore, path: str) -> None:
         self.path = path
         self._store = store
-        self._runner: asyncio.Runner | None = None
-        if path == "reads":
-            self._runner = asyncio.Runner()
-            self._reads = store.reads()
-            self._runner.run(self._reads.open())
+        self._runner = asyncio.Runner()
+        self._reads = store.reads()
+        self._runner.run(self._reads.open())
 
     def get(self, rid: str) -> Resource | ResourceView | None:
-        if self._runner is None:
+        if self.path == "store":
             return self._store.get(rid)
         return self._runner.run(self._reads.get(rid))
 
     def list_page(
         self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None = None
-    ) -> tuple[list[Resource] | list[ResourceView], Cursor | None]:
-        if self._runner is None:
-            return self._store.list_page(provider, limit, after, max_bytes)
+    ) -> tuple[list[ResourceView], Cursor | None]:
         return self._runner.run(self._reads.list_page(provider, limit, after, max_bytes))
 
     def ping(self) -> None:
-        if self._runner is None:
+        if self.path == "store":
             self._store.ping()
         else:
             self._runner.run(self._reads.ping())
 
     def setting(self, name: str, default: Any) -> str:
-        if self._runner is None:
+        if self.path == "store":
             return self._store.setting(name, default)
         return self._runner.run(self._reads.setting(name, default))
 
     def close(self) -> None:
-        if self._runner is not None:
-            self._runner.run(self._reads.close())
-            self._runner.close()
+        self._runner.run(self._reads.close())
+        self._runner.close()
 
 
 @pytest.fixture(params=["store", "reads"])
 def reader(request: pytest.FixtureRequest, store: ResourceStore) -> Iterator[Reader]:
     """Each read test runs through the store's reads and through the API's (async) ones."""
     reader = Reader(store, request.param)
+    yield reader
+    reader.close()
+
+
+@pytest.fixture
+def lister(store: ResourceStore) -> Iterator[Reader]:
+    """The API's (async) reads, for the list pages."""
+    reader = Reader(store, "reads")
     yield reader
     reader.close()
 
@@ -461,85 +465,85 @@ def test_get_gives_the_record_as_stored(store: ResourceStore, reader: Reader) ->
     assert wire == made.to_json()
 
 
-def test_list_orders_by_create_time(store: ResourceStore, reader: Reader) -> None:
+def test_list_orders_by_create_time(store: ResourceStore, lister: Reader) -> None:
     for rid in ("c", "a", "b"):
         ready(store, rid)
-    page, cursor = reader.list_page(None, 10, None)
+    page, cursor = lister.list_page(None, 10, None)
     assert ids(page) == ["c", "a", "b"]
     assert cursor is None
 
 
 def test_list_pages_follow_cursors_without_skips_or_repeats(
-    store: ResourceStore, reader: Reader
+    store: ResourceStore, lister: Reader
 ) -> None:
     for n in range(7):
         ready(store, f"r{n}")
     seen: list[str] = []
-    page, cursor = reader.list_page(None, 3, None)
+    page, cursor = lister.list_page(None, 3, None)
     seen += ids(page)
     while cursor is not None:
-        page, cursor = reader.list_page(None, 3, cursor)
+        page, cursor = lister.list_page(None, 3, cursor)
         seen += ids(page)
     assert seen == [f"r{n}" for n in range(7)]
 
 
-def test_list_exact_page_has_no_cursor(store: ResourceStore, reader: Reader) -> None:
+def test_list_exact_page_has_no_cursor(store: ResourceStore, lister: Reader) -> None:
     for n in range(3):
         ready(store, f"r{n}")
-    page, cursor = reader.list_page(None, 3, None)
+    page, cursor = lister.list_page(None, 3, None)
     assert ids(page) == ["r0", "r1", "r2"]
     assert cursor is None
 
 
-def test_list_filters_by_provider(store: ResourceStore, reader: Reader) -> None:
+def test_list_filters_by_provider(store: ResourceStore, lister: Reader) -> None:
     for n in range(5):
         ready(store, f"r{n}", provider="p" + str(n % 2))
-    page, cursor = reader.list_page("p1", 1, None)
+    page, cursor = lister.list_page("p1", 1, None)
     assert ids(page) == ["r1"]
     assert cursor is not None
-    page, cursor = reader.list_page("p1", 5, cursor)
+    page, cursor = lister.list_page("p1", 5, cursor)
     assert ids(page) == ["r3"]
     assert cursor is None
 
 
 def test_a_page_ends_early_once_its_specs_pass_the_budget(
-    store: ResourceStore, reader: Reader
+    store: ResourceStore, lister: Reader
 ) -> None:
     big = {"blob": "x" * 300_000}  # about 300 kB of JSON each
     for n in range(5):
         ready(store, f"r{n}", spec=big)
     ready(store, "small")
     pages = []
-    page, cursor = reader.list_page(None, 100, None, max_bytes=500_000)
+    page, cursor = lister.list_page(None, 100, None, max_bytes=500_000)
     pages.append(ids(page))
     while cursor is not None:
-        page, cursor = reader.list_page(None, 100, cursor, max_bytes=500_000)
+        page, cursor = lister.list_page(None, 100, cursor, max_bytes=500_000)
         pages.append(ids(page))
     # A spec is taken while those before it stay under the budget: two a page here.
     assert pages == [["r0", "r1"], ["r2", "r3"], ["r4", "small"]]
     assert spec_of(page[0]) == big
-    one, cursor = reader.list_page("kubevirt", 100, None, max_bytes=1)
+    one, cursor = lister.list_page("kubevirt", 100, None, max_bytes=1)
     assert ids(one) == ["r0"]  # a page always holds one record
     assert cursor is not None
-    everything, cursor = reader.list_page(None, 100, None)
+    everything, cursor = lister.list_page(None, 100, None)
     assert len(everything) == 6
     assert cursor is None
 
 
 def test_changes_between_pages_do_not_skip_remaining_records(
-    store: ResourceStore, reader: Reader
+    store: ResourceStore, lister: Reader
 ) -> None:
     for n in range(6):
         ready(store, f"r{n}")
-    page, cursor = reader.list_page(None, 2, None)
+    page, cursor = lister.list_page(None, 2, None)
     assert ids(page) == ["r0", "r1"]
     for gone in ("r0", "r1"):
         store.begin_delete(gone, LIVE)
         store.finish_delete(gone, LIVE.owner)
     ready(store, "new")
-    page, cursor = reader.list_page(None, 2, cursor)
+    page, cursor = lister.list_page(None, 2, cursor)
     assert ids(page) == ["r2", "r3"]
-    page, cursor = reader.list_page(None, 10, cursor)
+    page, cursor = lister.list_page(None, 10, cursor)
     assert ids(page) == ["r4", "r5", "new"]
 
 

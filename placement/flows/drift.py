@@ -27,13 +27,13 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from placement.errors import UpstreamError
-from placement.model import Change, Instance
+from placement.model import RESOURCE_ID_PATTERN, Change, Instance
 from placement.store.drift import DriftStore
 from placement.upstream.sprm import InstancePage
 
 KINDS = ("orphaned_instances", "missing_instances", "stuck_operations")
 PAGE_SIZE = 100  # the most the SPRM's list gives at once
-_RESOURCE_ID = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_RESOURCE_ID = re.compile(RESOURCE_ID_PATTERN)
 
 
 def is_resource_id(text: str) -> bool:

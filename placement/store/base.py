@@ -94,14 +94,6 @@ class ResourceStore(Protocol):
 
     def get(self, resource_id: str) -> Resource | None: ...
 
-    def list_page(
-        self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None = None
-    ) -> tuple[list[Resource], Cursor | None]:
-        """Up to `limit` records after `after` in (create_time, id) order, rows without a
-        create_time first; and the cursor of the last one when more may follow. With
-        `max_bytes`, the page ends early once its specs' JSON passes that many bytes (it
-        always has one record)."""
-
     def pending_deletion(self, resource_id: str) -> PendingDeletion | None:
         """The pending deletion (or undo) holding this id, if any."""
 
@@ -195,4 +187,7 @@ class ResourceReads(Protocol):
     async def list_page(
         self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None = None
     ) -> tuple[list[ResourceView], Cursor | None]:
-        """As `ResourceStore.list_page`."""
+        """Up to `limit` records after `after` in (create_time, id) order, rows without a
+        create_time first; and the cursor of the last one when more may follow. With
+        `max_bytes`, the page ends early once its specs' JSON passes that many bytes (it
+        always has one record)."""

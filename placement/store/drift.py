@@ -7,12 +7,12 @@ arrives (orphaned instances), all listed ids against the READY records at the en
 (missing instances). Memory in this process stays one page, whatever the numbers.
 
 Every comparison with "now" uses the database's clock (`now()` and
-`placement_lease_end(seconds)`, as in `sql.py`). Every state but READY counts as an
+`placement_lease_end(seconds)`, as in `statements.py`). Every state but READY counts as an
 operation in flight; a pending deletion of a replaced instance (`placement_retired`) is
 work in progress, not an orphan. The moves the audit makes on records are transitions of
-`tests/harness/lifecycle.py` (by the audit). Statements are written out whole, with "?"
-placeholders (rewritten to "%s" for psycopg); `_SQLITE` holds SQLite's spelling of those
-that differ.
+`tests/harness/lifecycle.py` (by the audit). Statements have "?" placeholders (rewritten
+for psycopg by the store's `SqlEngine`); `SQLITE` holds SQLite's spelling of those that
+differ.
 """
 
 from __future__ import annotations
@@ -23,13 +23,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from placement.model import RESOURCE_ID_PATTERN
 from placement.store.base import ResourceStore
-from placement.store.postgres import PostgresStore
-from placement.store.sqlite import SqliteStore, roll_back
+from placement.store.engine import Row
+from placement.store.sql import SqlStore
+from placement.store.sqlite import roll_back
 
 LEASE_NAME = "drift"
 
-_SQL = {
+SQL = {
     "drop_table": "DROP TABLE IF EXISTS placement_audit_instances",
     "create_table": "CREATE TEMPORARY TABLE placement_audit_instances"
     " (id text PRIMARY KEY, page integer NOT NULL, candidate boolean NOT NULL)",
@@ -81,17 +83,17 @@ _SQL = {
     " stuck_operations FROM placement_audit WHERE name = ? AND finish_time IS NOT NULL",
 }
 # SQLite: temporary tables go to a file, not memory, and live in the `temp` schema.
-_SQLITE = {
+SQLITE = {
     "drop_table": "DROP TABLE IF EXISTS temp.placement_audit_instances",
     "temp_store": "PRAGMA temp_store = FILE",
     "analyze": "ANALYZE temp.placement_audit_instances",
     "invalid_ids": "SELECT id FROM resources WHERE id = '' OR length(id) > 63"
     " OR id GLOB ? OR id GLOB ? OR id GLOB ? ORDER BY id",
 }
-# Ids the API's pattern refuses, as each database can find them (PostgreSQL's `$` is
-# the end of the text; SQLite has GLOB): characters but a-z, 0-9 and "-", a "-" first or
-# last, longer than 63, empty.
-_ID_PATTERN = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+# Ids the API's pattern refuses, as each database can find them: PostgreSQL matches the
+# pattern itself (its `$` is the end of the text); SQLite's GLOBs (with the statement's
+# length check) find characters but a-z, 0-9 and "-", a "-" first or last, longer than
+# 63, empty.
 _ID_GLOBS = ("*[^a-z0-9-]*", "-*", "*-")
 
 
@@ -136,28 +138,27 @@ class DriftStore:
     """The audit's statements on `store`'s database (PostgreSQL or SQLite)."""
 
     def __init__(self, store: ResourceStore) -> None:
-        if not isinstance(store, PostgresStore | SqliteStore):
+        if not isinstance(store, SqlStore):
             raise TypeError(f"the drift audit needs an SQL store, not {type(store).__name__}")
-        self._store: PostgresStore | SqliteStore = store
-        sqlite = isinstance(store, SqliteStore)
-        statements = _SQL | _SQLITE if sqlite else _SQL
-        self.sql = {name: text.replace("?", store.placeholder) for name, text in statements.items()}
-        self._sqlite = sqlite
+        self.engine = store.engine
+        self._sqlite = self.engine.name == "sqlite"
+        statements = SQL | SQLITE if self._sqlite else SQL
+        self.sql = {name: self.engine.marks(text) for name, text in statements.items()}
 
     def time_value(self, moment: datetime) -> Any:
-        return self._store._time_value(moment)
+        return self.engine.time_value(moment)
 
     def _time(self, value: Any) -> datetime:
-        return self._store._decode_time(value).astimezone(UTC)
+        return self.engine.decode_time(value).astimezone(UTC)
 
     def _maybe_time(self, value: Any) -> datetime | None:
         return None if value is None else self._time(value)
 
-    def _rows(self, name: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._store._rows(self.sql[name], params)
+    def _rows(self, name: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self.engine.rows(self.sql[name], params)
 
     def _count(self, name: str, params: Sequence[Any] = ()) -> int:
-        return self._store._count(self.sql[name], params)
+        return self.engine.count(self.sql[name], params)
 
     # The scan.
 
@@ -179,7 +180,7 @@ class DriftStore:
     @contextmanager
     def instance_table(self) -> Iterator[InstanceTable]:
         """A fresh temporary table for one scan, dropped afterwards."""
-        with self._store._connection() as conn:
+        with self.engine.connection() as conn:
             if self._sqlite:
                 conn.execute(self.sql["temp_store"])
             conn.execute(self.sql["drop_table"])
@@ -207,7 +208,7 @@ class DriftStore:
     def invalid_ids(self, is_valid: Callable[[str], bool]) -> list[str]:
         """Record ids the API's pattern refuses, in id order (each checked by `is_valid`
         too: the database's view of the pattern only finds them)."""
-        rows = self._rows("invalid_ids", _ID_GLOBS if self._sqlite else (_ID_PATTERN,))
+        rows = self._rows("invalid_ids", _ID_GLOBS if self._sqlite else (RESOURCE_ID_PATTERN,))
         return [row[0] for row in rows if not is_valid(row[0])]
 
     def has_record(self, resource_id: str) -> bool:

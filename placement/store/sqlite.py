@@ -25,8 +25,10 @@ from typing import Any, TypeVar
 
 from placement.model import JSONObject, ResourceView, utcnow
 from placement.store.base import Cursor, DuplicateId, StoreError, StoreUnavailable
+from placement.store.engine import ListKey, Row, SqlEngine, without_spec
 from placement.store.migrations import migrate
 from placement.store.sql import SqlStore
+from placement.store.statements import COLUMN
 
 log = logging.getLogger(__name__)
 
@@ -36,113 +38,40 @@ T = TypeVar("T")
 READ_THREADS = 2
 # OperationalErrors that mean "cannot use the database now", not "this statement failed".
 _UNAVAILABLE = ("locked", "unable to open", "disk I/O", "busy", "readonly database")
+_SPEC = COLUMN["original_spec"]
 
 
-class SqliteStore(SqlStore):
-    """Records in one SQLite file (DB_NAME)."""
+class SqliteEngine(SqlEngine):
+    """SQLite through the stdlib sqlite3: one connection per thread."""
 
-    def __init__(
-        self, path: Path, busy_timeout: float = 5.0, clock: Callable[[], datetime] = utcnow
-    ) -> None:
-        super().__init__()
-        self._path = path
+    name = "sqlite"
+
+    def __init__(self, path: Path, busy_timeout: float, clock: Callable[[], datetime]) -> None:
+        super().__init__({})
+        self.path = path
         self._busy_timeout = busy_timeout
         self._clock = clock
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
-        self._reads: SqliteReads | None = None
-
-    def open(self) -> None:
-        if self._path.parent != Path() and not self._path.parent.is_dir():
-            raise StoreUnavailable(f"directory {self._path.parent} does not exist")
-        with self._connection() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._migrate(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                roll_back(conn)
-                raise
 
     def close(self) -> None:
+        """Close every thread's connection (each opens a new one when next used)."""
         with self._lock:
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
 
-    def ping(self) -> None:
-        self._rows("SELECT 1", ())
-
-    def reads(self) -> SqliteReads:
-        if self._reads is None:
-            self._reads = SqliteReads(self)
-        return self._reads
-
-    def get_view(self, resource_id: str) -> ResourceView | None:
-        """As `get`, the spec left as the JSON text stored (`SqliteReads`)."""
-        rows = self._rows(self._sql["get"], (resource_id,))
-        return self._view(rows[0]) if rows else None
-
-    def list_views(
-        self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None
-    ) -> tuple[list[ResourceView], Cursor | None]:
-        """As `list_page`, the specs left as the JSON text stored (`SqliteReads`)."""
-        statement, params = self._list_query(provider, limit, after)
-        rows, cursor = self._page_end(self._page_rows(statement, params, max_bytes), limit)
-        return [self._view(row) for row in rows], cursor
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        migrate(lambda statement, params: conn.execute(statement, params or ()), "sqlite")
-
-    def _page_rows(
-        self, statement: str, params: Sequence[Any], max_bytes: int | None
-    ) -> list[tuple[Any, ...]]:
-        """SQLite makes rows as they are read: read no further than the budget (a spec's
-        size: the length of its JSON text, ASCII as this service writes it)."""
-        rows: list[tuple[Any, ...]] = []
-        held = 0
-        with self._connection() as conn:
-            cursor = conn.execute(statement, params)
-            for row in cursor:
-                if max_bytes is not None and held >= max_bytes:
-                    rows.append((*row[:2], None, *row[3:]))  # there is more; not held
-                    break
-                held += len(row[2])
-                rows.append(row)
-            cursor.close()
-        return rows
-
-    def _spec_value(self, spec: JSONObject) -> Any:
-        return json.dumps(spec, separators=(",", ":"))
-
-    def _time_value(self, moment: datetime) -> Any:
-        return _time_text(moment)
-
-    def _decode_spec(self, value: Any) -> JSONObject:
-        spec: JSONObject = json.loads(value)
-        return spec
-
-    def _decode_time(self, value: Any) -> datetime:
-        return datetime.fromisoformat(value).astimezone(UTC)
-
-    def _sort_key(self, value: Any) -> str:
-        return str(value)
-
-    def _after_value(self, key: str) -> Any:
-        return key
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        with self._translated():
+            yield self.thread_connection()
 
     @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
         with self._translated():
-            yield self._thread_connection()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._translated():
-            conn = self._thread_connection()
+            conn = self.thread_connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -151,6 +80,41 @@ class SqliteStore(SqlStore):
                 roll_back(conn)
                 raise
 
+    def page_rows(self, key: ListKey, params: Sequence[Any], max_bytes: int | None) -> list[Row]:
+        """SQLite makes rows as they are read: read no further than the budget (a spec's
+        size: the length of its JSON text, ASCII as this service writes it)."""
+        rows: list[Row] = []
+        held = 0
+        with self.connection() as conn:
+            cursor = conn.execute(self.lists[key], params)
+            for row in cursor:
+                if max_bytes is not None and held >= max_bytes:
+                    rows.append(without_spec(row))  # there is more; not held
+                    break
+                held += len(row[_SPEC])
+                rows.append(row)
+            cursor.close()
+        return rows
+
+    def spec_value(self, spec: JSONObject) -> Any:
+        return json.dumps(spec, separators=(",", ":"))
+
+    def decode_spec(self, value: Any) -> JSONObject:
+        spec: JSONObject = json.loads(value)
+        return spec
+
+    def time_value(self, moment: datetime) -> Any:
+        return _time_text(moment)
+
+    def decode_time(self, value: Any) -> datetime:
+        return datetime.fromisoformat(value).astimezone(UTC)
+
+    def sort_key(self, value: Any) -> str:
+        return str(value)
+
+    def after_value(self, key: str) -> Any:
+        return key
+
     @contextmanager
     def _translated(self) -> Iterator[None]:
         """sqlite3's errors as the store's."""
@@ -158,20 +122,21 @@ class SqliteStore(SqlStore):
             yield
         except sqlite3.IntegrityError as exc:
             if "UNIQUE" not in str(exc):
-                raise StoreError(f"sqlite database {self._path}: {exc}") from exc
+                raise StoreError(f"sqlite database {self.path}: {exc}") from exc
             raise DuplicateId(str(exc)) from exc
         except sqlite3.OperationalError as exc:
             if any(sign in str(exc) for sign in _UNAVAILABLE):
-                raise StoreUnavailable(f"sqlite database {self._path}: {exc}") from exc
-            raise StoreError(f"sqlite database {self._path}: {exc}") from exc
+                raise StoreUnavailable(f"sqlite database {self.path}: {exc}") from exc
+            raise StoreError(f"sqlite database {self.path}: {exc}") from exc
         except sqlite3.Error as exc:
-            raise StoreError(f"sqlite database {self._path}: {exc}") from exc
+            raise StoreError(f"sqlite database {self.path}: {exc}") from exc
 
-    def _thread_connection(self) -> sqlite3.Connection:
+    def thread_connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened on its first use."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(
-                self._path,
+                self.path,
                 timeout=self._busy_timeout,
                 isolation_level=None,
                 check_same_thread=False,
@@ -188,6 +153,40 @@ class SqliteStore(SqlStore):
 
     def _lease_end(self, seconds: float) -> str:
         return _time_text(self._clock() + timedelta(seconds=seconds))
+
+
+class SqliteStore(SqlStore):
+    """Records in one SQLite file (DB_NAME)."""
+
+    engine: SqliteEngine
+
+    def __init__(
+        self, path: Path, busy_timeout: float = 5.0, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        super().__init__(SqliteEngine(path, busy_timeout, clock))
+        self._path = path
+        self._reads: SqliteReads | None = None
+
+    def open(self) -> None:
+        if self._path.parent != Path() and not self._path.parent.is_dir():
+            raise StoreUnavailable(f"directory {self._path.parent} does not exist")
+        with self.engine.connection() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                migrate(lambda statement, params: conn.execute(statement, params or ()), "sqlite")
+                conn.execute("COMMIT")
+            except BaseException:
+                roll_back(conn)
+                raise
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def reads(self) -> SqliteReads:
+        if self._reads is None:
+            self._reads = SqliteReads(self)
+        return self._reads
 
 
 class SqliteReads:
@@ -214,13 +213,27 @@ class SqliteReads:
         return await self._run(functools.partial(self._store.setting, name, default))
 
     async def get(self, resource_id: str) -> ResourceView | None:
-        return await self._run(functools.partial(self._store.get_view, resource_id))
+        return await self._run(functools.partial(self._view, resource_id))
 
     async def list_page(
         self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None = None
     ) -> tuple[list[ResourceView], Cursor | None]:
-        call = functools.partial(self._store.list_views, provider, limit, after, max_bytes)
-        return await self._run(call)
+        return await self._run(functools.partial(self._list, provider, limit, after, max_bytes))
+
+    def _view(self, resource_id: str) -> ResourceView | None:
+        """As `SqliteStore.get`, the spec left as the JSON text stored."""
+        engine = self._store.engine
+        rows = engine.rows(engine.sql["get"], (resource_id,))
+        return engine.view(rows[0]) if rows else None
+
+    def _list(
+        self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None
+    ) -> tuple[list[ResourceView], Cursor | None]:
+        """A list page, the specs left as the JSON text stored."""
+        engine = self._store.engine
+        key, params = engine.list_query(provider, limit, after)
+        rows, cursor = engine.page_end(engine.page_rows(key, params, max_bytes), limit)
+        return [engine.view(row) for row in rows], cursor
 
     async def _run(self, call: Callable[[], T]) -> T:
         if self._executor is None:

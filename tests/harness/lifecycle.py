@@ -1,7 +1,7 @@
 """The lifecycle of a resource as one state machine: every move a record can make, who
 may make it, and on what condition. The service, the reconciler and the audit make these
 moves through the store (one method per transition, one SQL statement per row it changes,
-named `<transition>` or `<transition>:<row>`, in `store/sql.py` and `store/drift.py`);
+named `<transition>` or `<transition>:<row>`, in `store/statements.py` and `store/drift.py`);
 `tests/test_lifecycle_sql.py` checks every statement's states and conditions against
 this table.
 

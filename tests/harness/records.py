@@ -34,19 +34,20 @@ def put_record(
     """A record `rid` created at `created`, in `state`, under `lease` (its seconds from
     now on the database's clock; negative: already run out) or none."""
     sql: Any = store
-    statement = _PUT.replace("?", sql.placeholder)
+    engine = sql.engine
+    statement = engine.marks(_PUT)
     params = (
         rid,
-        sql._spec_value({"n": 1}),
+        engine.spec_value({"n": 1}),
         f"resources/{rid}",
-        sql._time_value(created),
-        sql._time_value(created),
+        engine.time_value(created),
+        engine.time_value(created),
         state.value,
         lease.owner if lease else None,
         lease is not None,
         lease.seconds if lease else 0.0,
     )
-    sql._count(statement, params)
+    engine.count(statement, params)
 
 
 def execute(db: Database, *statements: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
