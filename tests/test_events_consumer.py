@@ -163,6 +163,7 @@ def test_the_stream_and_the_durable_are_created_when_missing(nats_server: NatsSe
     assert durable.filter_subject == "dcm.>"
     assert durable.ack_policy == api.AckPolicy.EXPLICIT
     assert durable.deliver_policy == api.DeliverPolicy.ALL
+    assert (durable.ack_wait, durable.max_ack_pending) == (FAST.ack_wait, FAST.max_ack_pending)
 
 
 def test_poison_messages_are_acked_counted_and_logged_once_per_subject(

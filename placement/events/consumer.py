@@ -152,7 +152,7 @@ class StatusConsumer:
         while True:
             client: Client | None = None
             try:
-                client = await nats.connect(**self._connect_options())
+                client = await nats.connect(**connect_options(self._settings, self._tuning))
                 subscription = await self._bind(client.jetstream())
                 self._set_connected(True)
                 failures = 0
@@ -171,8 +171,9 @@ class StatusConsumer:
             await asyncio.sleep(backoff.next())
 
     def _lost(self, error: BaseException, failures: int) -> None:
-        """Log the first failure after a change; further tries only at debug level."""
-        level = logging.WARNING if failures == 1 else logging.DEBUG
+        """Log the first failure after a change, then every 20th (some minutes apart at the
+        capped backoff: a lasting misconfiguration stays visible without flooding)."""
+        level = logging.WARNING if failures % 20 == 1 else logging.DEBUG
         log.log(
             level,
             "status events: NATS at %s unavailable (%s: %s); retrying with backoff",
@@ -197,35 +198,6 @@ class StatusConsumer:
             else:
                 log.warning("status events: disconnected from NATS")
         CONNECTED.set(1 if connected else 0)
-
-    def _connect_options(self) -> dict[str, Any]:
-        """nats.connect's arguments. Its own reconnection is off: `_serve` does it, the
-        same way at start and after a loss (bind again included)."""
-        s = self._settings
-        options: dict[str, Any] = {
-            "servers": s.servers(),
-            "name": s.consumer,
-            "allow_reconnect": False,
-            "connect_timeout": self._tuning.connect_timeout,
-            "max_reconnect_attempts": 0,
-            "ping_interval": 10,
-            "max_outstanding_pings": 3,
-            "error_cb": _quiet,
-            "disconnected_cb": _quiet_event,
-            "closed_cb": _quiet_event,
-        }
-        for option, value in (("token", s.token), ("user", s.user), ("password", s.password)):
-            if value:
-                options[option] = value
-        if s.creds_file:
-            options["user_credentials"] = s.creds_file
-        if s.nkey_seed:
-            # A path to a seed file, or the seed itself.
-            is_file = os.path.isfile(s.nkey_seed)
-            options["nkeys_seed" if is_file else "nkeys_seed_str"] = s.nkey_seed
-        if s.tls_ca_file or s.tls_cert_file:
-            options["tls"] = _tls_context(s)
-        return options
 
     async def _bind(self, js: JetStreamContext) -> JetStreamContext.PullSubscription:
         """Bind to the stream (creating it only if missing) and the durable consumer."""
@@ -384,6 +356,36 @@ class StatusConsumer:
             return
         if info.num_pending is not None:
             LAG.set(info.num_pending)
+
+
+def connect_options(settings: NatsSettings, tuning: Tuning) -> dict[str, Any]:
+    """nats.connect's arguments. Its own reconnection is off: `StatusConsumer` reconnects,
+    the same way at start and after a loss (binding again included)."""
+    s = settings
+    options: dict[str, Any] = {
+        "servers": s.servers(),
+        "name": s.consumer,
+        "allow_reconnect": False,
+        "connect_timeout": tuning.connect_timeout,
+        "max_reconnect_attempts": 0,
+        "ping_interval": 10,
+        "max_outstanding_pings": 3,
+        "error_cb": _quiet,
+        "disconnected_cb": _quiet_event,
+        "closed_cb": _quiet_event,
+    }
+    for option, value in (("token", s.token), ("user", s.user), ("password", s.password)):
+        if value:
+            options[option] = value
+    if s.creds_file:
+        options["user_credentials"] = s.creds_file
+    if s.nkey_seed:
+        # A path to a seed file, or the seed itself.
+        is_file = os.path.isfile(s.nkey_seed)
+        options["nkeys_seed" if is_file else "nkeys_seed_str"] = s.nkey_seed
+    if s.tls_ca_file or s.tls_cert_file:
+        options["tls"] = _tls_context(s)
+    return options
 
 
 def _tls_context(settings: NatsSettings) -> ssl.SSLContext:

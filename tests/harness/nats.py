@@ -34,8 +34,9 @@ NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 class NatsServer:
     """`nats-server -js` on 127.0.0.1:`port`, storing in `store_dir`, logging to `log`."""
 
-    def __init__(self, store_dir: Path, port: int | None = None) -> None:
+    def __init__(self, store_dir: Path, port: int | None = None, extra: Sequence[str] = ()) -> None:
         self.port = port or free_port()
+        self.extra = list(extra)  # more nats-server flags, e.g. ["--auth", token]
         self.store_dir = store_dir
         self.log = store_dir.parent / f"nats-{self.port}.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -49,7 +50,7 @@ class NatsServer:
         assert self._process is None, "already running"
         self.store_dir.mkdir(parents=True, exist_ok=True)
         args = [NATS_SERVER, "-js", "-a", "127.0.0.1", "-p", str(self.port)]
-        args += ["-sd", str(self.store_dir)]
+        args += ["-sd", str(self.store_dir), *self.extra]
         with self.log.open("ab") as log:
             self._process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -62,6 +63,7 @@ class NatsServer:
             time.sleep(0.05)
 
     def _greets(self) -> bool:
+        """It answers with INFO, JetStream on (before it does, clients fail to bind)."""
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
                 line = s.makefile("rb").readline(65536)
