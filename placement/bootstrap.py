@@ -15,10 +15,12 @@ from typing import Any
 import connexion
 
 from placement.config import Config
+from placement.events import StatusConsumer
 from placement.flows.changes import PlacementService
 from placement.flows.drift_monitor import Auditor
 from placement.flows.queries import ReadFlows
 from placement.flows.reconciler import Reconciler
+from placement.flows.status import StatusUpdates
 from placement.http.app import build_app
 from placement.http.auth import TokenVerifier
 from placement.http.handlers import Handlers
@@ -62,6 +64,7 @@ def create_app(
         else None
     )
     verifier = TokenVerifier(config.auth) if config.auth.enabled else None
+    events = StatusConsumer(config.nats, StatusUpdates(store).apply) if config.nats.url else None
 
     # The handlers run here; the number of threads caps the requests served at once.
     threads = RequestThreads(config.threads, config.limits.queue_wait)
@@ -75,6 +78,9 @@ def create_app(
         reconciler.start(config.reconcile.interval)
         if auditor is not None:
             auditor.start()
+        if events is not None:
+            log.info("reading status events from %s", config.nats.safe_url())
+            events.start()
         try:
             yield
         finally:
@@ -83,6 +89,8 @@ def create_app(
             await loop.run_in_executor(threads.executor, reconciler.stop)
             if auditor is not None:
                 await loop.run_in_executor(threads.executor, auditor.stop)
+            if events is not None:
+                await loop.run_in_executor(threads.executor, events.stop)
             threads.shutdown()
             await reads.close()
             if verifier is not None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 T = TypeVar("T")
 
@@ -171,6 +171,16 @@ def _required(parse: Callable[[str], T]) -> Callable[[str], T]:
         return parse(text)
 
     return parse_required
+
+
+def _nats_urls(text: str) -> str:
+    """NATS URLs, comma-separated (`nats://`, `tls://`, `ws://`, `wss://`); "" when unset."""
+    urls = [part.strip() for part in text.split(",") if part.strip()]
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("nats", "tls", "ws", "wss") or not parts.hostname:
+            raise ValueError("is not a NATS URL (`nats://host:4222`)")
+    return ",".join(urls)
 
 
 def _boolean(text: str) -> bool:
@@ -428,6 +438,57 @@ VARIABLES: dict[str, Variable] = _table(
         _boolean,
         "pass the caller's bearer token on to the Policy Engine and SPRM",
     ),
+    # The providers' status events (see [Status events](#status-events)); DCM's names.
+    Variable(
+        "NATS_URL",
+        "",
+        _nats_urls,
+        "NATS server(s) to read status events from (`nats://host:4222`, comma-separated);"
+        " unset: no status events",
+    ),
+    Variable("NATS_DISABLED", "false", _boolean, "`true` reads no status events, NATS_URL or not"),
+    Variable(
+        "NATS_STATUS_SUBJECT",
+        "dcm.>",
+        _non_empty,
+        "subjects of the status events (DCM's `dcm.*` misses the per-instance form)",
+    ),
+    Variable("NATS_STREAM_NAME", "dcm-status", _non_empty, "JetStream stream of the events"),
+    Variable(
+        "NATS_CONSUMER_NAME",
+        "placement-manager",
+        _non_empty,
+        "durable consumer every process and replica shares",
+    ),
+    Variable(
+        "NATS_TOKEN",
+        "",
+        str,
+        "NATS token",
+        file_help="a file holding the NATS token",
+        secret=True,
+    ),
+    Variable("NATS_USER", "", str, "NATS user"),
+    Variable(
+        "NATS_PASSWORD",
+        "",
+        str,
+        "NATS password",
+        file_help="a file holding the NATS password",
+        secret=True,
+    ),
+    Variable(
+        "NATS_NKEY_SEED",
+        "",
+        str,
+        "NATS NKey seed (or a path to a seed file)",
+        file_help="a file holding the NKey seed",
+        secret=True,
+    ),
+    Variable("NATS_CREDS_FILE", "", str, "NATS credentials file (JWT and seed)"),
+    Variable("NATS_TLS_CA_FILE", "", str, "CA bundle that verifies the NATS server"),
+    Variable("NATS_TLS_CERT_FILE", "", str, "client certificate for NATS (mutual TLS)"),
+    Variable("NATS_TLS_KEY_FILE", "", str, "client key for NATS (mutual TLS)"),
 )
 
 
@@ -516,6 +577,80 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class NatsSettings:
+    """NATS_URL and friends. `url` None means the consumer is off."""
+
+    url: str | None = None
+    subject: str = _default("NATS_STATUS_SUBJECT")
+    stream: str = _default("NATS_STREAM_NAME")
+    consumer: str = _default("NATS_CONSUMER_NAME")
+    token: str | None = None
+    user: str | None = None
+    password: str | None = None
+    nkey_seed: str | None = None
+    creds_file: str | None = None
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+
+    def __repr__(self) -> str:
+        # Never print the secrets (a repr may reach a log or a traceback).
+        return (
+            f"NatsSettings(url={self.safe_url()!r}, subject={self.subject!r},"
+            f" stream={self.stream!r}, consumer={self.consumer!r})"
+        )
+
+    def safe_url(self) -> str | None:
+        """The URL (or comma-separated URLs) for logs: any password or token in it masked."""
+        if self.url is None:
+            return None
+        return ",".join(_mask_url(part.strip()) for part in self.url.split(","))
+
+    def servers(self) -> list[str]:
+        """The URLs to connect to (NATS_URL may list several, comma-separated)."""
+        if not self.url:
+            return []
+        return [part.strip() for part in self.url.split(",") if part.strip()]
+
+
+def _mask_url(url: str) -> str:
+    """`nats://user:secret@host` → `nats://user:***@host`; a lone token → `***@host`."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "***"
+    if "@" not in parts.netloc:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    masked = f"{user}:***" if colon else "***"
+    return urlunsplit(parts._replace(netloc=f"{masked}@{host}"))
+
+
+def _nats(read: Callable[[str], Any]) -> NatsSettings:
+    """The status events' settings; no URL (off) unless NATS_URL is set and not disabled."""
+
+    def optional(name: str) -> str | None:
+        return read(name) or None
+
+    url, disabled = read("NATS_URL"), read("NATS_DISABLED")
+    return NatsSettings(
+        url=url if url and not disabled else None,
+        subject=read("NATS_STATUS_SUBJECT"),
+        stream=read("NATS_STREAM_NAME"),
+        consumer=read("NATS_CONSUMER_NAME"),
+        token=optional("NATS_TOKEN"),
+        user=optional("NATS_USER"),
+        password=optional("NATS_PASSWORD"),
+        nkey_seed=optional("NATS_NKEY_SEED"),
+        creds_file=optional("NATS_CREDS_FILE"),
+        tls_ca_file=optional("NATS_TLS_CA_FILE"),
+        tls_cert_file=optional("NATS_TLS_CERT_FILE"),
+        tls_key_file=optional("NATS_TLS_KEY_FILE"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     host: str
     port: int
@@ -533,6 +668,7 @@ class Config:
     auth: Auth = Auth()
     audit_interval: float = _default("AUDIT_INTERVAL")  # the in-service drift audit; 0: off
     limits: Limits = Limits()
+    nats: NatsSettings = NatsSettings()  # the providers' status events; url None: off
 
     def operation_lease(self) -> float:
         """Seconds an operation holds a resource: its two longest possible SPRM calls
@@ -583,6 +719,7 @@ class Config:
             forward_auth=read("UPSTREAM_FORWARD_AUTH"),
             auth=_auth(read),
             audit_interval=read("AUDIT_INTERVAL"),
+            nats=_nats(read),
             limits=Limits(
                 max_header_bytes=read("SVC_MAX_HEADER_BYTES"),
                 header_timeout=read("SVC_HEADER_TIMEOUT"),

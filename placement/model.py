@@ -57,6 +57,7 @@ class Resource:
     update_time: datetime
     state: State = State.READY
     replaces: str | None = None
+    status: ProviderStatus | None = None
 
     def to_json(self) -> JSONObject:
         return _wire(self, self.spec)
@@ -74,6 +75,7 @@ class ResourceView:
     approval_status: str
     create_time: datetime
     update_time: datetime
+    status: ProviderStatus | None = None
 
     def to_json(self, embed: Callable[[str], Any]) -> JSONObject:
         """The wire form, the spec given by `embed(spec_json)` (e.g. orjson.Fragment)."""
@@ -81,8 +83,9 @@ class ResourceView:
 
 
 def _wire(resource: Resource | ResourceView, spec: Any) -> JSONObject:
-    """A resource's JSON form, the Go service's fields in its order."""
-    return {
+    """A resource's JSON form: the Go service's fields in its order, then the provider's
+    status when there is one (fields a Go client ignores)."""
+    wire: JSONObject = {
         "id": resource.id,
         "path": f"resources/{resource.id}",
         "provider_name": resource.provider_name,
@@ -92,6 +95,24 @@ def _wire(resource: Resource | ResourceView, spec: Any) -> JSONObject:
         "create_time": rfc3339(resource.create_time),
         "update_time": rfc3339(resource.update_time),
     }
+    status = resource.status
+    if status is not None:
+        wire["status"] = status.status
+        if status.message is not None:
+            wire["status_message"] = status.message
+        if status.time is not None:
+            wire["status_time"] = rfc3339(status.time)
+    return wire
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderStatus:
+    """The instance's status as its provider last reported it (a status event, or the
+    SPRM's create answer before any event): stored as sent, compared without case."""
+
+    status: str
+    message: str | None
+    time: datetime | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-from placement.events import NatsSettings, StatusConsumer, StatusEvent
+from placement.config import NatsSettings
+from placement.events import StatusConsumer, StatusEvent
 from placement.events.consumer import Tuning
 from tests.harness.concurrency import wait_for
 from tests.harness.nats import Message, NatsServer, consumer_info, publish

@@ -18,7 +18,8 @@ import pytest
 from nats.js import api
 from prometheus_client import REGISTRY
 
-from placement.events import NatsSettings, StatusConsumer, StatusEvent
+from placement.config import NatsSettings
+from placement.events import StatusConsumer, StatusEvent
 from placement.events.consumer import Tuning
 from placement.events.metrics import LAG
 from placement.store import StoreError

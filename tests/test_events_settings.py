@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from placement.events import NatsSettings, StatusConsumer
+from placement.config import NatsSettings
+from placement.events import StatusConsumer
 from placement.events.consumer import Tuning, connect_options
 from tests.harness.concurrency import wait_for
 from tests.harness.nats import NatsServer

@@ -30,9 +30,9 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
+from placement.config import NatsSettings
 from placement.events.metrics import CONNECTED, EVENTS, LAG, LAST_APPLIED
 from placement.events.parse import Invalid, StatusEvent, parse
-from placement.events.settings import NatsSettings
 from placement.store import StoreError
 
 log = logging.getLogger(__name__)

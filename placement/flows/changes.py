@@ -22,7 +22,16 @@ from dataclasses import replace
 from typing import Protocol
 
 from placement.errors import Kind, PlacementError, UpstreamError
-from placement.model import Change, Evaluation, Instance, JSONObject, Placement, Resource, State
+from placement.model import (
+    Change,
+    Evaluation,
+    Instance,
+    JSONObject,
+    Placement,
+    ProviderStatus,
+    Resource,
+    State,
+)
 from placement.store import DuplicateId, Lease, ResourceStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -83,14 +92,18 @@ class PlacementService:
         lease = self._lease()
         record, may_exist = self._begin_create(placement, lease)
         owner = record.id, lease.owner
-        self._provision(
+        status = self._provision(
             record,
             evaluation,
             may_exist,
             undo=lambda: self._store.undo_create(*owner),
             abandon=lambda: self._store.abandon_create(*owner),
         )
-        return self._finished(record, lambda: self._store.finish_create(*owner), None)[0]
+        return self._finished(
+            _with_status(record, status),
+            lambda: self._store.finish_create(*owner, status),
+            None,
+        )[0]
 
     def delete_resource(self, resource_id: str) -> None:
         """SPRM first, then the record; an instance the SPRM no longer has is gone."""
@@ -148,7 +161,7 @@ class PlacementService:
         if new is None:
             raise self._busy_or_absent(resource_id)
         moves = new.id, old.id, lease.owner
-        self._provision(
+        status = self._provision(
             new,
             evaluation,
             False,
@@ -156,7 +169,9 @@ class PlacementService:
             abandon=lambda: self._store.abandon_rehydrate(*moves),
         )
         done, moved = self._finished(
-            new, lambda: self._store.finish_rehydrate(new.id, old.id, lease), old
+            _with_status(new, status),
+            lambda: self._store.finish_rehydrate(new.id, old.id, lease, status),
+            old,
         )
         if moved:  # else the reconciler retires the old instance once it records the new one
             try:
@@ -190,20 +205,23 @@ class PlacementService:
         may_exist: bool,
         undo: Callable[[], bool],
         abandon: Callable[[], bool],
-    ) -> None:
-        """Have the SPRM create the instance. Return once it exists. Otherwise the record
-        leaves `resources` before the error is raised: removed (`undo`) when every try was
-        refused, moved into the pending undos (`abandon`) when one may have acted."""
+    ) -> str | None:
+        """Have the SPRM create the instance. Return once it exists, with the status its
+        answer gave, if any. Otherwise the record leaves `resources` before the error is
+        raised: removed (`undo`) when every try was refused, moved into the pending undos
+        (`abandon`) when one may have acted."""
         try:
-            self._sprm.create_instance(record.id, evaluation.provider, evaluation.spec, may_exist)
-            return
+            made = self._sprm.create_instance(
+                record.id, evaluation.provider, evaluation.spec, may_exist
+            )
+            return made.status
         except UpstreamError as exc:
             if not exc.outcome_unknown:
                 self._before_error(record.id, undo)
                 raise
             if self._live(record.id):
                 log.info("instance %s exists although its create failed (%s)", record.id, exc)
-                return
+                return None
             self._before_error(record.id, abandon)
             raise self._not_created(record.id, exc) from exc
 
@@ -394,3 +412,11 @@ def retire(store: ResourceStore, sprm: ResourceManager, resource_id: str, owner:
         log.warning("deferred delete of %s failed; tried again later: %s", resource_id, exc)
         return False
     return store.finish_retire(resource_id, owner)
+
+
+def _with_status(record: Resource, status: str | None) -> Resource:
+    """The record as it reads once the create is recorded: with the status the SPRM's
+    answer gave, as of the record's creation (until the provider's events say more)."""
+    if status is None:
+        return record
+    return replace(record, status=ProviderStatus(status, None, record.create_time))

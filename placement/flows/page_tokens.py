@@ -2,7 +2,7 @@
 
 A token is URL-safe base64 of a small JSON document plus an HMAC of it, keyed by a
 secret the replicas share through the database. A malformed or altered token, or one
-issued for a different `provider` filter, is a client error, never a silent restart
+issued for a different `provider` or `status` filter, is a client error, never a silent restart
 at page 1 (as the Go service's offset tokens were).
 """
 
@@ -33,14 +33,16 @@ class PageTokens:
     def __init__(self, key: str) -> None:
         self._key = bytes.fromhex(key)
 
-    def encode(self, cursor: Cursor, provider: str | None) -> str:
+    def encode(self, cursor: Cursor, provider: str | None, status: str | None = None) -> str:
         document = {"v": _VERSION, "t": cursor.create_key, "i": cursor.id, "p": provider}
+        if status is not None:  # (a token without it reads the same in older replicas)
+            document["s"] = status.upper()
         payload = json.dumps(document, separators=(",", ":")).encode()
         return f"{_b64(payload)}.{_b64(self._mac(payload))}"
 
-    def decode(self, token: str, provider: str | None) -> Cursor:
+    def decode(self, token: str, provider: str | None, status: str | None = None) -> Cursor:
         """The cursor in `token`; a validation error unless it is intact and was
-        issued for this `provider` filter."""
+        issued for this `provider` filter and this `status` filter (without case)."""
         try:
             payload_text, mac_text = token.split(".")
             payload = _unb64(payload_text)
@@ -50,6 +52,7 @@ class PageTokens:
             key = document["t"]  # null: the page ended among rows without create_time
             cursor = Cursor(None if key is None else _text(key), _text(document["i"]))
             version, issued_for = document["v"], document["p"]
+            status_for = document.get("s")
         except (binascii.Error, ValueError, TypeError, KeyError):
             raise PlacementError(Kind.VALIDATION, "page_token is not a valid page token") from None
         if version != _VERSION:
@@ -57,6 +60,10 @@ class PageTokens:
         if issued_for != provider:
             raise PlacementError(
                 Kind.VALIDATION, "page_token was issued for a different provider filter"
+            )
+        if status_for != (None if status is None else status.upper()):
+            raise PlacementError(
+                Kind.VALIDATION, "page_token was issued for a different status filter"
             )
         return cursor
 

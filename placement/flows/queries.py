@@ -34,14 +34,18 @@ class ReadFlows:
         return resource
 
     async def list_resources(
-        self, provider: str | None, page_size: int, page_token: str | None
+        self,
+        provider: str | None,
+        page_size: int,
+        page_token: str | None,
+        status: str | None = None,
     ) -> Page:
         tokens = await self._page_tokens()
-        after = tokens.decode(page_token, provider) if page_token else None
+        after = tokens.decode(page_token, provider, status) if page_token else None
         resources, cursor = await self._reads.list_page(
-            provider, page_size, after, self._page_max_bytes
+            provider, page_size, after, self._page_max_bytes, status
         )
-        return Page(resources, tokens.encode(cursor, provider) if cursor else None)
+        return Page(resources, tokens.encode(cursor, provider, status) if cursor else None)
 
     async def _page_tokens(self) -> PageTokens:
         """The tokens, with the key the replicas share (fetched, or made, on first use)."""

@@ -129,14 +129,18 @@ class Reconciler:
             if exists:
                 return (
                     "provisioning_completed"
-                    if self._store.finish_create(record.id, owner)
+                    if self._store.finish_create(
+                        record.id, owner, None if found is None else found.status
+                    )
                     else None
                 )
             return "provisioning_undone" if self._store.undo_create(record.id, owner) else None
         if not exists:
             undone = self._store.undo_rehydrate(record.id, replaced.id, owner)
             return "rehydrate_undone" if undone else None
-        if not self._store.finish_rehydrate(record.id, replaced.id, lease):
+        if not self._store.finish_rehydrate(
+            record.id, replaced.id, lease, None if found is None else found.status
+        ):
             return None
         retire(self._store, self._sprm, replaced.id, owner)  # else retried as a pending deletion
         return "rehydrate_completed"

@@ -60,9 +60,15 @@ class Handlers:
         return ConnexionResponse(200, content_type=JSON, body=_HEALTHY)
 
     async def list_resources(
-        self, max_page_size: int = 100, provider: str | None = None, page_token: str | None = None
+        self,
+        max_page_size: int = 100,
+        provider: str | None = None,
+        page_token: str | None = None,
+        status: str | None = None,
     ) -> ConnexionResponse:
-        page = await self._reads.list_resources(provider or None, max_page_size, page_token or None)
+        page = await self._reads.list_resources(
+            provider or None, max_page_size, page_token or None, status or None
+        )
         body: dict[str, Any] = {"resources": [r.to_json(embedded) for r in page.resources]}
         if page.next_page_token:
             body["next_page_token"] = page.next_page_token

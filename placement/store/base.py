@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import ClassVar, Protocol
 
 from placement.errors import Kind, PlacementError
@@ -102,7 +103,9 @@ class ResourceStore(Protocol):
     def begin_create(self, placement: Placement, lease: Lease) -> Resource:
         """Insert PROVISIONING under `lease`; DuplicateId if the id is in use."""
 
-    def finish_create(self, resource_id: str, owner: str) -> bool: ...
+    def finish_create(self, resource_id: str, owner: str, status: str | None = None) -> bool:
+        """PROVISIONING -> READY under `owner`'s lease; `status`: the provider's status
+        the SPRM's answer gave, recorded unless a status event came first."""
 
     def undo_create(self, resource_id: str, owner: str) -> bool:
         """Remove the record: the SPRM refused every try, so nothing was made."""
@@ -132,7 +135,9 @@ class ResourceStore(Protocol):
         both under `lease`, in one transaction. None (nothing changed) if the old record
         is absent or busy; DuplicateId if the new id is in use."""
 
-    def finish_rehydrate(self, resource_id: str, replaced_id: str, lease: Lease) -> bool:
+    def finish_rehydrate(
+        self, resource_id: str, replaced_id: str, lease: Lease, status: str | None = None
+    ) -> bool:
         """The replacement READY, the old record a pending deletion under a fresh
         `lease` (same owner); one transaction, only if `lease.owner` holds both."""
 
@@ -148,6 +153,14 @@ class ResourceStore(Protocol):
 
     def finish_retire(self, resource_id: str, owner: str) -> bool:
         """Forget a pending deletion: the SPRM no longer has the instance."""
+
+    def apply_status(
+        self, resource_id: str, status: str, message: str | None, moment: datetime, sequence: int
+    ) -> str:
+        """Record a provider's status event if it is newer than the recorded one (its time,
+        then its stream sequence) and not older than the record: "applied", "stale" (not
+        newer), or "unknown" (no record has the id). The check and the write are one
+        statement."""
 
     def retire_instance(self, resource_id: str, lease: Lease) -> bool:
         """Record a pending deletion of an instance no record stands for (under `lease`),
@@ -185,9 +198,15 @@ class ResourceReads(Protocol):
     async def get(self, resource_id: str) -> ResourceView | None: ...
 
     async def list_page(
-        self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None = None
+        self,
+        provider: str | None,
+        limit: int,
+        after: Cursor | None,
+        max_bytes: int | None = None,
+        status: str | None = None,
     ) -> tuple[list[ResourceView], Cursor | None]:
         """Up to `limit` records after `after` in (create_time, id) order, rows without a
         create_time first; and the cursor of the last one when more may follow. With
         `max_bytes`, the page ends early once its specs' JSON passes that many bytes (it
-        always has one record)."""
+        always has one record). `provider` and `status` filter (the status without
+        case)."""

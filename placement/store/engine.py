@@ -12,12 +12,12 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
-from placement.model import EPOCH, JSONObject, Resource, ResourceView, State
+from placement.model import EPOCH, JSONObject, ProviderStatus, Resource, ResourceView, State
 from placement.store.base import Cursor
-from placement.store.statements import COLUMN, LIFECYCLE, LIST
+from placement.store.statements import COLUMN, LIFECYCLE, LIST, STATUS, ListFilters
 
 Row = tuple[Any, ...]
-ListKey = tuple[bool, str | None]
+ListKey = tuple[ListFilters, str | None]
 # A column's position in a resource row (`statements.COLUMNS`), by name.
 _AT = COLUMN
 _SPEC = COLUMN["original_spec"]
@@ -32,7 +32,8 @@ class SqlEngine(abc.ABC):
 
     def __init__(self, dialect: dict[str, str]) -> None:
         """`dialect`: the statements this database spells its own way, by name."""
-        self.sql = {name: self.marks(text) for name, text in (LIFECYCLE | dialect).items()}
+        statements = LIFECYCLE | STATUS | dialect
+        self.sql = {name: self.marks(text) for name, text in statements.items()}
         self.lists = {key: self.marks(text) for key, text in LIST.items()}
 
     def marks(self, statement: str) -> str:
@@ -100,6 +101,7 @@ class SqlEngine(abc.ABC):
             update_time=self._time_or_epoch(row[_AT["update_time"]]),
             state=State.parse(row[_AT["state"]]),
             replaces=row[_AT["replaces"]],
+            status=self._status(row),
         )
 
     def view(self, row: Row) -> ResourceView:
@@ -112,6 +114,19 @@ class SqlEngine(abc.ABC):
             approval_status=row[_AT["approval_status"]] or "",
             create_time=self._time_or_epoch(row[_AT["create_time"]]),
             update_time=self._time_or_epoch(row[_AT["update_time"]]),
+            status=self._status(row),
+        )
+
+    def _status(self, row: Row) -> ProviderStatus | None:
+        """The provider's view of the resource, if it has one."""
+        status = row[_AT["status"]]
+        if status is None:
+            return None
+        moment = row[_AT["status_time"]]
+        return ProviderStatus(
+            status,
+            row[_AT["status_message"]],
+            None if moment is None else self.decode_time(moment),
         )
 
     def _time_or_epoch(self, value: Any) -> datetime:
@@ -121,10 +136,11 @@ class SqlEngine(abc.ABC):
     # List pages.
 
     def list_query(
-        self, provider: str | None, limit: int, after: Cursor | None
+        self, provider: str | None, status: str | None, limit: int, after: Cursor | None
     ) -> tuple[ListKey, list[Any]]:
         """Which list statement serves this page (a key of `lists`), and its parameters
-        (one more row than `limit`: whether more follow)."""
+        (one more row than `limit`: whether more follow). `status` is compared without
+        case."""
         params: list[Any] = []
         if after is None:
             where, params = None, [limit + 1, limit + 1, limit + 1]
@@ -132,9 +148,11 @@ class SqlEngine(abc.ABC):
             where, params = "unstamped", [after.id, limit + 1, limit + 1, limit + 1]
         else:
             where, params = "stamped", [self.after_value(after.create_key), after.id, limit + 1]
-        if provider is not None:
-            params = _with_provider(where, provider, params)
-        return (provider is not None, where), params
+        values = [
+            v for v in (provider, None if status is None else status.upper()) if v is not None
+        ]
+        filters = (provider is not None, status is not None)
+        return (filters, where), _with_filters(where, values, params)
 
     def page_end(self, rows: list[Row], limit: int) -> tuple[list[Row], Cursor | None]:
         """The rows of the page, and the cursor of its last one when more may follow."""
@@ -153,12 +171,12 @@ def without_spec(row: Row) -> Row:
     return (*row[:_SPEC], None, *row[_SPEC + 1 :])
 
 
-def _with_provider(where: str | None, provider: str, params: list[Any]) -> list[Any]:
-    """The parameters of the provider-filtered statement: the filter before each branch."""
+def _with_filters(where: str | None, values: list[Any], params: list[Any]) -> list[Any]:
+    """The parameters of a filtered statement: the filters' values before each branch."""
     if where == "stamped":
-        return [provider, *params]
+        return [*values, *params]
     if where is None:
         first, second, limit = params
-        return [provider, first, provider, second, limit]
+        return [*values, first, *values, second, limit]
     after, first, second, limit = params
-    return [provider, after, first, provider, second, limit]
+    return [*values, after, first, *values, second, limit]

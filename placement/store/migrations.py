@@ -135,6 +135,31 @@ VERSIONS: tuple[tuple[Step, ...], ...] = (
             "ALTER TABLE placement_retired ADD COLUMN approval_status text",
         ),
     ),
+    # 6: the provider's view of each resource (its status events): nullable columns the
+    # Go service ignores, and the index of the list's status filter (compared without
+    # case: on the upper-cased status).
+    (
+        Step(
+            "ALTER TABLE resources ADD COLUMN IF NOT EXISTS status text",
+            "ALTER TABLE resources ADD COLUMN status text",
+        ),
+        Step(
+            "ALTER TABLE resources ADD COLUMN IF NOT EXISTS status_message text",
+            "ALTER TABLE resources ADD COLUMN status_message text",
+        ),
+        Step(
+            "ALTER TABLE resources ADD COLUMN IF NOT EXISTS status_time timestamptz",
+            "ALTER TABLE resources ADD COLUMN status_time datetime",
+        ),
+        Step(
+            "ALTER TABLE resources ADD COLUMN IF NOT EXISTS status_sequence bigint",
+            "ALTER TABLE resources ADD COLUMN status_sequence integer",
+        ),
+        same(
+            "CREATE INDEX IF NOT EXISTS resources_status_create_time_id_idx"
+            " ON resources (upper(status), create_time, id)"
+        ),
+    ),
 )
 
 _SCHEMA_TABLE = Step(

@@ -271,10 +271,15 @@ class PostgresReads:
         return self._engine.view(rows[0]) if rows else None
 
     async def list_page(
-        self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None = None
+        self,
+        provider: str | None,
+        limit: int,
+        after: Cursor | None,
+        max_bytes: int | None = None,
+        status: str | None = None,
     ) -> tuple[list[ResourceView], Cursor | None]:
         engine = self._engine
-        key, params = engine.list_query(provider, limit, after)
+        key, params = engine.list_query(provider, status, limit, after)
         page = await self._rows(*engine.budgeted_page(key, params, max_bytes))
         rows, cursor = engine.page_end(page, limit)
         return [engine.view(row) for row in rows], cursor

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from placement.model import JSONObject, Placement, Resource
@@ -63,8 +64,19 @@ class SqlStore(abc.ABC):
             raise DuplicateId(f"{placement.id} is a pending deletion")
         return self.engine.resource(rows[0])
 
-    def finish_create(self, resource_id: str, owner: str) -> bool:
-        return self.engine.count(self._sql["finish_create"], (resource_id, owner)) == 1
+    def finish_create(self, resource_id: str, owner: str, status: str | None = None) -> bool:
+        params = (status, status, resource_id, owner)
+        return self.engine.count(self._sql["finish_create"], params) == 1
+
+    def apply_status(
+        self, resource_id: str, status: str, message: str | None, moment: datetime, sequence: int
+    ) -> str:
+        when = self.engine.time_value(moment)
+        params = (status, message, when, sequence, resource_id, when, when, when, sequence)
+        if self.engine.count(self._sql["apply_status"], params) == 1:
+            return "applied"
+        # Only to count it: stale for the record, or no record (the answer is the same).
+        return "stale" if self.engine.rows(self._sql["has_record"], (resource_id,)) else "unknown"
 
     def undo_create(self, resource_id: str, owner: str) -> bool:
         return self.engine.count(self._sql["undo_create"], (resource_id, owner)) == 1
@@ -99,10 +111,12 @@ class SqlStore(abc.ABC):
                 raise DuplicateId(f"{placement.id} is a pending deletion")
             return self.engine.resource(rows[0])
 
-    def finish_rehydrate(self, resource_id: str, replaced_id: str, lease: Lease) -> bool:
+    def finish_rehydrate(
+        self, resource_id: str, replaced_id: str, lease: Lease, status: str | None = None
+    ) -> bool:
         owner = lease.owner
         return self._all_or_nothing(
-            ("finish_rehydrate:record", (resource_id, replaced_id, owner)),
+            ("finish_rehydrate:record", (status, status, resource_id, replaced_id, owner)),
             ("finish_rehydrate:replaced", (replaced_id, owner)),
             ("finish_rehydrate:retired", (replaced_id, owner, lease.seconds, replaced_id)),
         )

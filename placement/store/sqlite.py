@@ -216,9 +216,16 @@ class SqliteReads:
         return await self._run(functools.partial(self._view, resource_id))
 
     async def list_page(
-        self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None = None
+        self,
+        provider: str | None,
+        limit: int,
+        after: Cursor | None,
+        max_bytes: int | None = None,
+        status: str | None = None,
     ) -> tuple[list[ResourceView], Cursor | None]:
-        return await self._run(functools.partial(self._list, provider, limit, after, max_bytes))
+        return await self._run(
+            functools.partial(self._list, provider, status, limit, after, max_bytes)
+        )
 
     def _view(self, resource_id: str) -> ResourceView | None:
         """As `SqliteStore.get`, the spec left as the JSON text stored."""
@@ -227,11 +234,16 @@ class SqliteReads:
         return engine.view(rows[0]) if rows else None
 
     def _list(
-        self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None
+        self,
+        provider: str | None,
+        status: str | None,
+        limit: int,
+        after: Cursor | None,
+        max_bytes: int | None,
     ) -> tuple[list[ResourceView], Cursor | None]:
         """A list page, the specs left as the JSON text stored."""
         engine = self._store.engine
-        key, params = engine.list_query(provider, limit, after)
+        key, params = engine.list_query(provider, status, limit, after)
         rows, cursor = engine.page_end(engine.page_rows(key, params, max_bytes), limit)
         return [engine.view(row) for row in rows], cursor
 

@@ -22,6 +22,9 @@ COLUMNS = (
     "update_time",
     "state",
     "replaces",
+    "status",
+    "status_message",
+    "status_time",
 )
 COLUMN = {name: position for position, name in enumerate(COLUMNS)}
 SELECTED = ", ".join(COLUMNS)
@@ -44,6 +47,13 @@ _RETIRE_RECORD = (
     " provider_name, approval_status FROM resources"
 )
 _LEASE_ENDED = "(lease_until IS NULL OR lease_until < now())"
+# The status the SPRM's create answer gave (`?`: it, twice; NULL: none), as of the record's
+# creation, unless a status event came first.
+_FIRST_STATUS = (
+    "status = COALESCE(status, CAST(? AS text)), status_time = CASE"
+    " WHEN status IS NULL AND CAST(? AS text) IS NOT NULL THEN create_time"
+    " ELSE status_time END"
+)
 
 LIFECYCLE = {
     "get": f"SELECT {SELECTED} FROM resources WHERE id = ?",
@@ -51,7 +61,7 @@ LIFECYCLE = {
     + " WHERE NOT EXISTS (SELECT 1 FROM placement_retired WHERE id = ?)"
     + RETURNING,
     "finish_create": "UPDATE resources SET state = 'READY', replaces = NULL,"
-    " lease_owner = NULL, lease_until = NULL"
+    f" lease_owner = NULL, lease_until = NULL, {_FIRST_STATUS}"
     " WHERE id = ? AND state = 'PROVISIONING' AND lease_owner = ?",
     "undo_create": "DELETE FROM resources"
     " WHERE id = ? AND state = 'PROVISIONING' AND lease_owner = ?",
@@ -69,7 +79,7 @@ LIFECYCLE = {
     " lease_until = placement_lease_end(?)"
     f" WHERE id = ? AND state = 'READY' AND {_LEASE_ENDED}",
     "finish_rehydrate:record": "UPDATE resources SET state = 'READY', replaces = NULL,"
-    " lease_owner = NULL, lease_until = NULL"
+    f" lease_owner = NULL, lease_until = NULL, {_FIRST_STATUS}"
     " WHERE id = ? AND state = 'PROVISIONING' AND replaces = ? AND lease_owner = ?",
     "finish_rehydrate:replaced": "DELETE FROM resources"
     " WHERE id = ? AND state = 'REHYDRATING' AND lease_owner = ?",
@@ -153,35 +163,56 @@ def _locked(name: str) -> str:
 POSTGRES = {name: _locked(name) for name in ("claim_stale:record", "claim_retired")}
 
 
-def _branch(provider: bool, condition: str, order: str) -> str:
+# The list's filters, in the order their values are bound: `provider` (as stored), and
+# `status` (compared without case: the value is bound upper-cased).
+FILTERS = {"provider": "provider_name = ?", "status": "upper(status) = ?"}
+ListFilters = tuple[bool, bool]  # (by provider, by status)
+
+
+def _branch(filters: ListFilters, condition: str, order: str) -> str:
     """One side of a list statement: the rows matching `condition`, in `order`."""
-    where = f"provider_name = ? AND {condition}" if provider else condition
+    chosen = [text for text, on in zip(FILTERS.values(), filters, strict=True) if on]
+    where = " AND ".join([*chosen, condition])
     return f"SELECT {SELECTED} FROM resources WHERE {where} ORDER BY {order} LIMIT ?"
 
 
-def _both_branches(provider: bool, unstamped: str) -> str:
+def _both_branches(filters: ListFilters, unstamped: str) -> str:
     """The rows without create_time (`unstamped`: their condition) before the others."""
-    first = _branch(provider, unstamped, "id")
-    second = _branch(provider, "create_time IS NOT NULL", "create_time, id")
+    first = _branch(filters, unstamped, "id")
+    second = _branch(filters, "create_time IS NOT NULL", "create_time, id")
     return (
         f"SELECT * FROM ({first}) AS unstamped UNION ALL SELECT * FROM ({second}) AS stamped"
         " ORDER BY create_time NULLS FIRST, id LIMIT ?"
     )
 
 
-def _list(provider: bool, where: str | None) -> str:
+def _list(filters: ListFilters, where: str | None) -> str:
     if where == "stamped":
-        return _branch(provider, "(create_time, id) > (?, ?)", "create_time, id")
+        return _branch(filters, "(create_time, id) > (?, ?)", "create_time, id")
     unstamped = "create_time IS NULL" + (" AND id > ?" if where == "unstamped" else "")
-    return _both_branches(provider, unstamped)
+    return _both_branches(filters, unstamped)
 
 
-# List pages, by (filtered by provider, where the previous page ended: None, among rows
-# without create_time ("unstamped", which sort first), or among the others). Rows without
+# List pages, by (filters, where the previous page ended: None, among rows without
+# create_time ("unstamped", which sort first), or among the others). Rows without
 # create_time are read in a branch of their own, so that both branches use the
 # (create_time, id) indexes (the Go table allows NULL there).
 LIST = {
-    (provider, where): _list(provider, where)
+    (filters, where): _list(filters, where)
     for where in (None, "unstamped", "stamped")
-    for provider in (False, True)
+    for filters in ((False, False), (True, False), (False, True), (True, True))
+}
+
+
+# The provider's status events. One statement checks and writes (two replicas may apply
+# two events of one instance at once): an event is applied only if it is newer than the
+# recorded one (its time, then its stream sequence) and not older than the record (an
+# event of an earlier instance of a reused id). `?`: status, message, time, sequence; the
+# id; the time; the time, the time and the sequence.
+STATUS = {
+    "apply_status": "UPDATE resources SET status = ?, status_message = ?, status_time = ?,"
+    " status_sequence = ? WHERE id = ? AND (create_time IS NULL OR create_time <= ?)"
+    " AND (status_time IS NULL OR status_time < ?"
+    " OR (status_time = ? AND (status_sequence IS NULL OR status_sequence < ?)))",
+    "has_record": "SELECT 1 FROM resources WHERE id = ?",
 }

@@ -20,7 +20,16 @@ from enum import Enum
 from typing import Any
 
 from placement.errors import UpstreamError
-from placement.model import Change, Evaluation, JSONObject, Placement, Resource, ResourceView, State
+from placement.model import (
+    Change,
+    Evaluation,
+    JSONObject,
+    Placement,
+    ProviderStatus,
+    Resource,
+    ResourceView,
+    State,
+)
 from placement.model import Instance as FoundInstance
 from placement.store import Cursor, DuplicateId, Lease, PendingDeletion, StoreUnavailable
 from tests.harness.lifecycle import TRANSIENT
@@ -62,6 +71,7 @@ class MemoryStore:
         self.available = True
         self._rows: dict[str, _Row] = {}
         self._retired: dict[str, _Row] = {}
+        self._sequences: dict[str, int] = {}  # the stream sequence of each recorded status
         self._settings: dict[str, str] = {}
         self._lock = threading.RLock()
 
@@ -111,7 +121,12 @@ class MemoryStore:
             return row.resource if row else None
 
     def list_page(
-        self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None = None
+        self,
+        provider: str | None,
+        limit: int,
+        after: Cursor | None,
+        max_bytes: int | None = None,
+        status: str | None = None,
     ) -> tuple[list[Resource], Cursor | None]:
         with self._lock:
             self._check()
@@ -121,6 +136,9 @@ class MemoryStore:
             )
             if provider is not None:
                 rows = [r for r in rows if r.provider_name == provider]
+            if status is not None:
+                wanted = status.upper()
+                rows = [r for r in rows if r.status and r.status.status.upper() == wanted]
             if after is not None and after.create_key is not None:
                 mark = (datetime.fromisoformat(after.create_key), after.id)
                 rows = [r for r in rows if (r.create_time, r.id) > mark]
@@ -151,14 +169,35 @@ class MemoryStore:
             self._check()
             return self._insert(placement, lease)
 
-    def finish_create(self, resource_id: str, owner: str) -> bool:
+    def finish_create(self, resource_id: str, owner: str, status: str | None = None) -> bool:
         with self._lock:
             self._check()
             row = self._owned(resource_id, owner, State.PROVISIONING)
             if row is None:
                 return False
-            self._set(row, State.READY, None, None, replaces=None)
+            self._set(row, State.READY, None, None, replaces=None, status=_first(row, status))
             return True
+
+    def apply_status(
+        self, resource_id: str, status: str, message: str | None, moment: datetime, sequence: int
+    ) -> str:
+        with self._lock:
+            self._check()
+            row = self._rows.get(resource_id)
+            if row is None:
+                return "unknown"
+            held = self._sequences.get(resource_id)
+            recorded = row.resource.status
+            newer = (
+                recorded is None
+                or recorded.time is None
+                or (moment, sequence) > (recorded.time, -1 if held is None else held)
+            )
+            if moment < row.resource.create_time or not newer:
+                return "stale"
+            row.resource = replace(row.resource, status=ProviderStatus(status, message, moment))
+            self._sequences[resource_id] = sequence
+            return "applied"
 
     def undo_create(self, resource_id: str, owner: str) -> bool:
         with self._lock:
@@ -244,14 +283,16 @@ class MemoryStore:
             self._set(old, State.REHYDRATING, lease.owner, self._end(lease))
             return new
 
-    def finish_rehydrate(self, resource_id: str, replaced_id: str, lease: Lease) -> bool:
+    def finish_rehydrate(
+        self, resource_id: str, replaced_id: str, lease: Lease, status: str | None = None
+    ) -> bool:
         with self._lock:
             self._check()
             new = self._owned(resource_id, lease.owner, State.PROVISIONING)
             old = self._owned(replaced_id, lease.owner, State.REHYDRATING)
             if new is None or old is None or new.resource.replaces != replaced_id:
                 return False
-            self._set(new, State.READY, None, None, replaces=None)
+            self._set(new, State.READY, None, None, replaces=None, status=_first(new, status))
             del self._rows[replaced_id]
             self._retired[replaced_id] = _Row(old.resource, lease.owner, self._end(lease))
             return True
@@ -396,6 +437,13 @@ class MemoryStore:
     ) -> None:
         row.resource = replace(row.resource, state=state, **changes)
         row.owner, row.until = owner, until
+
+
+def _first(row: _Row, status: str | None) -> ProviderStatus | None:
+    """The status the SPRM's create answer gave, unless an event came first."""
+    if row.resource.status is not None or status is None:
+        return row.resource.status
+    return ProviderStatus(status, None, row.resource.create_time)
 
 
 def _claim_order(row: _Row) -> tuple[bool, datetime, str]:
@@ -572,9 +620,14 @@ class MemoryReads:
         return None if found is None else _view(found)
 
     async def list_page(
-        self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None = None
+        self,
+        provider: str | None,
+        limit: int,
+        after: Cursor | None,
+        max_bytes: int | None = None,
+        status: str | None = None,
     ) -> tuple[list[ResourceView], Cursor | None]:
-        page, cursor = self._store.list_page(provider, limit, after, max_bytes)
+        page, cursor = self._store.list_page(provider, limit, after, max_bytes, status)
         return [_view(each) for each in page], cursor
 
 
@@ -587,4 +640,5 @@ def _view(resource: Resource) -> ResourceView:
         approval_status=resource.approval_status,
         create_time=resource.create_time,
         update_time=resource.update_time,
+        status=resource.status,
     )

@@ -31,6 +31,13 @@ class Resource:
         approval_status (str | Unset): What the policies did with the spec (APPROVED or MODIFIED). Example: APPROVED.
         create_time (datetime.datetime | Unset): When the resource was created.
         update_time (datetime.datetime | Unset): When the resource was last changed.
+        status (str | Unset): The instance's status as its service provider last reported it
+            (its status events; before any, the status the provider's create
+            answer gave), as the provider spells it, e.g. RUNNING or FAILED.
+            Absent until the provider has reported one.
+             Example: RUNNING.
+        status_message (str | Unset): The provider's message with that status, if it gave one.
+        status_time (datetime.datetime | Unset): When the provider set that status (the time of its event).
     """
 
     catalog_item_instance_id: str
@@ -41,6 +48,9 @@ class Resource:
     approval_status: str | Unset = UNSET
     create_time: datetime.datetime | Unset = UNSET
     update_time: datetime.datetime | Unset = UNSET
+    status: str | Unset = UNSET
+    status_message: str | Unset = UNSET
+    status_time: datetime.datetime | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,6 +74,14 @@ class Resource:
         if not isinstance(self.update_time, Unset):
             update_time = self.update_time.isoformat()
 
+        status = self.status
+
+        status_message = self.status_message
+
+        status_time: str | Unset = UNSET
+        if not isinstance(self.status_time, Unset):
+            status_time = self.status_time.isoformat()
+
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update(
@@ -84,6 +102,12 @@ class Resource:
             field_dict["create_time"] = create_time
         if update_time is not UNSET:
             field_dict["update_time"] = update_time
+        if status is not UNSET:
+            field_dict["status"] = status
+        if status_message is not UNSET:
+            field_dict["status_message"] = status_message
+        if status_time is not UNSET:
+            field_dict["status_time"] = status_time
 
         return field_dict
 
@@ -118,6 +142,17 @@ class Resource:
         else:
             update_time = datetime.datetime.fromisoformat(_update_time)
 
+        status = d.pop("status", UNSET)
+
+        status_message = d.pop("status_message", UNSET)
+
+        _status_time = d.pop("status_time", UNSET)
+        status_time: datetime.datetime | Unset
+        if isinstance(_status_time, Unset):
+            status_time = UNSET
+        else:
+            status_time = datetime.datetime.fromisoformat(_status_time)
+
         resource = cls(
             catalog_item_instance_id=catalog_item_instance_id,
             spec=spec,
@@ -127,6 +162,9 @@ class Resource:
             approval_status=approval_status,
             create_time=create_time,
             update_time=update_time,
+            status=status,
+            status_message=status_message,
+            status_time=status_time,
         )
 
         resource.additional_properties = d

@@ -12,6 +12,7 @@ from ...types import UNSET, Response, Unset
 def _get_kwargs(
     *,
     provider: str | Unset = UNSET,
+    status: str | Unset = UNSET,
     max_page_size: int | Unset = 100,
     page_token: str | Unset = UNSET,
 ) -> dict[str, Any]:
@@ -19,6 +20,8 @@ def _get_kwargs(
     params: dict[str, Any] = {}
 
     params["provider"] = provider
+
+    params["status"] = status
 
     params["max_page_size"] = max_page_size
 
@@ -83,18 +86,21 @@ def sync_detailed(
     *,
     client: AuthenticatedClient | Client,
     provider: str | Unset = UNSET,
+    status: str | Unset = UNSET,
     max_page_size: int | Unset = 100,
     page_token: str | Unset = UNSET,
 ) -> Response[Problem | ResourceList]:
     """List resources
 
      Lists placed resources in creation order (then by id), optionally only
-    those of one provider. Follow `next_page_token` until it is absent to
-    read the whole collection; a token is only valid with the same
-    `provider` it was issued for.
+    those of one provider, or with one provider status. Follow
+    `next_page_token` until it is absent to read the whole collection; a
+    token is only valid with the same `provider` and `status` it was issued
+    for.
 
     Args:
         provider (str | Unset):
+        status (str | Unset):
         max_page_size (int | Unset):  Default: 100.
         page_token (str | Unset):
 
@@ -110,6 +116,7 @@ def sync_detailed(
 
     kwargs = _get_kwargs(
         provider=provider,
+        status=status,
         max_page_size=max_page_size,
         page_token=page_token,
     )
@@ -125,18 +132,21 @@ def sync(
     *,
     client: AuthenticatedClient | Client,
     provider: str | Unset = UNSET,
+    status: str | Unset = UNSET,
     max_page_size: int | Unset = 100,
     page_token: str | Unset = UNSET,
 ) -> Problem | ResourceList | None:
     """List resources
 
      Lists placed resources in creation order (then by id), optionally only
-    those of one provider. Follow `next_page_token` until it is absent to
-    read the whole collection; a token is only valid with the same
-    `provider` it was issued for.
+    those of one provider, or with one provider status. Follow
+    `next_page_token` until it is absent to read the whole collection; a
+    token is only valid with the same `provider` and `status` it was issued
+    for.
 
     Args:
         provider (str | Unset):
+        status (str | Unset):
         max_page_size (int | Unset):  Default: 100.
         page_token (str | Unset):
 
@@ -153,6 +163,7 @@ def sync(
     return sync_detailed(
         client=client,
         provider=provider,
+        status=status,
         max_page_size=max_page_size,
         page_token=page_token,
     ).parsed
