@@ -12,7 +12,8 @@ JSONObject = dict[str, Any]
 
 EPOCH = datetime.fromtimestamp(0, UTC)
 # The API's resource ids: the spec's `ResourceId` pattern (`placement/openapi.yaml`;
-# tests/test_spec_constraints.py checks they agree), for the code that checks ids itself.
+# tests/integration/test_spec_constraints.py checks they agree), for the code that checks
+# ids itself.
 RESOURCE_ID_PATTERN = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
 

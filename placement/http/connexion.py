@@ -18,7 +18,7 @@
    UTF-8), which PostgreSQL cannot store: refused here, the same on both databases.
 
 Tied to Connexion 3.3's AsyncApp internals (pinned to 3.3 in pyproject.toml);
-`tests/test_connexion_canary.py` fails when one of the internals used here changes, and
+`tests/unit/test_connexion_canary.py` fails when one of the internals used here changes, and
 the API tests and the fuzz run cover every operation through them, adapted and not
 (`tox -e stock-connexion`)."""
 

@@ -1,7 +1,7 @@
 """The SQL both stores run, with "?" placeholders (`SqlEngine` rewrites them for drivers
 using "%s"). Lifecycle statements are named after their transition in
 `tests.harness.lifecycle` (`<transition>:<row>` when a transition changes several rows);
-`tests/test_lifecycle_sql.py` checks them against it.
+`tests/unit/test_lifecycle_sql.py` checks them against it.
 
 Time comes from the database: `now()` (PostgreSQL's own; registered on each SQLite
 connection) and `placement_lease_end(seconds)` (a function the PostgreSQL migration

@@ -4,7 +4,7 @@
 - `mocked`: the upstreams mocked with `responses` (`MockedUpstreams`, fixture
   `mocked_upstreams`): answers programmed per test, requests read back.
 - `standins`: the upstreams as the stand-in servers of `placement_dev`
-  (`StandInUpstreams`, fixtures `standin_upstreams` and, in the subsystem suite,
+  (`StandInUpstreams`, fixtures `standin_upstreams` and, in tests/subsystem/api,
   `suite_standins`).
 - `processes`: the real `placement-manager serve` process (`launch`, `ServeProcess`).
 - `calls`: calls to the service through the generated public client.

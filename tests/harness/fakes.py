@@ -1,6 +1,6 @@
 """In-memory fakes of what the service and the reconciler depend on: a clock, the store,
 the Policy Engine and the SPRM. Domain tests run against them in milliseconds; the store
-fake passes the same contract tests as PostgreSQL and SQLite (tests/test_store.py).
+fake passes the same contract tests as PostgreSQL and SQLite (tests/integration/test_store.py).
 
 The SPRM fake simulates what a real SPRM may do with a request: act at once, act late
 (after the caller gave up, before a deadline), never act, act and lose its answer, act

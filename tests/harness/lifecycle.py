@@ -2,7 +2,7 @@
 may make it, and on what condition. The service, the reconciler and the audit make these
 moves through the store (one method per transition, one SQL statement per row it changes,
 named `<transition>` or `<transition>:<row>`, in `store/statements.py` and `store/drift.py`);
-`tests/test_lifecycle_sql.py` checks every statement's states and conditions against
+`tests/unit/test_lifecycle_sql.py` checks every statement's states and conditions against
 this table.
 
 The rule that keeps the record and the SPRM in agreement: a call to the SPRM that can

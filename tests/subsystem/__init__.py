@@ -1,5 +1,3 @@
-"""Subsystem tests: the real `placement-manager serve` process, on PostgreSQL and on
-SQLite, with the Policy Engine and SPRM stand-ins as its upstreams, driven only through
-the generated public client (`placement_manager_client`). One service process per
-backend per module; the stand-ins and the `resources` table are reset before each test.
-"""
+"""Subsystem tests: the service's commands and the stand-ins as processes of their own,
+killed and restarted (tests/README.md); `api/` drives one `serve` process per module
+through the public client."""

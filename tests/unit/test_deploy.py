@@ -20,7 +20,7 @@ from placement_dev.standins import cli as standins_cli
 
 from placement.config import Config, variables
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
 # DCM's container health check (the image must have bash).

@@ -38,7 +38,7 @@ EVALUATE = "/api/v1alpha1/policies:evaluateRequest"
 INSTANCES = "/api/v1alpha1/service-type-instances"
 # As the upstream specs declare them: policy-engine.yaml says application/json.
 ERROR_MEDIA_TYPES = {PolicyStandIn: "application/json", SprmStandIn: "application/problem+json"}
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Client:

@@ -20,7 +20,7 @@ from tests.harness.databases import database_env
 from tests.harness.processes import ENTRY, free_port, run
 from tests.harness.records import put_record
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 OLD = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
 IN_STEP = [f"ok-{n:03d}" for n in range(130)]
 ORPHANS = ["orphan-2", "orphan-1", "orphan-3"]

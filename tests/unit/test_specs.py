@@ -10,7 +10,7 @@ from openapi_spec_validator import validate
 
 from placement.http.app import SPEC
 
-API = Path(__file__).resolve().parents[1] / "api"
+API = Path(__file__).resolve().parents[2] / "api"
 
 
 @pytest.mark.parametrize("spec", sorted(API.rglob("*.yaml")), ids=lambda p: p.name)

@@ -1,5 +1,5 @@
 """What the repository says of itself is true: every path, module and command that the
-README, tox.ini, pyproject.toml, .ci/run, the Containerfile and the deployment files name
+READMEs, tox.ini, pyproject.toml, .ci/run, the Containerfile and the deployment files name
 exists, and the README's picture of the structure is the one the code draws."""
 
 from __future__ import annotations
@@ -11,9 +11,17 @@ from pathlib import Path
 import pytest
 from placement_dev.structure import graph
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCES = [
-    ROOT / name for name in ("README.md", "tox.ini", "pyproject.toml", ".ci/run", "Containerfile")
+    ROOT / name
+    for name in (
+        "README.md",
+        "tests/README.md",
+        "tox.ini",
+        "pyproject.toml",
+        ".ci/run",
+        "Containerfile",
+    )
 ] + sorted(p for p in (ROOT / "deploy").rglob("*") if p.is_file())
 TOP = "placement|tests|api|dev|bench|deploy|docs|codegen|spectral|generated_client"
 # A repository path: starts at a top-level folder, not inside a URL or a longer path.

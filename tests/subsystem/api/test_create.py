@@ -118,7 +118,7 @@ def test_a_failing_sprm_leaves_no_resource_behind(
 ) -> None:
     """As the Go service: after the 500, GET answers 404 and the list leaves it out. A 5xx
     may come after the SPRM acted: the service deletes whatever it made once it can no
-    longer act (tests/subsystem/test_unknown_outcomes.py waits for that, with short
+    longer act (tests/subsystem/api/test_unknown_outcomes.py waits for that, with short
     leases); a retry of the same create provisions again."""
     suite_standins.sprm.fail("create", 500)
 

@@ -1,7 +1,7 @@
 """How fast StatusConsumer drains a backlog: a private nats-server, N status events
 published first, then one consumer with a trivial `apply`; prints events per second.
 
-    python -m tests.events_throughput [--events 20000] [--batch 100]
+    python -m bench.events_throughput [--events 20000] [--batch 100]
 """
 
 from __future__ import annotations

@@ -197,7 +197,7 @@ def test_a_name_declared_twice_is_refused() -> None:
 
 def _readme_table() -> str:
     """The README's configuration table: its header and every table line after it."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
     lines = section.splitlines()
     start = lines.index("| variable | default | meaning |")

@@ -12,7 +12,7 @@ from placement.errors import Kind
 from placement.http import problems
 from placement.http.problems import FRAMEWORK_KINDS, PROBLEM_TYPES, HttpKind
 
-README = Path(__file__).parent.parent / "README.md"
+README = Path(__file__).parents[2] / "README.md"
 
 
 def test_every_kind_has_one_row() -> None:

@@ -24,7 +24,7 @@ from tests.harness.databases import database_env, new_pg_database, sqlite_databa
 from tests.harness.processes import ENTRY, Service, launch, run
 from tests.harness.records import put_record
 from tests.harness.standins import INSTANCES_PATH, StandInUpstreams
-from tests.subsystem.conftest import SERVICE_ENV
+from tests.subsystem.api.conftest import SERVICE_ENV
 
 RESOURCES = 105  # more than one page of the SPRM's list (100)
 

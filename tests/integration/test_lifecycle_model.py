@@ -26,7 +26,8 @@ instance and the new id neither; a delete answered 204 left neither. (A 503 prom
 nothing but "retry later"; a crash, nothing.)
 
 CI runs a fixed, bounded number of examples (derandomized). To run it long:
-    LIFECYCLE_EXAMPLES=5000 LIFECYCLE_SEED=$RANDOM tox -e py -- tests/test_lifecycle_model.py
+    LIFECYCLE_EXAMPLES=5000 LIFECYCLE_SEED=$RANDOM \\
+        tox -e py -- tests/integration/test_lifecycle_model.py
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The reconciler settles what a crashed or failed operation left behind, by asking the
 SPRM (a real stand-in server, through the real client); on PostgreSQL and SQLite. (Its
-decisions, case by case and on a fake clock, are in test_service.py.)"""
+decisions, case by case and on a fake clock, are in tests/unit/test_service.py.)"""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ from placement.upstream.sprm_api.api.default import create_instance, delete_inst
 from placement.upstream.sprm_api.models import Error as SprmError
 from placement.upstream.sprm_api.models import ServiceTypeInstance, ServiceTypeInstanceSpec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 POLICY = "http://policy:8081/api/v1alpha1"
 SPRM = "http://sprm:8080/api/v1alpha1"
 PLACEMENT = "http://placement-manager:8080/api/v1alpha1"

@@ -8,7 +8,7 @@ limits; well-formed and not), cut at arbitrary points into reads, gets the same 
 (status and body, in order), hands the app the same requests and ends the connection the
 same way as when it arrives in one read. CI runs a fixed, bounded number of examples
 (derandomized). To run it long, on a seed of its own:
-    CONNECTION_EXAMPLES=20000 CONNECTION_SEED=$RANDOM tox -e py -- tests/test_connections.py
+    CONNECTION_EXAMPLES=20000 CONNECTION_SEED=$RANDOM tox -e py -- tests/unit/test_connections.py
 """
 
 from __future__ import annotations
