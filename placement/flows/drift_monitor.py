@@ -66,11 +66,7 @@ class Auditor:
                 self._drift, self._sprm, self._operation_lease, self._page_size, self._page
             )
             counts = findings.counts()
-            self._drift.save_result(
-                counts["orphaned_instances"],
-                counts["missing_instances"],
-                counts["stuck_operations"],
-            )
+            self._drift.save_result(counts)
             log.info("drift audit: %s", counts, extra={"drift": counts})
         self._publish()
         return audited
@@ -96,6 +92,7 @@ class Auditor:
             metrics.DRIFT.labels("orphaned_instances").set(result.orphaned_instances)
             metrics.DRIFT.labels("missing_instances").set(result.missing_instances)
             metrics.DRIFT.labels("stuck_operations").set(result.stuck_operations)
+            metrics.DRIFT.labels("deleted_by_provider").set(result.deleted_by_provider)
             metrics.AUDIT_FINISHED.set(result.finish_time.timestamp())
         now, oldest = self._drift.oldest_operation(self._operation_lease)
         age = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())

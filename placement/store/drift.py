@@ -50,6 +50,9 @@ SQL = {
     "listed": "SELECT count(*) FROM placement_audit_instances",
     "analyze": "ANALYZE placement_audit_instances",
     "records": "SELECT count(*) FROM resources",
+    # READY records whose instance its provider reports deleted (a status event).
+    "deleted_by_provider": "SELECT id FROM resources WHERE upper(status) = 'DELETED'"
+    " AND state = 'READY' ORDER BY id",
     "invalid_ids": "SELECT id FROM resources WHERE id !~ ? ORDER BY id",
     "has_record": "SELECT 1 FROM resources WHERE id = ?"
     " UNION ALL SELECT 1 FROM placement_retired WHERE id = ?",
@@ -78,9 +81,11 @@ SQL = {
     " WHERE placement_audit.owner = excluded.owner OR placement_audit.lease_until < now()"
     " RETURNING owner",
     "save_result": "UPDATE placement_audit SET finish_time = now(),"
-    " orphaned_instances = ?, missing_instances = ?, stuck_operations = ? WHERE name = ?",
+    " orphaned_instances = ?, missing_instances = ?, stuck_operations = ?,"
+    " deleted_by_provider = ? WHERE name = ?",
     "last_result": "SELECT finish_time, orphaned_instances, missing_instances,"
-    " stuck_operations FROM placement_audit WHERE name = ? AND finish_time IS NOT NULL",
+    " stuck_operations, deleted_by_provider FROM placement_audit"
+    " WHERE name = ? AND finish_time IS NOT NULL",
 }
 # SQLite: temporary tables go to a file, not memory, and live in the `temp` schema.
 SQLITE = {
@@ -105,6 +110,7 @@ class AuditResult:
     orphaned_instances: int
     missing_instances: int
     stuck_operations: int
+    deleted_by_provider: int  # 0 when an older version saved the result
 
 
 class InstanceTable:
@@ -247,12 +253,21 @@ class DriftStore:
         """Take or renew the audit's lease; False while another owner holds it."""
         return bool(self._rows("take_lease", (LEASE_NAME, owner, seconds)))
 
-    def save_result(self, orphaned: int, missing: int, stuck: int) -> None:
-        self._count("save_result", (orphaned, missing, stuck, LEASE_NAME))
+    def save_result(self, counts: dict[str, int]) -> None:
+        """Store one audit's counts (by kind, as `Findings.counts` gives them)."""
+        kinds = ("orphaned_instances", "missing_instances", "stuck_operations")
+        values = (*(counts[kind] for kind in kinds), counts["deleted_by_provider"])
+        self._count("save_result", (*values, LEASE_NAME))
 
     def last_result(self) -> AuditResult | None:
         rows = self._rows("last_result", (LEASE_NAME,))
         if not rows:
             return None
-        finished, orphaned, missing, stuck = rows[0]
-        return AuditResult(self._time(finished), int(orphaned), int(missing), int(stuck))
+        finished, orphaned, missing, stuck, deleted = rows[0]
+        return AuditResult(
+            self._time(finished), int(orphaned), int(missing), int(stuck), int(deleted or 0)
+        )
+
+    def deleted_by_provider(self) -> list[str]:
+        """READY records whose provider reported their instance DELETED."""
+        return [row[0] for row in self._rows("deleted_by_provider", ())]

@@ -159,6 +159,11 @@ VERSIONS: tuple[tuple[Step, ...], ...] = (
             "CREATE INDEX IF NOT EXISTS resources_status_create_time_id_idx"
             " ON resources (upper(status), create_time, id)"
         ),
+        # The audit's new kind of drift: instances their provider reports DELETED.
+        Step(
+            "ALTER TABLE placement_audit ADD COLUMN IF NOT EXISTS deleted_by_provider integer",
+            "ALTER TABLE placement_audit ADD COLUMN deleted_by_provider integer",
+        ),
     ),
 )
 

@@ -66,7 +66,7 @@ RECONCILER_ACTIONS = Counter(
 DRIFT = Gauge(
     "placement_drift",
     "Drift the last audit found (whichever replica ran it), by kind: orphaned_instances,"
-    " missing_instances, stuck_operations.",
+    " missing_instances, stuck_operations, deleted_by_provider.",
     ["kind"],
     multiprocess_mode="mostrecent",
 )

@@ -75,6 +75,7 @@ def test_lists_exactly_the_orphans_and_the_missing_across_pages(
         "orphaned_instances": ["orphan-a", "orphan-b", "orphan-c"],
         "missing_instances": ["missing-a", "missing-b"],
         "stuck_operations": [],
+        "deleted_by_provider": [],
         "invalid_ids": [],
         "checked": {"instances": 12, "records": 11},
     }
@@ -89,6 +90,7 @@ def test_nothing_to_report_when_they_agree(
         "orphaned_instances": [],
         "missing_instances": [],
         "stuck_operations": [],
+        "deleted_by_provider": [],
         "invalid_ids": [],
         "checked": {"instances": 8, "records": 8},
     }
@@ -255,8 +257,32 @@ def test_repairs_delete_orphans_and_forget_records_then_nothing_is_left(
     assert set(sprm_standin.instances) == set(ids("ok", 5))
     assert all(store.get(rid) is None for rid in ids("missing", 5))
     assert audit(drift, sprm_client).counts() == dict.fromkeys(
-        ("orphaned_instances", "missing_instances", "stuck_operations"), 0
+        ("orphaned_instances", "missing_instances", "stuck_operations", "deleted_by_provider"), 0
     )
+
+
+def test_instances_their_provider_deleted_are_reported_and_never_forgotten(
+    store: ResourceStore, sprm_standin: SprmStandIn, sprm_client: SprmClient, drift: DriftStore
+) -> None:
+    """A READY record whose provider reported its instance DELETED (any case) while the
+    SPRM still lists it: reported under its own key, counted, left alone by the repairs.
+    One the SPRM no longer has either is missing only."""
+    in_step(store, sprm_standin, "ok-1", "gone-1", "gone-2")
+    add_records(store, "gone-3")  # no instance at the SPRM either
+    moment = datetime.now(UTC)
+    for rid, status in (("gone-1", "DELETED"), ("gone-2", "deleted"), ("gone-3", "DELETED")):
+        assert store.apply_status(rid, status, None, moment, 1) == "applied"
+    assert store.apply_status("ok-1", "RUNNING", None, moment, 1) == "applied"
+
+    found = audit(drift, sprm_client)
+    assert found.deleted_by_provider == ["gone-1", "gone-2"]
+    assert found.missing_instances == ["gone-3"]
+    assert found.counts()["deleted_by_provider"] == 2
+
+    repairs = Repairs(drift, sprm_client, found, GRACE, lambda line: None)
+    assert repairs.forget_missing() == []
+    assert store.get("gone-1") is not None and store.get("gone-2") is not None
+    assert store.get("gone-3") is None
 
 
 def test_repairs_leave_items_that_changed_since_the_scan(

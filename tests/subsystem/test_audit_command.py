@@ -57,6 +57,7 @@ def test_json_lists_exactly_the_drift_and_exits_1(drifted: dict[str, str]) -> No
         "orphaned_instances": sorted(ORPHANS),
         "missing_instances": MISSING,
         "stuck_operations": [],
+        "deleted_by_provider": [],
         "invalid_ids": [],
         "checked": {"instances": 133, "records": 132},
     }
@@ -104,12 +105,13 @@ def test_the_table_names_counts_and_ids(drifted: dict[str, str]) -> None:
 
     assert result.returncode == 1
     lines = result.stdout.splitlines()
-    assert lines[:6] == [
-        "drift               count",
-        "orphaned_instances      3",
-        "missing_instances       2",
-        "stuck_operations        0",
-        "invalid_ids             0",
+    assert lines[:7] == [
+        "drift                count",
+        "orphaned_instances       3",
+        "missing_instances        2",
+        "stuck_operations         0",
+        "deleted_by_provider      0",
+        "invalid_ids              0",
         "checked 133 instances and 132 records",
     ]
     assert "\norphaned_instances:\n  orphan-1\n  orphan-2\n  orphan-3\n" in result.stdout

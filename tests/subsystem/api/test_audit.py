@@ -64,6 +64,7 @@ def test_audit_finds_exactly_the_drift_repairs_it_and_then_finds_none(
         "orphaned_instances": sorted(orphans),
         "missing_instances": lost,
         "stuck_operations": [],
+        "deleted_by_provider": [],
         "invalid_ids": [],
         "checked": {"instances": RESOURCES - 2 + 3, "records": RESOURCES},
     }
