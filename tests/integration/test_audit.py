@@ -281,7 +281,8 @@ def test_instances_their_provider_deleted_are_reported_and_never_forgotten(
 
     repairs = Repairs(drift, sprm_client, found, GRACE, lambda line: None)
     assert repairs.forget_missing() == []
-    assert store.get("gone-1") is not None and store.get("gone-2") is not None
+    assert store.get("gone-1") is not None
+    assert store.get("gone-2") is not None
     assert store.get("gone-3") is None
 
 
