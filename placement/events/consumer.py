@@ -367,7 +367,9 @@ def connect_options(settings: NatsSettings, tuning: Tuning) -> dict[str, Any]:
         "name": s.consumer,
         "allow_reconnect": False,
         "connect_timeout": tuning.connect_timeout,
-        "max_reconnect_attempts": 0,
+        # One try per server, then raise (nats-py reads 0 as "try forever", inside connect).
+        "max_reconnect_attempts": 1,
+        "reconnect_time_wait": 0,
         "ping_interval": 10,
         "max_outstanding_pings": 3,
         "error_cb": _quiet,

@@ -3,9 +3,13 @@ credentials checked by a real nats-server."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import ssl
 from pathlib import Path
 
+import nats
+import nats.errors
 import pytest
 
 from placement.config import NatsSettings
@@ -99,3 +103,18 @@ def test_a_token_reaches_the_server(
     finally:
         consumer.stop()
         server.stop()
+
+
+def test_a_connect_to_a_server_that_is_down_fails_at_once() -> None:
+    """The consumer's own backoff paces the tries (and logs them): nats-py must not retry
+    inside one connect."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]  # nothing listens once the socket is closed
+
+    async def connect() -> None:
+        settings = NatsSettings(url=f"nats://127.0.0.1:{closed}")
+        await nats.connect(**connect_options(settings, Tuning()))
+
+    with pytest.raises(nats.errors.NoServersError):
+        asyncio.run(asyncio.wait_for(connect(), timeout=10))
