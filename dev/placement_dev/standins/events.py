@@ -220,7 +220,10 @@ class StatusEvents:
             name="placement-dev-sprm-standin",
             connect_timeout=_TIMEOUT,
             allow_reconnect=False,
-            max_reconnect_attempts=0,
+            # nats-py tries each server until it has failed more often than this (0 would
+            # mean forever), `reconnect_time_wait` apart: here, twice, quickly.
+            max_reconnect_attempts=1,
+            reconnect_time_wait=0.2,
             error_cb=_quiet,
         )
         try:
