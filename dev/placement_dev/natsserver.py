@@ -19,7 +19,7 @@ import os
 import shutil
 import signal
 import socket
-import subprocess  # nosec B404 - runs the nats-server binary, no shell
+import subprocess  # nosec B404  # (the nats-server binary, no shell)
 import sys
 import tempfile
 import time
@@ -88,7 +88,7 @@ class LocalNats:
         log_path = where / "nats-server.log"
         try:
             with log_path.open("wb") as log:
-                self._process = subprocess.Popen(  # noqa: S603  # nosec B603 - no shell
+                self._process = subprocess.Popen(  # noqa: S603  # nosec B603
                     args,
                     stdin=subprocess.DEVNULL,
                     stdout=log,

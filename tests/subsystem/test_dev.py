@@ -25,6 +25,7 @@ import requests
 from placement_dev import devstack, natsserver
 from placement_dev.devstack import default_data_dir
 
+from placement.telemetry import logs
 from tests.harness import nats as nats_harness
 from tests.harness.nats import NatsServer
 from tests.harness.processes import ENTRY
@@ -413,7 +414,7 @@ def test_a_nats_server_that_cannot_start_is_one_line(
     monkeypatch.setattr(natsserver, "find_binary", lambda: str(fake) if found else None)
     monkeypatch.setattr(devstack, "exit_cleanly_on", lambda *signals: None)
     monkeypatch.setattr(devstack, "return_large_blocks_to_the_os", lambda: None)
-    monkeypatch.setattr(devstack.logs, "configure", lambda *args: None)
+    monkeypatch.setattr(logs, "configure", lambda *args: None)
     ports = ("--port", "0", "--policy-port", "0", "--sprm-port", "0")
 
     status = devstack.main([*ports, "--data-dir", str(tmp_path / "data")], dev_env(tmp_path))

@@ -145,7 +145,8 @@ class StatusEvents:
                 )
                 self._thread.start()
                 ready.wait()
-            assert self._loop is not None
+            if self._loop is None:  # never: `_run` sets it before `ready`
+                raise RuntimeError("the status events' loop did not start")
             return self._loop
 
     # On the publishing thread.
