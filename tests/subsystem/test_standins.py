@@ -3,7 +3,10 @@ contract answers, the policy rules, faults, recording, the background server and
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -13,10 +16,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import nats
+import nats.errors
+import nats.js.errors
 import pytest
 import requests
 from placement_dev.standins import (
@@ -28,11 +34,17 @@ from placement_dev.standins import (
     load_rules,
     parse_rules,
 )
+from placement_dev.standins import cli as standins_cli
 from placement_dev.standins.recording import redact
 from placement_dev.standins.server import exposure_warning
 
+from placement.events.parse import StatusEvent, parse
+from tests.harness import nats as nats_harness
 from tests.harness.concurrency import wait_for
+from tests.harness.nats import NatsServer
 from tests.harness.processes import free_port
+
+nats_server = nats_harness.nats_server  # the fixture
 
 EVALUATE = "/api/v1alpha1/policies:evaluateRequest"
 INSTANCES = "/api/v1alpha1/service-type-instances"
@@ -817,3 +829,107 @@ def test_listening_beyond_loopback_is_warned_about(host: str, warned: bool) -> N
     assert (warning is not None) is warned
     if warning:
         assert "no authentication" in warning
+
+
+# The SPRM stand-in's status events (NATS JetStream).
+
+
+def stored_events(url: str, expect: int, timeout: float = 10.0) -> list[Any]:
+    """The messages of the stream dcm-status, read with a consumer of our own, once there
+    are `expect` of them (or `timeout` has passed)."""
+
+    async def go() -> list[Any]:
+        nc = await nats.connect(url, allow_reconnect=False)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:  # the stand-in makes the stream when it first publishes
+                try:
+                    js = nc.jetstream()
+                    subscription = await js.pull_subscribe("dcm.>", stream="dcm-status")
+                    break
+                except nats.js.errors.NotFoundError:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.05)
+            got: list[Any] = []
+            while len(got) < expect and time.monotonic() < deadline:
+                with contextlib.suppress(nats.errors.TimeoutError):
+                    got += await subscription.fetch(expect - len(got), timeout=0.5)
+            return got
+        finally:
+            await nc.close()
+
+    return nats_harness.run(go())
+
+
+def statuses(messages: list[Any]) -> list[tuple[str, str]]:
+    """(instance id, status) of each message, as the placement service parses it."""
+    events = [
+        parse(m.subject, m.headers, m.data, datetime.now(UTC), m.metadata.sequence.stream)
+        for m in messages
+    ]
+    assert all(isinstance(event, StatusEvent) for event in events), events
+    return [(event.instance_id, event.status) for event in events]  # type: ignore[union-attr]
+
+
+def test_sprm_publishes_provisioning_running_and_deleted(nats_server: NatsServer) -> None:
+    standin = SprmStandIn(nats_url=nats_server.url, running_after=0.3)
+    with standin.serve() as server:
+        sprm = Client(standin, server.url)
+        assert sprm.create("vm-1", {"service_type": "vm", "cpu": 1}).status_code == 201
+        assert statuses(stored_events(nats_server.url, 2)) == [
+            ("vm-1", "PROVISIONING"),
+            ("vm-1", "RUNNING"),
+        ]
+        assert sprm.delete(f"{INSTANCES}/vm-1").status_code == 204
+        # Deleted before it runs: no RUNNING after DELETED.
+        assert sprm.create("vm-2", {"service_type": "container"}).status_code == 201
+        assert sprm.delete(f"{INSTANCES}/vm-2").status_code == 204
+        time.sleep(0.6)
+
+    messages = stored_events(nats_server.url, 6, timeout=1.0)
+    assert statuses(messages) == [
+        ("vm-1", "PROVISIONING"),
+        ("vm-1", "RUNNING"),
+        ("vm-1", "DELETED"),
+        ("vm-2", "PROVISIONING"),
+        ("vm-2", "DELETED"),
+    ]
+    assert messages[0].subject == "dcm.providers.kv.vm.instances.vm-1.status"
+    assert messages[3].subject == "dcm.providers.kv.container.instances.vm-2.status"
+    event = json.loads(messages[1].data)
+    assert messages[1].headers == {"Content-Type": "application/cloudevents+json"}
+    assert event["specversion"] == "1.0"
+    assert event["source"] == "placement-dev/sprm-standin"
+    assert event["type"] == "dcm.status"
+    assert datetime.fromisoformat(event["time"]).tzinfo is not None
+    assert event["data"] == {"status": "RUNNING", "message": "the instance is running"}
+    assert len({json.loads(m.data)["id"] for m in messages}) == 5
+    # The stand-in made the stream as the service would have.
+    assert nats_harness.stream_info(nats_server.url, "dcm-status").config.subjects == ["dcm.>"]
+
+
+def test_sprm_answers_as_before_when_nats_is_unreachable(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "placement_dev.standins.events")
+    standin = SprmStandIn(nats_url=f"nats://127.0.0.1:{free_port()}", running_after=0.1)
+    with standin.serve() as server:
+        sprm = Client(standin, server.url)
+        for instance_id in ("vm-1", "vm-2"):
+            started = time.monotonic()
+            assert sprm.create(instance_id).status_code == 201
+            assert sprm.delete(f"{INSTANCES}/{instance_id}").status_code == 204
+            assert time.monotonic() - started < 1.0
+        assert standin.events is not None
+        wait_for(lambda: caplog.records, what="the warning")
+        time.sleep(0.5)  # the other events fail too, quietly
+
+    [warning] = caplog.records
+    assert "cannot publish status events to NATS" in warning.getMessage()
+    assert standin.events.published == 0
+
+
+def test_sprm_without_a_nats_url_publishes_nothing() -> None:
+    assert SprmStandIn().events is None
+    args = standins_cli._parser().parse_args(["sprm", "--nats-url", "nats://nats:4222"])
+    assert args.nats_url == "nats://nats:4222"
+    assert args.running_after == 1.0

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from placement_dev.standins import cli as standins_cli
 
-from placement.config import Config, variables
+from placement.config import VARIABLES, Config, variables
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -26,6 +26,9 @@ KUBERNETES = DEPLOY / "kubernetes"
 # DCM's container health check (the image must have bash).
 DCM_HEALTH_CMD = "bash -c 'echo > /dev/tcp/localhost/{port}'"
 IMAGE = "localhost/placement-manager:latest"
+NATS_IMAGE = "docker.io/library/nats:2.9-alpine"
+# The NATS settings a deployment file names (the rest of them in comments, with defaults).
+NATS_SETTINGS = sorted(name for name in VARIABLES if name.startswith("NATS_"))
 DEV_IMAGE = "localhost/placement-manager-dev:latest"
 
 # podman-systemd.unit(5), "Container units [Container]" (the Podman 5 documentation): the
@@ -202,7 +205,8 @@ def test_the_quadlet_container_runs_the_image_as_dcm_does() -> None:
 def test_the_quadlet_env_file_sets_only_settings_of_the_service() -> None:
     env = env_file(DEPLOY / "quadlet" / "placement-manager.env")
     assert set(env) <= variables(), set(env) - variables()
-    Config.from_env(env)  # and they agree with each other (DB_PASS and DB_PASSWORD)
+    config = Config.from_env(env)  # and they agree with each other (DB_PASS and DB_PASSWORD)
+    assert config.nats.url == env["NATS_URL"]
 
 
 # Compose.
@@ -248,6 +252,36 @@ def test_compose_runs_the_standins_from_the_dev_target_where_the_service_expects
         args = standins_cli._parser().parse_args(standin["command"])
         assert args.port == int(port)
         assert args.host == "0.0.0.0"
+
+
+def nats_address(url: str) -> tuple[str, int]:
+    host, port = re.fullmatch(r"nats://([^:/]+):(\d+)", url).groups()  # type: ignore[union-attr]
+    return host, int(port)
+
+
+def test_compose_runs_nats_with_jetstream_where_the_service_and_standin_expect_it() -> None:
+    loaded = compose()
+    services = loaded["services"]
+    replicas = [s for s in services.values() if s.get("image") == IMAGE]
+    [url] = {str(s["environment"]["NATS_URL"]) for s in replicas}
+    assert Config.from_env({"NATS_URL": url}).nats.url == url
+    host, port = nats_address(url)
+    nats = services[host]
+    assert nats["image"] == NATS_IMAGE
+    command = nats["command"]
+    assert "-js" in command
+    assert "-p" not in command  # the server's default client port, then
+    assert port == 4222
+    store = command[command.index("-sd") + 1]
+    [volume] = [v.split(":")[0] for v in nats["volumes"] if v.split(":")[1] == store]
+    assert volume in loaded["volumes"]
+    for name, service in services.items():
+        if service.get("image") == IMAGE:
+            assert service["depends_on"][host] == {"condition": "service_started"}, name
+    sprm = standins_cli._parser().parse_args(services["service-provider-manager"]["command"])
+    assert sprm.nats_url == url
+    text = (DEPLOY / "compose.yaml").read_text()
+    assert all(name in text for name in NATS_SETTINGS), [n for n in NATS_SETTINGS if n not in text]
 
 
 def test_the_containerfile_bakes_no_setting_and_installs_from_the_lock() -> None:
@@ -480,3 +514,30 @@ def test_every_pod_runs_non_root_on_a_read_only_root_with_a_writable_tmp(
         )
         for kind in ("requests", "limits"):
             assert {"cpu", "memory"} <= set(container["resources"][kind]), kind
+
+
+def test_the_kubernetes_nats_runs_jetstream_on_a_volume_where_the_config_map_points() -> None:
+    [config_map] = [c for c in of_kind("ConfigMap") if c["metadata"]["name"] == "placement-manager"]
+    url = config_map["data"]["NATS_URL"]
+    assert Config.from_env({"NATS_URL": url}).nats.url == url
+    host, port = nats_address(url)
+    [service] = [s for s in of_kind("Service") if s["metadata"]["name"] == host]
+    [service_port] = [p for p in service["spec"]["ports"] if p["port"] == port]
+    [(workload, template)] = [
+        (w, t)
+        for w, t in pod_templates()
+        if matches(service["spec"]["selector"], t["metadata"]["labels"])
+    ]
+    assert workload["kind"] == "StatefulSet"
+    assert workload["spec"]["replicas"] == 1
+    [container] = template["spec"]["containers"]
+    assert container["image"] == NATS_IMAGE
+    assert service_port["targetPort"] in container_ports(template)
+    args = container["args"]
+    assert "-js" in args
+    store = args[args.index("-sd") + 1]
+    [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == store]
+    claims = {c["metadata"]["name"] for c in workload["spec"]["volumeClaimTemplates"]}
+    assert mount["name"] in claims
+    text = (KUBERNETES / "configmap.yaml").read_text()
+    assert all(name in text for name in NATS_SETTINGS), [n for n in NATS_SETTINGS if n not in text]

@@ -2,9 +2,11 @@
 
     python -m placement_dev.standins policy [--port 8081] [--host 127.0.0.1] [--rules FILE]
     python -m placement_dev.standins sprm [--port 8082] [--host 127.0.0.1]
+                                          [--nats-url URL] [--running-after SECONDS]
 
 The default ports are the placement service's default upstream URLs. A bad rules file or
-a busy port is one line on stderr and exit status 1.
+a busy port is one line on stderr and exit status 1. With --nats-url, the SPRM stand-in
+publishes its instances' status events there (see placement_dev.standins.events).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import sys
 
 from placement_dev.standins.base import StandIn
+from placement_dev.standins.events import safe_url
 from placement_dev.standins.policy import PolicyStandIn
 from placement_dev.standins.rules import RulesError, load_rules
 from placement_dev.standins.server import ServerError, exposure_warning, listen, serve_forever
@@ -38,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     warning = exposure_warning(args.host)
     if warning:
         log.warning("%s", warning)
+    if isinstance(standin, SprmStandIn) and standin.events is not None:
+        log.info("sprm stand-in publishing status events to %s", safe_url(args.nats_url))
     serve_forever(standin, sock)
+    if isinstance(standin, SprmStandIn):
+        standin.close()
     log.info("%s stand-in stopped", standin.name)
     return 0
 
@@ -46,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 def _standin(args: argparse.Namespace) -> StandIn:
     if args.standin == "policy":
         return PolicyStandIn(load_rules(args.rules))
-    return SprmStandIn()
+    return SprmStandIn(nats_url=args.nats_url, running_after=args.running_after)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,4 +67,17 @@ def _parser() -> argparse.ArgumentParser:
     for sub, port in ((policy, 8081), (sprm, 8082)):
         sub.add_argument("--port", type=int, default=port, help=f"default {port}; 0: any free")
         sub.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    sprm.add_argument(
+        "--nats-url",
+        metavar="URL",
+        help="publish status events to this NATS server (JetStream stream dcm-status);"
+        " default: none",
+    )
+    sprm.add_argument(
+        "--running-after",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds from PROVISIONING to RUNNING (default 1)",
+    )
     return parser

@@ -27,6 +27,12 @@ A deleted instance is kept (soft-deleted, with `delete_time`; the last `max_dele
 of them): only `show_deleted=true` shows it, and creating its id again replaces it.
 Faults apply to the operations "create", "get", "delete" and "list".
 
+Given a NATS URL (`nats_url`), it also reports status events as a provider does
+(`events.py`): PROVISIONING on create, RUNNING `running_after` seconds later, DELETED on
+delete, as CloudEvents on `dcm.providers.{provider}.{serviceType}.instances.{id}.status`
+in the JetStream stream `dcm-status`. Without one it publishes nothing. Publishing never
+delays or changes an answer.
+
 Besides the shared admin endpoints (`base.py`), to change instances behind the
 placement service's back (never recorded, no faults):
     GET    /_standin/instances        {"instances": [...]} every live instance
@@ -57,6 +63,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from placement_dev.standins.base import ADMIN, StandIn
+from placement_dev.standins.events import StatusEvents, Where
 from placement_dev.standins.faults import Failure
 from placement_dev.standins.problems import (
     API_PREFIX,
@@ -66,6 +73,7 @@ from placement_dev.standins.problems import (
     json_object,
     parse_json,
 )
+from placement_dev.standins.server import BackgroundServer
 
 INSTANCES_PATH = f"{API_PREFIX}/service-type-instances"
 _ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -82,8 +90,17 @@ class SprmStandIn(StandIn):
     operations: ClassVar[tuple[str, ...]] = ("create", "get", "delete", "list")
     error_media_type: ClassVar[str] = PROBLEM_JSON
 
-    def __init__(self, *, max_recorded: int | None = 10_000, max_deleted: int = 10_000) -> None:
+    def __init__(
+        self,
+        *,
+        max_recorded: int | None = 10_000,
+        max_deleted: int = 10_000,
+        nats_url: str | None = None,
+        running_after: float = 1.0,
+    ) -> None:
         self._lock = threading.Lock()
+        # The status events, when there is a NATS server to publish them to.
+        self.events = StatusEvents(nats_url, running_after=running_after) if nats_url else None
         # Live and soft-deleted instances by id, their ids in order (for the list), and
         # the soft-deleted ones oldest first (to forget beyond `max_deleted`).
         self._instances: dict[str, Instance] = {}
@@ -92,6 +109,16 @@ class SprmStandIn(StandIn):
         self._max_deleted = max_deleted
         self._newer = False
         super().__init__(max_recorded=max_recorded)
+
+    def serve(self, port: int = 0, host: str = "127.0.0.1") -> BackgroundServer:
+        """As `StandIn.serve`; stopping the server also stops publishing status events."""
+        return BackgroundServer(self, port, host=host, on_stop=self.close)
+
+    def close(self) -> None:
+        """Reset the faults; send the status events still queued and stop publishing."""
+        self.reset_faults()
+        if self.events is not None:
+            self.events.close()
 
     def speak_newer(self, on: bool = True) -> None:
         """Answer as DCM's newer SPRM (see the module's docstring), or again as v1alpha1."""
@@ -208,7 +235,10 @@ class SprmStandIn(StandIn):
             if known is None:
                 bisect.insort(self._order, instance_id)
             self._instances[instance_id] = instance
-            return JSONResponse(copy.deepcopy(instance), 202 if self._newer else 201)
+            answer = JSONResponse(copy.deepcopy(instance), 202 if self._newer else 201)
+        if self.events is not None:
+            self.events.created(_where(instance))
+        return answer
 
     def _listed(self, request: Request, body: Any) -> Response:
         size = _page_size(request.query_params.get("max_page_size", "100"))
@@ -243,14 +273,19 @@ class SprmStandIn(StandIn):
         _deferred(request)
         with self._lock:
             instance = self._existing(instance_id)
+            where = _where(instance)
             if self._newer:  # queued for the provider: still there, being deleted
                 instance["deletion_status"] = "PENDING_PROVIDER"
                 instance["update_time"] = _now()
-                return Response(status_code=202)
-            instance["delete_time"] = instance["update_time"] = _now()
-            self._deleted.append((instance_id, instance["delete_time"]))
-            self._forget_old_deleted()
-        return Response(status_code=204)
+                answer = Response(status_code=202)
+            else:
+                instance["delete_time"] = instance["update_time"] = _now()
+                self._deleted.append((instance_id, instance["delete_time"]))
+                self._forget_old_deleted()
+                answer = Response(status_code=204)
+        if self.events is not None:
+            self.events.deleted(where)
+        return answer
 
     def _forget_old_deleted(self) -> None:
         """Keep the last `max_deleted` soft-deleted instances (the lock held)."""
@@ -280,6 +315,18 @@ class SprmStandIn(StandIn):
         if instance is None or (not show_deleted and "delete_time" in instance):
             raise Problem(404, "NOT_FOUND", f"instance {instance_id} does not exist", "Not found")
         return instance
+
+
+def _where(instance: Instance) -> Where:
+    """The instance as its status events' subject names it."""
+    provider = instance.get("provider_name", instance.get("agent_name"))
+    spec = instance.get("spec")
+    kind = spec.get("service_type") if isinstance(spec, dict) else None
+    return Where(
+        instance["id"],
+        provider if isinstance(provider, str) else "unknown",
+        kind if isinstance(kind, str) else "unknown",
+    )
 
 
 def _made(given: dict[str, Any]) -> Instance:
