@@ -5,27 +5,32 @@ API and its `/metrics`: for the black-box tests of tests/subsystem/status.
 - `StatusEvent` and `message()`: one event as a NATS message, in any form and mode.
 - `statuses()`: what GET/list show for a set of ids (status, message, time), by listing.
 - `eventually()`: poll a probe until it is right, bounded in time and in count.
+- `workload()`: many events for many instances, shuffled and duplicated, and the newest.
 - `event_counts()`, `nats_connected()`: the consumer's counters and gauge on /metrics.
+- `provision()`: the stream and the durable consumer made beforehand, as an operator may.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
+import nats
 import requests
+from nats.js import api
 from placement_manager_client import Client
 from placement_manager_client.api.resource import list_resources
 from placement_manager_client.models import Resource, ResourceList
 from placement_manager_client.types import UNSET, Unset
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.harness.nats import Message
+from tests.harness.nats import Message, run
 
 T = TypeVar("T")
 
@@ -98,6 +103,46 @@ def message(
     headers = {f"ce-{name}": value for name, value in attributes.items()}
     headers["content-type"] = "application/json"
     return Message(subject, json.dumps(data).encode(), headers)
+
+
+# Every form and mode (the short form's time in the CloudEvent or in the data's timestamp).
+FORMS: list[tuple[Form, Mode, bool]] = [
+    ("short", "structured", False),
+    ("short", "binary", False),
+    ("short", "structured", True),
+    ("short", "binary", True),
+    ("long", "structured", False),
+    ("long", "binary", False),
+]
+
+
+def workload(
+    rng: random.Random,
+    ids: Sequence[str],
+    base: datetime,
+    per_instance: int = 10,
+    duplicates: int = 200,
+) -> tuple[list[Message], dict[str, StatusEvent]]:
+    """`per_instance` events for each of `ids`, each at its own time after `base` (whole
+    milliseconds, none equal) in a random form and mode, plus `duplicates` copies of some
+    (the same message again: a tenth of them the newest of an instance), all shuffled;
+    and each instance's newest event."""
+    count = len(ids) * per_instance
+    offsets = rng.sample(range(100 * count), count)
+    events = [
+        StatusEvent(ids[k % len(ids)], f"S{k}", f"event {k}", base + timedelta(milliseconds=ms))
+        for k, ms in enumerate(offsets)
+    ]
+    newest: dict[str, int] = {}  # instance → the index of its newest event
+    for k, event in enumerate(events):
+        if event.instance not in newest or event.time > events[newest[event.instance]].time:
+            newest[event.instance] = k
+    messages = [message(event, *rng.choice(FORMS)) for event in events]
+    copies = [messages[newest[rid]] for rid in ids[: duplicates // 10]]
+    copies += [rng.choice(messages) for _ in range(duplicates - len(copies))]
+    batch = messages + copies
+    rng.shuffle(batch)
+    return batch, {rid: events[k] for rid, k in newest.items()}
 
 
 def statuses(client: Client, ids: Collection[str], status: str | Unset = UNSET) -> dict[str, Shown]:
@@ -193,6 +238,54 @@ def summed(counts: Iterable[dict[str, int]]) -> dict[str, int]:
         for outcome, n in c.items():
             total[outcome] = total.get(outcome, 0) + n
     return total
+
+
+def each_applied_or_stale(
+    urls: Sequence[str], total: int, before: dict[str, int] | None = None
+) -> dict[str, int]:
+    """Within the deadline, the processes at `urls` together received `total` messages
+    since they counted `before` (summed; None: since they started), and counted each once,
+    as applied or stale, and nothing as anything else; the (summed) differences."""
+    start = before or {}
+
+    def delta() -> dict[str, int]:
+        now = summed(event_counts(url) for url in urls)
+        return {o: now.get(o, 0) - start.get(o, 0) for o in set(now) | set(start)}
+
+    def done(d: dict[str, int]) -> bool:
+        others = [n for o, n in d.items() if o not in ("received", "applied", "stale")]
+        return (
+            d.get("received") == total
+            and d.get("applied", 0) + d.get("stale", 0) == total
+            and not any(others)
+        )
+
+    return eventually(delta, done, f"{total} received, each counted once as applied or stale")
+
+
+def provision(url: str, stream: str, durable: str, ack_wait: float) -> None:
+    """The stream (`dcm.>`, on file) and the durable pull consumer the service would make,
+    made beforehand with an `ack_wait` of our choosing (the service binds them as they are)."""
+
+    async def go() -> None:
+        nc = await nats.connect(url, allow_reconnect=False)
+        try:
+            js = nc.jetstream()
+            await js.add_stream(name=stream, subjects=["dcm.>"], storage=api.StorageType.FILE)
+            config = api.ConsumerConfig(
+                durable_name=durable,
+                filter_subject="dcm.>",
+                deliver_policy=api.DeliverPolicy.ALL,
+                ack_policy=api.AckPolicy.EXPLICIT,
+                ack_wait=ack_wait,
+                max_ack_pending=1000,
+                max_deliver=-1,
+            )
+            await js.add_consumer(stream, config)
+        finally:
+            await nc.close()
+
+    run(go())
 
 
 def nats_connected(url: str) -> bool:

@@ -25,6 +25,7 @@ from tests.harness.status_events import (
     PROVIDER,
     Shown,
     StatusEvent,
+    each_applied_or_stale,
     event_counts,
     eventually,
     fields,
@@ -34,6 +35,7 @@ from tests.harness.status_events import (
     mismatches,
     shown,
     statuses,
+    workload,
 )
 from tests.subsystem.status.conftest import create_all
 
@@ -136,50 +138,16 @@ def test_the_newest_of_shuffled_duplicated_events_wins(
     ids = [f"n{n:03d}-{u}" for n in range(100)]
     created = create_all(client, ids)
     base = max(created.values()) + timedelta(seconds=1)
-    offsets = rng.sample(range(100_000), 1000)  # distinct times, in milliseconds after base
-    events = [
-        StatusEvent(ids[k % 100], f"S{k}", f"event {k}", base + offsets[k] * MS)
-        for k in range(1000)
-    ]
-    newest = {
-        rid: max((e for e in events if e.instance == rid), key=lambda e: e.time) for rid in ids
-    }
-    forms = [("short", "structured", False), ("short", "binary", False)]
-    forms += [("short", "structured", True), ("long", "structured", False)]
-    forms += [("long", "binary", False), ("short", "binary", True)]
-    messages = [message(e, *rng.choice(forms)) for e in events]  # type: ignore[misc]
-    # Duplicates (the same message again): of random events, and of 20 instances' newest.
-    duplicates = [rng.choice(messages) for _ in range(180)]
-    duplicates += [messages[events.index(newest[rid])] for rid in ids[:20]]
-    batch = messages + duplicates
-    rng.shuffle(batch)
+    batch, newest = workload(rng, ids, base)  # 1,000 events and 200 duplicates
     before = event_counts(service.process.url)
     publish(nats.url, batch, acked=False)
 
+    assert len(batch) == 1200
     shows(client, {rid: shown(e) for rid, e in newest.items()}, "the newest event of each")
     # Each message counted once, as applied or stale (a duplicate is stale, or applied
     # again if it comes after its twin: same time, later stream sequence).
-    counts = _applied_or_stale(service.process.url, before, len(batch))
+    counts = each_applied_or_stale([service.process.url], len(batch), before)
     assert counts["applied"] >= 100  # at least each instance's newest
-
-
-def _applied_or_stale(url: str, before: dict[str, int], total: int) -> dict[str, int]:
-    """Within the deadline, `total` messages received since `before`, each counted once
-    as applied or stale, nothing else; the differences."""
-
-    def delta() -> dict[str, int]:
-        now = event_counts(url)
-        return {o: now.get(o, 0) - before.get(o, 0) for o in set(now) | set(before)}
-
-    def done(d: dict[str, int]) -> bool:
-        others = {o: n for o, n in d.items() if o not in ("received", "applied", "stale")}
-        return (
-            d.get("received") == total
-            and d.get("applied", 0) + d.get("stale", 0) == total
-            and not any(others.values())
-        )
-
-    return eventually(delta, done, f"{total} received, each applied or stale")
 
 
 def test_an_event_older_than_the_records_create_time_changes_nothing(
