@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from placement.config import Database
 from tests.harness.calls import get, resource
 from tests.harness.concurrency import in_background
 from tests.harness.nats import NatsServer, consumer_info, publish, stream_info
+from tests.harness.processes import ServeProcess
 from tests.harness.standins import StandInUpstreams
 from tests.harness.status_events import (
     Shown,
@@ -167,7 +168,11 @@ def test_two_replicas_share_the_events_and_count_each_once(
     """Both replicas start together (both may make the stream and the durable); every
     message is delivered once in all, to one of them, and counted once by it."""
     env = serve_env(database, suite_standins, own_nats.url)
-    starting = [in_background(lambda n=n: start_serve(env, tmp_path / f"r{n}.log")) for n in (1, 2)]
+
+    def replica(n: int) -> Callable[[], ServeProcess]:
+        return lambda: start_serve(env, tmp_path / f"r{n}.log")
+
+    starting = [in_background(replica(n)) for n in (1, 2)]
     replicas = [s.result(timeout=60) for s in starting]
     try:
         rng = random.Random(2)
@@ -190,6 +195,7 @@ def test_two_replicas_share_the_events_and_count_each_once(
         assert total["applied"] >= len(ids)  # at least each instance's newest
         settled(own_nats.url)
         info = consumer_info(own_nats.url, STREAM, DURABLE)
+        assert info.delivered is not None
         assert info.delivered.consumer_seq == len(batch)  # each delivered once: no redelivery
         assert info.num_redelivered == 0
         shares = [event_counts(url) for url in urls]

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import requests
 from placement_manager_client import Client
 from placement_manager_client.api.resource import list_resources
+from placement_manager_client.types import UNSET, Unset
 
 from tests.harness.calls import create, get, resource
 from tests.harness.nats import Message, NatsServer, publish
@@ -120,12 +121,10 @@ def test_both_subject_forms_and_both_modes_show_on_get_and_list(
     assert set(statuses(client, ids, status="failed")) == {f}
     assert statuses(client, ids, status="PROVISIONED") == {}  # every one changed by an event
 
-    for other in ("stopped", None):
+    other_filters: list[str | Unset] = ["stopped", UNSET]  # another status, or none
+    for other in other_filters:
         refused = list_resources.sync_detailed(
-            client=client,
-            max_page_size=2,
-            page_token=first.next_page_token,
-            **({"status": other} if other else {}),  # type: ignore[arg-type]
+            client=client, max_page_size=2, page_token=first.next_page_token, status=other
         )
         parsed_problem(refused, 400, "validation-error")
 
@@ -207,7 +206,8 @@ def test_poison_among_good_events_is_dropped_and_the_service_stays_healthy(
     bad = StatusEvent(ids[0], "POISON", "must not show", base + timedelta(hours=1))
 
     def structured(subject: str, data: object, **attributes: object) -> Message:
-        event = {"specversion": "1.0", "id": unique(), "source": "/p", "type": "t"}
+        event: dict[str, object] = {"specversion": "1.0", "id": unique(), "source": "/p"}
+        event["type"] = "t"
         event |= {"time": "2099-01-01T00:00:00Z", "data": data, **attributes}
         return Message(
             subject, json.dumps({k: v for k, v in event.items() if v is not None}).encode()
@@ -297,3 +297,27 @@ def test_an_event_for_an_id_without_a_record_is_unknown_and_creates_nothing(
     counted(service.process.url, before, received=3, unknown_instance=2, applied=1)
     parsed_problem(get(client, ghost), 404, "not-found")
     assert statuses(client, [ghost]) == {}
+
+
+def test_the_status_filter_finds_a_status_by_its_exact_value_whatever_its_letters(
+    client: Client, service: Service, nats: NatsServer
+) -> None:
+    """Non-ASCII statuses: the exact value always finds them (it did not: Python's
+    upper-casing of the value differs from the database's of the column beyond ASCII);
+    their ASCII letters match without case."""
+    u = unique()
+    ids = [f"{name}-{u}" for name in ("fr", "de", "mix")]
+    created = create_all(client, ids)
+    base = max(created.values()) + timedelta(seconds=1)
+    events = [
+        StatusEvent(ids[0], f"échoué-{u}", None, base),
+        StatusEvent(ids[1], f"Straße-{u}", None, base),
+        StatusEvent(ids[2], f"Ünter-Wartung-{u}", None, base),
+    ]
+    publish(nats.url, [message(e) for e in events])
+    shows(client, {e.instance: shown(e) for e in events}, "non-ASCII statuses")
+
+    for event in events:
+        assert set(statuses(client, ids, status=event.status)) == {event.instance}, event
+    assert set(statuses(client, ids, status=f"ÜNTER-wartung-{u}".upper())) == {ids[2]}
+    assert set(statuses(client, ids, status=f"ünter-wartung-{u}".replace("ü", "Ü"))) == {ids[2]}
