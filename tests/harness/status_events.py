@@ -74,9 +74,12 @@ def message(
     mode: Mode = "structured",
     time_in_data: bool = False,
     event_id: str | None = None,
+    time_text: str | None = None,
 ) -> Message:
     """`event` as a NATS message. Its time is the CloudEvent's `time` attribute, or with
-    `time_in_data` (the short form only) the data's `timestamp`."""
+    `time_in_data` (the short form only) the data's `timestamp`; written as `time_text`
+    if given (else in UTC, to the microsecond)."""
+    when = time_text or rfc3339(event.time)
     data: dict[str, Any] = {"status": event.status}
     if event.message is not None:
         data["message"] = event.message
@@ -84,7 +87,7 @@ def message(
         subject = f"dcm.{SERVICE_TYPE}"
         data["id"] = event.instance
         if time_in_data:
-            data["timestamp"] = rfc3339(event.time)
+            data["timestamp"] = when
     else:
         assert not time_in_data, "the long form's data has no timestamp"
         subject = long_subject(event.instance)
@@ -95,7 +98,7 @@ def message(
         "type": "dcm.instance.status",
     }
     if not time_in_data:
-        attributes["time"] = rfc3339(event.time)
+        attributes["time"] = when
     if mode == "structured":
         body = {**attributes, "datacontenttype": "application/json", "data": data}
         headers = {"content-type": "application/cloudevents+json"}

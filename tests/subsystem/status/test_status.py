@@ -10,7 +10,7 @@ import json
 import os
 import random
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import requests
 from placement_manager_client import Client
@@ -24,6 +24,8 @@ from tests.harness.processes import Service
 from tests.harness.standins import StandInUpstreams
 from tests.harness.status_events import (
     PROVIDER,
+    Form,
+    Mode,
     Shown,
     StatusEvent,
     each_applied_or_stale,
@@ -76,12 +78,11 @@ def test_both_subject_forms_and_both_modes_show_on_get_and_list(
     client: Client, service: Service, nats: NatsServer
 ) -> None:
     u = unique()
-    ids = [f"{name}-{u}" for name in "abcdef"]
-    created = {rid: resource(create(client, rid)).create_time for rid in ids}
-    assert all(isinstance(t, datetime) for t in created.values())
-    base = max(t for t in created.values() if isinstance(t, datetime)) + timedelta(seconds=1)
-    a, b, c, d, e, f = ids
-    cases = [
+    ids = [f"{name}-{u}" for name in "abcdefg"]
+    created = create_all(client, ids)
+    base = max(created.values()) + timedelta(seconds=1)
+    a, b, c, d, e, f, g = ids
+    cases: list[tuple[StatusEvent, Form, Mode, bool]] = [
         # (event, form, mode, its time in the data's timestamp rather than the CloudEvent's)
         (StatusEvent(a, "RUNNING", "up", base), "short", "structured", False),
         (StatusEvent(b, "Running", "booted", base + MS), "short", "binary", False),
@@ -90,12 +91,15 @@ def test_both_subject_forms_and_both_modes_show_on_get_and_list(
         (StatusEvent(e, "RUNNING", "long, binary", base + 4 * MS), "long", "binary", False),
         (StatusEvent(f, "FAILED", "oops", base + 5 * MS), "short", "binary", True),
     ]
-    publish(
-        nats.url,
-        [message(ev, form, mode, time_in_data) for ev, form, mode, time_in_data in cases],  # type: ignore[arg-type]
-    )
+    messages = [message(ev, form, mode, in_data) for ev, form, mode, in_data in cases]
+    # A time as Go writes it: nanoseconds, another offset (shown in UTC, to the microsecond).
+    local = (base + timedelta(hours=2)).replace(tzinfo=None).isoformat(timespec="microseconds")
+    zoned = StatusEvent(g, "PAUSED", "zoned", base.replace(microsecond=123456))
+    messages.append(message(zoned, "long", "binary", time_text=f"{local[:-6]}123456789+02:00"))
+    publish(nats.url, messages)
 
-    shows(client, {ev.instance: shown(ev) for ev, *_ in cases}, "one event per form and mode")
+    expected = {ev.instance: shown(ev) for ev, *_ in cases} | {g: shown(zoned)}
+    shows(client, expected, "one event per form and mode")
     got_d = resource(get(client, d), 200)
     assert "status_message" not in got_d.to_dict()  # none sent: none shown
     assert got_d.status_time == base + 3 * MS  # the CloudEvent's time, to the microsecond
