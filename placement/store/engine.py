@@ -148,9 +148,7 @@ class SqlEngine(abc.ABC):
             where, params = "unstamped", [after.id, limit + 1, limit + 1, limit + 1]
         else:
             where, params = "stamped", [self.after_value(after.create_key), after.id, limit + 1]
-        values = [
-            v for v in (provider, None if status is None else status.upper()) if v is not None
-        ]
+        values = [v for v in (provider, status) if v is not None]
         filters = (provider is not None, status is not None)
         return (filters, where), _with_filters(where, values, params)
 

@@ -164,8 +164,9 @@ POSTGRES = {name: _locked(name) for name in ("claim_stale:record", "claim_retire
 
 
 # The list's filters, in the order their values are bound: `provider` (as stored), and
-# `status` (compared without case: the value is bound upper-cased).
-FILTERS = {"provider": "provider_name = ?", "status": "upper(status) = ?"}
+# `status` (compared without case: both sides upper-cased by the database's own `upper`, so
+# that the exact value always matches; Python's `str.upper` differs from it beyond ASCII).
+FILTERS = {"provider": "provider_name = ?", "status": "upper(status) = upper(?)"}
 ListFilters = tuple[bool, bool]  # (by provider, by status)
 
 

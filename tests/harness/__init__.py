@@ -8,6 +8,9 @@
   `suite_standins`).
 - `processes`: the real `placement-manager serve` process (`launch`, `ServeProcess`).
 - `calls`: calls to the service through the generated public client.
+- `nats`: a private NATS server with JetStream (`NatsServer`), publishing to it.
+- `status_events`: provider status events as NATS messages, and what the service shows
+  of them (GET/list, /metrics).
 - `problems`: checks of problem-details answers.
 - `concurrency`: waiting for a condition, running a call in the background.
 - `databases`: the PostgreSQL servers and databases the tests run on.

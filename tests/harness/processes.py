@@ -25,7 +25,7 @@ API = "/api/v1alpha1"
 # in the shell that runs the tests must not leak into the service a test configures.
 CONFIG_PREFIXES = (
     *("DB_", "SVC_", "POLICY_", "SP_", "UPSTREAM_", "RECONCILE_", "AUTH_", "LOG_"),
-    *("PROMETHEUS_", "BIND_", "WEB_"),
+    *("PROMETHEUS_", "BIND_", "WEB_", "NATS_"),
 )
 
 

@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -54,9 +55,14 @@ class Reader:
         return self._runner.run(self._reads.get(rid))
 
     def list_page(
-        self, provider: str | None, limit: int, after: Cursor | None, max_bytes: int | None = None
+        self,
+        provider: str | None,
+        limit: int,
+        after: Cursor | None,
+        max_bytes: int | None = None,
+        status: str | None = None,
     ) -> tuple[list[ResourceView], Cursor | None]:
-        return self._runner.run(self._reads.list_page(provider, limit, after, max_bytes))
+        return self._runner.run(self._reads.list_page(provider, limit, after, max_bytes, status))
 
     def ping(self) -> None:
         if self.path == "store":
@@ -545,6 +551,26 @@ def test_changes_between_pages_do_not_skip_remaining_records(
     assert ids(page) == ["r2", "r3"]
     page, cursor = lister.list_page(None, 10, cursor)
     assert ids(page) == ["r4", "r5", "new"]
+
+
+def test_the_status_filter_matches_the_exact_status_and_ascii_letters_without_case(
+    store: ResourceStore, lister: Reader
+) -> None:
+    """`upper` differs between Python and the databases beyond ASCII (é, ß): the exact
+    status always matches, and so do its ASCII letters in any case."""
+    statuses = {"fr": "échoué", "de": "Straße", "up": "ÜBER", "ascii": "Running"}
+    moment = datetime.now(UTC) + timedelta(seconds=1)
+    for n, (rid, status) in enumerate(statuses.items()):
+        ready(store, rid)
+        assert store.apply_status(rid, status, None, moment, n + 1) == "applied"
+
+    def listed(status: str) -> list[str]:
+        return ids(lister.list_page(None, 10, None, status=status)[0])
+
+    for rid, status in statuses.items():
+        assert listed(status) == [rid], status
+    assert listed("RUNNING") == listed("running") == ["ascii"]
+    assert listed("ÜBEr") == ["up"]
 
 
 def test_settings_are_created_once(store: ResourceStore, reader: Reader) -> None:
