@@ -50,7 +50,10 @@ class Tuning:
 
     batch: int = 100  # messages per fetch
     fetch_timeout: float = 1.0  # seconds a fetch waits when there is nothing to get
-    ack_wait: float = 30.0  # seconds before JetStream redelivers an unacked message
+    # Seconds before JetStream redelivers an unacked message: what a crash or a stop with
+    # a batch in hand delays its events by (a slow apply's event, delivered again, is
+    # applied again: idempotent).
+    ack_wait: float = 5.0
     max_ack_pending: int = 1000  # unacked messages in flight, across all processes
     retry_delay: float = 5.0  # nak delay after a failure of `apply`
     backoff_initial: float = 0.5
