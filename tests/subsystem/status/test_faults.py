@@ -126,7 +126,7 @@ def test_the_service_killed_mid_batch_and_restarted(
 ) -> None:
     """What the killed process had fetched and not acked is delivered again (to the new
     process, after the durable's ack wait: provisioned at 2 s here, as an operator may;
-    the service's own default is 30 s) and applied idempotently."""
+    the service's own default is 5 s) and applied idempotently."""
     provision(own_nats.url, STREAM, DURABLE, ack_wait=2.0)
     env = serve_env(database, suite_standins, own_nats.url)
     rng = random.Random(9)
