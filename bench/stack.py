@@ -72,7 +72,7 @@ def seeded_id(index: int) -> str:
     return f"r{index:07d}"
 
 
-def _copy_lines(rows: int) -> Iterator[bytes]:
+def seed_lines(rows: int) -> Iterator[bytes]:
     """Seed rows in COPY text format: ids r0000000..., create_time one second apart
     (plus varying microseconds) from 2025-01-01, two providers, small specs."""
     base = datetime(2025, 1, 1, tzinfo=UTC)
@@ -584,7 +584,7 @@ def seed_template(
     start_all(service_launch(migrator, pg, standins, tmp, 1, overrides))
     migrator.stop()
     migrated = time.monotonic()
-    count = copy_rows(pg.conninfo(TEMPLATE_DB), _copy_lines(rows))
+    count = copy_rows(pg.conninfo(TEMPLATE_DB), seed_lines(rows))
     pg.execute(TEMPLATE_DB, "VACUUM ANALYZE resources")
     copied = time.monotonic()
     for name in (SERVICE_DB, FLOOR_DB, PEER_DB):
