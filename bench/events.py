@@ -333,9 +333,10 @@ def measure(
     url = ""
     started = time.monotonic()
     if target.name == "service":
-        target.database = database
+        # A target of its own: `target` keeps its database for the other scenarios.
+        drainer = Target(target.name, target.tag, database)
         launch: Launch = service_launch(
-            target, pg, standins, tmp, 1, {**overrides, "NATS_URL": events.nats.url}, cpus
+            drainer, pg, standins, tmp, 1, {**overrides, "NATS_URL": events.nats.url}, cpus
         )
         launch.launch()
         assert launch.child is not None
@@ -385,7 +386,6 @@ def measure(
             counters = _metrics(url)
     finally:
         child.stop(timeout=35)
-        target.child = None
     first_at, first_acked, before, ticks_before, busy_before = first
     drained, wall = total - first_acked, done - first_at
     if drained <= 0 or wall <= 0:  # all acked before the first poll saw any: from launch
