@@ -54,8 +54,11 @@ from bench.reference import (
     SQL_INSERT,
     SQL_LIST,
     SQL_READY,
+    SQL_READY_CREATED,
     Settings,
+    add_status,
     rfc3339,
+    sprm_status,
     upstream_status,
 )
 
@@ -102,8 +105,8 @@ def _problem(status: int, kind: str, detail: str) -> Response:
 
 
 def _resource(row: tuple[Any, ...]) -> dict[str, Any]:
-    rid, catalog_id, spec, provider, approval, created, updated = row
-    return {
+    rid, catalog_id, spec, provider, approval, created, updated, status, message, moment = row
+    wire = {
         "id": rid,
         "path": "resources/" + rid,
         "provider_name": provider or "",
@@ -113,6 +116,7 @@ def _resource(row: tuple[Any, ...]) -> dict[str, Any]:
         "create_time": rfc3339(created),
         "update_time": rfc3339(updated),
     }
+    return add_status(wire, status, message, moment)
 
 
 async def health(request: Request) -> Response:
@@ -192,8 +196,12 @@ async def create_resource(request: Request) -> Response:
     async with state.http.post(SETTINGS.instances_url, params={"id": rid}, json=instance) as answer:
         created, detail = answer.status == 201, "" if answer.status == 201 else await answer.text()
         failed_status = answer.status
+        made = sprm_status(orjson.loads(await answer.read())) if created else None
     async with state.pool.connection() as conn:
-        await conn.execute(SQL_READY if created else SQL_DELETE, (rid, owner))
+        if created:
+            await conn.execute(SQL_READY_CREATED, (made, made, rid, owner))
+        else:
+            await conn.execute(SQL_DELETE, (rid, owner))
     if not created:
         return _problem(upstream_status(failed_status), "provider-error", detail)
     stamp = rfc3339(now)
@@ -207,7 +215,7 @@ async def create_resource(request: Request) -> Response:
         "create_time": stamp,
         "update_time": stamp,
     }
-    return _json(201, resource)
+    return _json(201, add_status(resource, made, None, now))
 
 
 async def delete_resource(request: Request) -> Response:

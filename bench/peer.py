@@ -57,6 +57,7 @@ from bench.reference import (
     SQL_INSERT,
     SQL_LIST,
     SQL_READY,
+    SQL_READY_CREATED,
     Settings,
     rfc3339,
     upstream_status,
@@ -79,6 +80,10 @@ class Resource(BaseModel):
     approval_status: str
     create_time: Timestamp
     update_time: Timestamp
+    # The provider's status, when there is one (left out of the answer when None).
+    status: str | None = None
+    status_message: str | None = None
+    status_time: Timestamp | None = None
 
 
 class ResourceList(BaseModel):
@@ -98,6 +103,12 @@ class Health(BaseModel):
 
 class ServiceInstance(BaseModel):
     spec: dict[str, Any]
+
+
+class InstanceCreated(BaseModel):
+    """The SPRM's create answer: only its status matters (as to the service)."""
+
+    status: str | None = None
 
 
 class PolicyVerdict(BaseModel):
@@ -163,7 +174,7 @@ async def validation_handler(_request: Request, error: RequestValidationError) -
 
 
 def _resource(row: tuple[Any, ...]) -> Resource:
-    rid, catalog_id, spec, provider, approval, created, updated = row
+    rid, catalog_id, spec, provider, approval, created, updated, status, message, moment = row
     return Resource(
         id=rid,
         path="resources/" + rid,
@@ -173,6 +184,9 @@ def _resource(row: tuple[Any, ...]) -> Resource:
         approval_status=approval or "",
         create_time=created,
         update_time=updated,
+        status=status,
+        status_message=message if status is not None else None,
+        status_time=moment if status is not None else None,
     )
 
 
@@ -190,7 +204,7 @@ async def health() -> Health:
     return Health(status="healthy", path="health")
 
 
-@app.get(f"{PREFIX}/resources/{{resource_id}}")
+@app.get(f"{PREFIX}/resources/{{resource_id}}", response_model_exclude_none=True)
 async def get_resource(resource_id: ResourceId) -> Resource:
     async with state.pool.connection() as conn:
         cursor = await conn.execute(SQL_GET, (resource_id,))
@@ -222,7 +236,7 @@ async def list_resources(
     return page
 
 
-@app.post(f"{PREFIX}/resources", status_code=201)
+@app.post(f"{PREFIX}/resources", status_code=201, response_model_exclude_none=True)
 async def create_resource(
     body: ResourceCreate,
     id: Annotated[str | None, Query(pattern=ID_PATTERN, max_length=63)] = None,  # noqa: A002
@@ -264,8 +278,13 @@ async def create_resource(
     instance = {"provider_name": provider, "spec": verdict.evaluated_service_instance.spec}
     answer = await state.http.post(SETTINGS.instances_url, params={"id": rid}, json=instance)
     created = answer.status_code == 201
+    made = InstanceCreated.model_validate_json(answer.content).status if created else None
+    made = made or None
     async with state.pool.connection() as conn:
-        await conn.execute(SQL_READY if created else SQL_DELETE, (rid, owner))
+        if created:
+            await conn.execute(SQL_READY_CREATED, (made, made, rid, owner))
+        else:
+            await conn.execute(SQL_DELETE, (rid, owner))
     if not created:
         raise ProblemError(upstream_status(answer.status_code), "provider-error", answer.text)
     return Resource(
@@ -277,6 +296,8 @@ async def create_resource(
         approval_status=verdict.status,
         create_time=now,
         update_time=now,
+        status=made,
+        status_time=now if made is not None else None,
     )
 
 

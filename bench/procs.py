@@ -227,6 +227,14 @@ def cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
     return times
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent in processes (all cores, all users) or
+    stolen by the hypervisor; interrupts (mostly our own loopback traffic) left out."""
+    fields = [int(each) for each in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, steal = fields[0], fields[1], fields[2], fields[7]
+    return (user + nice + system + steal) / _TICKS
+
+
 def command_name(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()

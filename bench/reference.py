@@ -23,7 +23,7 @@ ID_PATTERN = RESOURCE_ID_PATTERN
 LEASE = timedelta(minutes=5)
 COLUMNS = (
     "id, catalog_item_instance_id, original_spec, provider_name, approval_status,"
-    " create_time, update_time"
+    " create_time, update_time, status, status_message, status_time"
 )
 SQL_GET = f"SELECT {COLUMNS} FROM resources WHERE id = %s"  # noqa: S608 - constants only
 SQL_PAGE = " ORDER BY create_time, id LIMIT %s"
@@ -43,6 +43,14 @@ SQL_INSERT = (
 SQL_READY = (
     "UPDATE resources SET state = 'READY', lease_owner = NULL, lease_until = NULL"
     " WHERE id = %s AND lease_owner = %s"
+)
+# A create's record made READY with the status the SPRM's create answer gave (None: none),
+# as of the record's creation: the service's statement (placement/store/statements.py).
+SQL_READY_CREATED = (
+    "UPDATE resources SET state = 'READY', lease_owner = NULL, lease_until = NULL,"
+    " status = COALESCE(status, CAST(%s AS text)), status_time = CASE"
+    " WHEN status IS NULL AND CAST(%s AS text) IS NOT NULL THEN create_time"
+    " ELSE status_time END WHERE id = %s AND lease_owner = %s"
 )
 SQL_CLAIM = (
     "UPDATE resources SET state = 'DELETING', lease_owner = %s, lease_until = %s"
@@ -117,6 +125,26 @@ def rfc3339(moment: datetime) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text + "Z"
+
+
+def add_status(
+    wire: dict[str, Any], status: str | None, message: str | None, moment: datetime | None
+) -> dict[str, Any]:
+    """The provider's status fields as the service writes them: after the others, only
+    when there is a status, each of the message and the time only when set."""
+    if status is not None:
+        wire["status"] = status
+        if message is not None:
+            wire["status_message"] = message
+        if moment is not None:
+            wire["status_time"] = rfc3339(moment)
+    return wire
+
+
+def sprm_status(document: Any) -> str | None:
+    """The instance status an SPRM create answer gave, if readable (as the service reads it)."""
+    status = document.get("status") if isinstance(document, dict) else None
+    return status if isinstance(status, str) and status else None
 
 
 def upstream_status(status: int) -> int:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.events import FLOOR_BATCH
 from bench.procs import BenchError
 from bench.scenarios import (
     BY_NAME,
@@ -154,8 +155,13 @@ def aggregate(run: Run) -> dict[str, Any]:
             rows = pick(name, target)
             entry[target] = {
                 "rps": _median([r["rps"] for r in rows]),
-                "p50_ms": _median([r["latency_us"]["p50"] / 1000 for r in rows]),
-                "p99_ms": _median([r["latency_us"]["p99"] / 1000 for r in rows]),
+                # None for the events scenario (no requests: a backlog drained).
+                "p50_ms": _median(
+                    [r["latency_us"]["p50"] / 1000 for r in rows if "latency_us" in r]
+                ),
+                "p99_ms": _median(
+                    [r["latency_us"]["p99"] / 1000 for r in rows if "latency_us" in r]
+                ),
                 "errors": sum(r["error_count"] + r.get("warmup_error_count", 0) for r in rows),
                 "rss_mb": _median([r["rss_bytes"] / MB for r in rows]),
                 "cpu_us": _median([r["cpu_ms_per_request"] * 1000 for r in rows]),
@@ -241,7 +247,11 @@ def aggregate(run: Run) -> dict[str, Any]:
 def _title(run: Run, scenario: Scenario) -> str:
     args = run.args
     return scenario.title.format(
-        latency=f"{args.latency_ms:g}", conns=args.slow_connections, workers=args.scale_workers
+        latency=f"{args.latency_ms:g}",
+        conns=args.slow_connections,
+        workers=args.scale_workers,
+        events=args.events,
+        instances=args.instances,
     )
 
 
@@ -308,6 +318,17 @@ def _header(run: Run, meta: dict[str, Any]) -> list[str]:
         " logs); peer: " + peer + ", uvicorn's info-level log with its access line; both"
         " under uvicorn with uvloop and httptools, same workers, same PostgreSQL",
         f"- {mach['postgres']} (private, fsync off); {mach['wrk']}; git {commit}",
+        *(
+            [
+                f"- Events: the service (NATS_URL set, else the same) and `bench/events_floor.py`"
+                f" (nats-py pull consumer, batches of {FLOOR_BATCH}, one psycopg UPDATE an event,"
+                f" acked after it) each drain {args.events:,} status events for"
+                f" {args.instances:,} records from a private nats-server; events/s in the req/s"
+                " columns, CPU us per event"
+            ]
+            if "events" in {each.name for each in args.selected}
+            else []
+        ),
     ]
 
 
@@ -391,11 +412,56 @@ def markdown(run: Run, summary: dict[str, Any], meta: dict[str, Any], image: str
             " stand-ins while 1 worker had a core of its own (pinned, too few cores): the"
             " scaling target is judged only with `--pin off` or on a larger machine.",
         ]
-    lines += [*_cpu_table(run, summary, meta), *_footer(run, image)]
+    lines += [*_events_table(run), *_cpu_table(run, summary, meta), *_footer(run, image)]
     return "\n".join(lines)
 
 
-_CPU_GROUPS = ("target", "postgres", "policy stand-in", "sprm stand-in", "wrk", "others")
+def _events_table(run: Run) -> list[str]:
+    """The events scenario's own figures (medians over repeats)."""
+    rows = [r for r in run.results if r["scenario"] == "events"]
+    if not rows:
+        return []
+    lines = [
+        "",
+        f"Status events: {run.args.events:,} for {run.args.instances:,} records, published"
+        " before the consumer starts. events/s: from the first progress seen to the last ack;"
+        " from launch: the same including the process's start-up and connecting. Wrong"
+        " statuses: records whose status, message or time is not their newest event's.",
+        "",
+        "| target | events/s | drain s | launch to first ack s | launch to done s"
+        " | events/s from launch | CPU us/event | RSS MB | wrong statuses | service's counters |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for target in ("service", "floor"):
+        mine = [r for r in rows if r["target"] == target]
+        if not mine:
+            continue
+
+        def med(key: str, mine: list[dict[str, Any]] = mine) -> float | None:
+            return _median([r[key] for r in mine])
+
+        counters = mine[-1].get("counters") or {}
+        shown = ", ".join(f"{k} {v:,.0f}" for k, v in counters.items() if v) or "-"
+        lines.append(
+            f"| {target} | {_num(med('rps'))} | {_num(med('drain_s'), 2)}"
+            f" | {_num(med('launch_to_first_s'), 2)} | {_num(med('launch_to_done_s'), 2)}"
+            f" | {_num(med('events_per_s_from_launch'))}"
+            f" | {_num(_median([r['cpu_ms_per_request'] * 1000 for r in mine]))}"
+            f" | {_num(_median([r['rss_bytes'] / MB for r in mine]))}"
+            f" | {sum(r['errors']['wrong_status'] for r in mine)} | {shown} |"
+        )
+    return lines
+
+
+_CPU_GROUPS = (
+    "target",
+    "postgres",
+    "policy stand-in",
+    "sprm stand-in",
+    "wrk",
+    "nats-server",
+    "others",
+)
 
 
 def _cpu_table(run: Run, summary: dict[str, Any], meta: dict[str, Any]) -> list[str]:
@@ -408,8 +474,8 @@ def _cpu_table(run: Run, summary: dict[str, Any], meta: dict[str, Any]) -> list[
         " means the figure is a floor for what that target could do.",
         "",
         "| scenario | measured | its processes | postgres | policy stand-in | sprm stand-in"
-        " | wrk | others | busy per core |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        " | wrk | nats-server | others | busy per core |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name in summary["scenarios"]:
         for target in TARGETS:
@@ -442,7 +508,13 @@ def _footer(run: Run, image: str) -> list[str]:
     lines += [
         f"- Took {t.get('total_s', 0):g} s in all (seeding: migrate {t.get('migrate_s', 0):g} s,"
         f" COPY {t.get('copy_s', 0):g} s, clone {t.get('clone_s', 0):g} s;"
-        f" walking to the deep page {t.get('walk_s', 0):g} s).",
+        f" walking to the deep page {t.get('walk_s', 0):g} s"
+        + (
+            f"; events: seeding {t['events_seed_s']:g} s, publishing {t['events_publish_s']:g} s"
+            if "events_seed_s" in t
+            else ""
+        )
+        + ").",
         "",
         f"![the service's ratios to the floor and to the peer]({image})",
         "",

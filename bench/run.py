@@ -29,10 +29,19 @@ from types import FrameType
 from typing import Any
 
 from bench import audit as audit_bench
+from bench import events as events_bench
 from bench import report
 from bench.load import Load, find_wrk, run_wrk, wrk_version
 from bench.pg import PrivatePostgres, default_pg_user, find_bindir
-from bench.procs import BenchError, core_busy, core_ticks, cpu_seconds, rss_bytes, tree
+from bench.procs import (
+    BenchError,
+    core_busy,
+    core_ticks,
+    cpu_seconds,
+    machine_busy,
+    rss_bytes,
+    tree,
+)
 from bench.reference import SERVICE_POOL_SIZE
 from bench.scenarios import SCENARIOS, Scenario, select
 from bench.stack import (
@@ -68,6 +77,7 @@ NEEDED_MODULES = (
     "pydantic",
     "httpx",
     "sniffio",
+    "nats",
     "placement",
 )
 
@@ -106,6 +116,13 @@ def _parser() -> argparse.ArgumentParser:
     add("--workers", type=int, default=1, help="worker processes of each, all but get_scaled (1)")
     add("--scale-workers", type=int, default=2, help="worker processes in get_scaled (2)")
     add("--deep-fraction", type=float, default=0.9, help="how deep the deep page is (0.9)")
+    add("--events", type=int, default=20_000, help="status events in the events backlog (20000)")
+    add(
+        "--instances",
+        type=int,
+        default=2_000,
+        help="records the events are about (2000; --events spread evenly over them)",
+    )
     add(
         "--pool",
         "--floor-pool",
@@ -147,8 +164,8 @@ def _parser() -> argparse.ArgumentParser:
     add(
         "--smoke",
         action="store_true",
-        help="tiny CI run: 2000 rows, 1 s a scenario, no warm-up, 16/64 connections"
-        " (with --audit: sizes 1000,3000)",
+        help="tiny CI run: 2000 rows, 1 s a scenario, no warm-up, 16/64 connections,"
+        " 2000 events for 200 instances (with --audit: sizes 1000,3000)",
     )
     add(
         "--audit",
@@ -175,6 +192,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "--warmup": ("warmup", 0),
             "--connections": ("connections", 16),
             "--slow-connections": ("slow_connections", 64),
+            "--events": ("events", 2000),
+            "--instances": ("instances", 200),
         }
         for flag, (name, value) in preset.items():
             if not any(each == flag or each.startswith(flag + "=") for each in given):
@@ -196,6 +215,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.rows < 200:
         parser.error("--rows must be at least 200 (two pages)")
+    if args.instances < 1 or args.events < args.instances:
+        parser.error("--instances must be at least 1, --events at least --instances")
     if not 0 < args.deep_fraction < 1:
         parser.error("--deep-fraction must be between 0 and 1")
     overrides = {}
@@ -278,6 +299,7 @@ class Run:
     deep: dict[str, str] = field(default_factory=dict)
     results: list[dict[str, Any]] = field(default_factory=list)
     handed_out: set[str] = field(default_factory=set)  # ids given to a delete load
+    events: events_bench.Events | None = None  # the events scenario's server and backlog
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     loadavg_start: list[str] = field(
@@ -390,14 +412,6 @@ def _settle(target: Target, quiet: float = 0.02, limit: float = 10.0) -> float:
     return round(time.monotonic() - started, 2)
 
 
-def _machine_busy() -> float:
-    """CPU seconds the whole machine has spent in processes (all cores, all users) or
-    stolen by the hypervisor; interrupts (mostly our own loopback traffic) left out."""
-    fields = [int(each) for each in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, steal = fields[0], fields[1], fields[2], fields[7]
-    return (user + nice + system + steal) / os.sysconf("SC_CLK_TCK")
-
-
 def _cpu_sample(run: Run, target: Target) -> dict[str, dict[int, float]]:
     groups = {
         "target": target.pids(),
@@ -423,7 +437,7 @@ def _sampled_wrk(
     args = run.args
     load = _load(run, scenario, target, repeat, phase)
     ticks = core_ticks()
-    before, started, busy = _cpu_sample(run, target), time.monotonic(), _machine_busy()
+    before, started, busy = _cpu_sample(run, target), time.monotonic(), machine_busy()
     result = run_wrk(
         run.wrk,
         load,
@@ -433,7 +447,7 @@ def _sampled_wrk(
         workdir=run.tmp,
     )
     result["wall_s"] = time.monotonic() - started
-    result["machine_busy_s"] = _machine_busy() - busy
+    result["machine_busy_s"] = machine_busy() - busy
     result["core_busy"] = {str(k): v for k, v in core_busy(ticks, core_ticks()).items()}
     result["samples"] = (before, _cpu_sample(run, target))
     return result
@@ -529,9 +543,42 @@ def measure(run: Run, scenario: Scenario, target: Target, repeat: int) -> dict[s
     return record
 
 
+def measure_events(run: Run, repeat: int) -> None:
+    """The events scenario: the service, then the floor (the other way round every other
+    repeat), each draining the same backlog alone."""
+    args = run.args
+    if run.events is None:
+        _say(f"{PROG}: events: {args.events:,} events for {args.instances:,} instances")
+        run.events, timings = events_bench.prepare(run.pg, run.tmp, args.instances, args.events)
+        run.timings.update(timings)
+        run.notes.append(
+            f"events: {args.events:,} status events (CloudEvents, structured JSON, both subject"
+            f" forms, shuffled) for {args.instances:,} READY records, published to a private"
+            f" nats-server's stream {events_bench.STREAM} before the consumer starts; events/s"
+            " from the first progress seen to the last ack (JetStream's consumer info polled"
+            " every 20 ms), then every instance's newest status checked in the database"
+        )
+    order = [run.service, run.floor]
+    if repeat % 2:
+        order.reverse()
+    cpus, load = run.pinning.target(1), run.pinning.load()
+    for target in order:
+        record = events_bench.measure(
+            target, repeat, run.events, run.pg, run.standins, run.tmp, args.overrides, cpus, load
+        )
+        run.results.append(record)
+        _say(
+            f"  {'events':<11} {target.name:<7} {record['rps']:>9.1f} events/s"
+            f"  drain {record['drain_s']:6.2f} s  from launch {record['launch_to_done_s']:6.2f} s"
+            f"  cpu {record['cpu_ms_per_request'] * 1000:7.0f} us/event"
+            f"  rss {record['rss_bytes'] / 2**20:6.1f} MB  errors {record['error_count']}"
+            + (f"  {record['counters']}" if record["counters"] else "")
+        )
+
+
 def run_repeat(run: Run, repeat: int) -> None:
     args = run.args
-    normal = [each for each in args.selected if not each.scaled]
+    normal = [each for each in args.selected if not each.scaled and not each.events]
     scaled = [each for each in args.selected if each.scaled]
     _say(f"repeat {repeat + 1}/{args.repeat}")
     if normal:
@@ -559,6 +606,8 @@ def run_repeat(run: Run, repeat: int) -> None:
             for target in run.targets(repeat):
                 run.results.append(measure(run, scenario, target, repeat))
         run.stop_targets()
+    if any(each.events for each in args.selected):
+        measure_events(run, repeat)
 
 
 def _keep_logs_if_errors(run: Run, folder: Path) -> None:
@@ -629,6 +678,8 @@ def main(argv: list[str] | None = None) -> int:
         _check_modules()
         wrk = "" if args.audit else find_wrk(args.wrk)
         bindir = find_bindir()
+        if not args.audit and any(each.events for each in args.selected):
+            events_bench.find_nats_server()
     except BenchError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
@@ -674,6 +725,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         with _no_signals():
             run.stop_targets()
+            if run.events is not None:
+                run.events.stop()
             run.standins.stop()
             pg.stop()
             if args.keep_tmp:

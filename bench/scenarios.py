@@ -19,6 +19,7 @@ class Scenario:
     min_vs_peer: float | None = None
     scaled: bool = False  # runs with --scale-workers workers instead of --workers
     slow: bool = False  # upstream latency on, --slow-connections connections
+    events: bool = False  # not wrk: a backlog of status events drained (bench/events.py)
 
     def minimum(self, reference: str) -> float | None:
         return self.min_vs_floor if reference == "floor" else self.min_vs_peer
@@ -32,6 +33,10 @@ SCENARIOS = (
     Scenario("create_slow", "create, {latency} ms upstreams, {conns} conns", None, 1.0, slow=True),
     Scenario("delete", "delete", None, 1.0),
     Scenario("get_scaled", "GET by id, {workers} workers", scaled=True),
+    # events/s instead of req/s; the service against the events floor only (no peer).
+    Scenario(
+        "events", "status events applied ({events:,}, {instances:,} instances)", 0.5, events=True
+    ),
 )
 BY_NAME = {each.name: each for each in SCENARIOS}
 

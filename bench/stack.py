@@ -31,8 +31,11 @@ SERVICE_DB, FLOOR_DB, PEER_DB = "bench_service", "bench_floor", "bench_peer"
 PEER_APP = "bench.peer:app"
 COPY_COLUMNS = (
     "id, catalog_item_instance_id, original_spec, provider_name, approval_status, path,"
-    " create_time, update_time"
+    " create_time, update_time, status, status_message, status_time"
 )
+# The provider's status of seeded rows, by index modulo 10 (as events and creates leave
+# them): a status with a message, one without, or (1 in 10) none yet.
+_SEED_STATUSES = ("RUNNING", "PROVISIONED", "RUNNING", "STOPPED", "RUNNING")
 CREATE_BODY = json.dumps(
     {
         "catalog_item_instance_id": "cat-bench",
@@ -47,8 +50,19 @@ CREATE_BODY = json.dumps(
     separators=(",", ":"),
 )
 # The only variables the service inherits: it runs on its own defaults plus what the
-# benchmark sets (and --service-env), whatever the caller's environment holds.
-_INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR")
+# benchmark sets (and --service-env), whatever the caller's environment holds (PYTHONPATH:
+# which code runs, e.g. a work tree ahead of an editable install elsewhere).
+_INHERITED = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TMPDIR",
+    "PYTHONPATH",
+)
 _STARTUP_TIMEOUT = 60.0
 _TIMES = ("create_time", "update_time")
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*[1-9])?Z")  # Go's RFC3339Nano, UTC
@@ -58,7 +72,7 @@ def seeded_id(index: int) -> str:
     return f"r{index:07d}"
 
 
-def _copy_lines(rows: int) -> Iterator[bytes]:
+def seed_lines(rows: int) -> Iterator[bytes]:
     """Seed rows in COPY text format: ids r0000000..., create_time one second apart
     (plus varying microseconds) from 2025-01-01, two providers, small specs."""
     base = datetime(2025, 1, 1, tzinfo=UTC)
@@ -80,7 +94,16 @@ def _copy_lines(rows: int) -> Iterator[bytes]:
         )
         provider = providers[index % 2]
         fields = (rid, f"cat-{index % 1000}", spec, provider, "APPROVED", f"resources/{rid}")
-        yield ("\t".join((*fields, stamp, stamp)) + "\n").encode()
+        yield ("\t".join((*fields, stamp, stamp, *_seed_status(index, moment))) + "\n").encode()
+
+
+def _seed_status(index: int, created: datetime) -> tuple[str, str, str]:
+    """status, status_message, status_time of a seeded row, in COPY text (\\N: NULL)."""
+    if index % 10 == 9:
+        return ("\\N", "\\N", "\\N")
+    status = _SEED_STATUSES[index % len(_SEED_STATUSES)]
+    message = f"{status.lower()} since boot {index % 7}" if index % 2 == 0 else "\\N"
+    return (status, message, (created + timedelta(minutes=1)).isoformat(sep=" "))
 
 
 def copy_rows(conninfo: str, lines: Iterator[bytes]) -> int:
@@ -108,7 +131,8 @@ def _spare_lines(ids: Sequence[str]) -> Iterator[bytes]:
     spec = json.loads(CREATE_BODY)["spec"]
     for rid in ids:
         fields = (rid, "cat-bench", json.dumps(spec), "local-kubevirt", "APPROVED")
-        yield ("\t".join((*fields, f"resources/{rid}", stamp, stamp)) + "\n").encode()
+        status = ("PROVISIONED", "\\N", stamp)  # as the SPRM stand-in's create answer leaves it
+        yield ("\t".join((*fields, f"resources/{rid}", stamp, stamp, *status)) + "\n").encode()
 
 
 def http_json(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
@@ -502,9 +526,15 @@ def check_same_answers(targets: Sequence[Target], deep: Mapping[str, str]) -> No
             raise BenchError(f"{target.name}: create answered {status} {body}")
         if body["id"] != rid or body["path"] != f"resources/{rid}":
             raise BenchError(f"{target.name}: create answered another id: {body}")
-        unstamped = {k: v for k, v in body.items() if k not in ("id", "path", *_TIMES)}
+        stamps = ("id", "path", "status_time", *_TIMES)
+        unstamped = {k: v for k, v in body.items() if k not in stamps}
         formats = [bool(_RFC3339.fullmatch(body[key])) for key in _TIMES]
-        shapes[target.name] = (status, unstamped | {"keys": sorted(body), "rfc3339": formats})
+        # The SPRM's status is as of the record's creation.
+        status_time = body.get("status_time") == body["create_time"] if "status" in body else None
+        shapes[target.name] = (
+            status,
+            unstamped | {"keys": sorted(body), "rfc3339": formats, "status_time": status_time},
+        )
     same("create", shapes, 201)
     for target in targets:
         status, body = http_json("DELETE", f"{target.url}{PREFIX}/resources/xshape-{target.tag}")
@@ -554,7 +584,7 @@ def seed_template(
     start_all(service_launch(migrator, pg, standins, tmp, 1, overrides))
     migrator.stop()
     migrated = time.monotonic()
-    count = copy_rows(pg.conninfo(TEMPLATE_DB), _copy_lines(rows))
+    count = copy_rows(pg.conninfo(TEMPLATE_DB), seed_lines(rows))
     pg.execute(TEMPLATE_DB, "VACUUM ANALYZE resources")
     copied = time.monotonic()
     for name in (SERVICE_DB, FLOOR_DB, PEER_DB):
