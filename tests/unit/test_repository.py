@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from placement_dev.structure import graph
+from placement_dev.structure import graph, imports
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = [
@@ -77,3 +77,40 @@ def test_the_readme_structure_is_the_one_the_code_draws() -> None:
         "README.md's structure differs from the code's: paste the output of"
         " `python -m placement_dev.structure` over it"
     )
+
+
+def test_no_module_of_the_package_imports_itself_back() -> None:
+    """No import cycle among the modules of `placement/` (a package counts as the module
+    its `__init__` is)."""
+    modules = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for p in (ROOT / "placement").rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for importer, imported in imports(ROOT):
+        if imported in modules and imported != importer:
+            graph[importer].add(imported)
+    cycle = _cycle(graph)
+    assert cycle is None, " -> ".join(cycle or [])
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """A cycle of `graph`, if it has one (depth-first, iterative)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in sorted(graph):
+        if state.get(start):
+            continue
+        path, stack = [start], [iter(sorted(graph[start]))]
+        state[start] = 1
+        while stack:
+            step = next(stack[-1], None)
+            if step is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(step) == 1:
+                return [*path[path.index(step) :], step]
+            elif not state.get(step):
+                state[step] = 1
+                path.append(step)
+                stack.append(iter(sorted(graph[step])))
+    return None
