@@ -46,9 +46,9 @@ def _lines(rows: int) -> Iterator[bytes]:
     for index in range(rows):
         rid = seeded_id(index)
         fields = (rid, "cat-audit", '{"n":1}', "local-kubevirt", "APPROVED", f"resources/{rid}")
-        yield (
-            "\t".join((*fields, "2025-01-01 00:00:00+00", "2025-01-01 00:00:00+00")) + "\n"
-        ).encode()
+        created = ("2025-01-01 00:00:00+00", "2025-01-01 00:00:00+00")
+        no_status = ("\\N", "\\N", "\\N")  # no provider status reported yet
+        yield ("\t".join((*fields, *created, *no_status)) + "\n").encode()
 
 
 def _expected(rows: int) -> dict[str, Any]:
@@ -56,6 +56,7 @@ def _expected(rows: int) -> dict[str, Any]:
         "orphaned_instances": [f"orphan-{n:05d}" for n in range(ORPHANS)],
         "missing_instances": [seeded_id(rows - 1 - n) for n in reversed(range(MISSING))],
         "stuck_operations": [],
+        "deleted_by_provider": [],
         "invalid_ids": [],
         "checked": {"instances": rows - MISSING + ORPHANS, "records": rows},
     }
