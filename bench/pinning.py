@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+
+S = TypeVar("S")
+T = TypeVar("T")
 
 PINNED = "pinned"
 UNPINNED = "unpinned"
@@ -95,6 +99,17 @@ class Pinning:
             f"{mode}, {workers} worker(s): the target {where}; wrk, PostgreSQL and the"
             f" stand-ins on core(s) {cores_text(load)}"
         )
+
+
+def plan(
+    scenarios: Sequence[S], targets: Sequence[T], modes: Sequence[str]
+) -> list[tuple[S, str, T]]:
+    """One repeat's measurements (scenario, mode, target), in the order taken: scenario by
+    scenario; within one, each mode in turn (`Pinning.order`), and in each mode the
+    targets back to back (in the repeat's rotated order). So the three measurements a
+    ratio is taken from are seconds apart, in the same mode, and a scenario's two modes
+    are measured minutes apart at most."""
+    return [(s, mode, t) for s in scenarios for mode in modes for t in targets]
 
 
 def cores_text(cores: frozenset[int]) -> str:

@@ -33,7 +33,7 @@ from bench import events as events_bench
 from bench import report
 from bench.load import Load, find_wrk, run_wrk, wrk_version
 from bench.pg import PrivatePostgres, default_pg_user, find_bindir
-from bench.pinning import OPTIONS, Pinning, set_affinity
+from bench.pinning import OPTIONS, Pinning, plan, set_affinity
 from bench.procs import (
     BenchError,
     core_busy,
@@ -581,16 +581,6 @@ def _say_events(record: dict[str, Any]) -> None:
         f"  rss {record['rss_bytes'] / 2**20:6.1f} MB  errors {record['error_count']}"
         + (f"  {record['counters']}" if record["counters"] else "")
     )
-
-
-def plan(
-    scenarios: list[Scenario], targets: list[Target], modes: tuple[str, ...]
-) -> list[tuple[Scenario, str, Target]]:
-    """One repeat's measurements of HTTP scenarios: scenario by scenario; within one, each
-    mode in turn (`Pinning.order`), and in each mode the three targets back to back (in
-    the repeat's rotated order), so that the ratios the targets are judged on compare
-    measurements minutes apart at most, in the same mode."""
-    return [(s, mode, t) for s in scenarios for mode in modes for t in targets]
 
 
 def _scenarios(run: Run, scenarios: list[Scenario], repeat: int) -> None:
