@@ -3,7 +3,7 @@ its peer.
 
 Starts a private PostgreSQL, the Policy Engine and SPRM stand-ins, the service, the floor
 (`floor.py`) and the peer (`peer.py`), seeds their databases identically, measures every
-scenario with wrk against each in turn (the load side and the target on different cores),
+scenario with wrk against each in turn, pinned and unpinned (bench/pinning.py),
 and writes results.json, results.md and ratios.png under bench/results/<UTC timestamp>/
 (and results/latest.md). See bench/README.md.
 """
@@ -167,7 +167,7 @@ def _parser() -> argparse.ArgumentParser:
         "--smoke",
         action="store_true",
         help="tiny CI run: 2000 rows, 1 s a scenario, no warm-up, 16/64 connections,"
-        " 2000 events for 200 instances (with --audit: sizes 1000,3000)",
+        " 2000 events for 200 instances, unpinned only (with --audit: sizes 1000,3000)",
     )
     add(
         "--audit",
@@ -708,7 +708,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             if not args.audit:
                 # Every process is moved to the cores of each measurement's mode (Run.pin).
-                _say(f"{PROG}: measured {' and '.join(pinning.modes)}, interleaved")
+                modes = pinning.modes
+                _say(
+                    f"{PROG}: measured {' and '.join(modes)}, interleaved"
+                    if len(modes) > 1
+                    else f"{PROG}: measured {modes[0]} only"
+                )
             pg.start()
             run.standins.start()
             if args.audit:
