@@ -1,7 +1,7 @@
 """The `events` scenario: how fast the service applies a backlog of provider status
 events, against the events floor (`events_floor.py`), on the same backlog.
 
-Once a run: a private nats-server (JetStream, file storage, in the temporary folder, on
+Once a run: a private nats-server (JetStream, file storage, in the temporary folder, with
 the load side's cores), the stream `dcm-status` (subjects `dcm.>`), and the backlog
 published into it: `events` CloudEvents (structured JSON), `events / instances` for each
 of `instances` seeded READY records, half on `dcm.vm` (the data names the instance), half
@@ -12,6 +12,8 @@ copy of a database holding just those records:
 - the service: `placement-manager serve` at its defaults with NATS_URL set (so it creates
   its durable consumer, `placement-manager`, and drains the backlog);
 - the floor: `python -m bench.events_floor` (its own durable), pinned the same way.
+
+Each repeat drains once per measured mode (pinned, unpinned: bench/pinning.py).
 
 Each durable is deleted before its run, so every run reads the whole backlog. The bench
 polls the durable's state every 20 ms (JetStream's consumer info: the ack floor, pending
@@ -315,6 +317,7 @@ def _wrong_statuses(pg: PrivatePostgres, database: str, backlog: Backlog) -> lis
 def measure(
     target: Target,
     repeat: int,
+    mode: str,
     events: Events,
     pg: PrivatePostgres,
     standins: StandIns,
@@ -323,8 +326,10 @@ def measure(
     cpus: frozenset[int] | None,
     load_cores: frozenset[int] | None,
 ) -> dict[str, Any]:
-    """Drain the backlog with the service or the floor; its record (rps: events/s)."""
-    database = f"bench_events_{target.tag}{repeat}"
+    """Drain the backlog with the service or the floor, pinned or unpinned (`mode`: the
+    caller placed the load side; the drainer starts on `cpus`, None: on ours); its record
+    (rps: events/s)."""
+    database = f"bench_events_{target.tag}{repeat}{mode[0]}"
     pg.execute("postgres", f'CREATE DATABASE "{database}" TEMPLATE "{EVENTS_TEMPLATE}"')
     durable = SERVICE_DURABLE if target.name == "service" else FLOOR_DURABLE
     events.js.delete_durable(durable)
@@ -342,7 +347,7 @@ def measure(
         assert launch.child is not None
         child, url = launch.child, launch.url
     else:
-        child = _floor_child(pg, database, events, tmp, f"{repeat}", cpus)
+        child = _floor_child(pg, database, events, tmp, f"{repeat}{mode[0]}", cpus)
     groups = {"target": [child.pid], "postgres": tree(pg.child.pid) if pg.child else []}
     groups["nats-server"] = events.nats.pids()
     first: tuple[float, int, dict[str, dict[int, float]], Any, float] | None = None
@@ -401,6 +406,7 @@ def measure(
         "scenario": "events",
         "target": target.name,
         "repeat": repeat,
+        "pinning": mode,
         "workers": 1,
         "events": total,
         "instances": len(events.backlog.newest),

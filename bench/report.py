@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.events import FLOOR_BATCH
+from bench.pinning import JUDGED, PINNED, UNPINNED, mode_of
 from bench.procs import BenchError
 from bench.scenarios import (
     BY_NAME,
@@ -135,8 +136,37 @@ def _overall(verdicts: list[str]) -> str:
 
 
 def aggregate(run: Run) -> dict[str, Any]:
-    """Medians over repeats; ratios per repeat first (same-run ratios drift less)."""
+    """Medians over repeats, for each mode measured (pinned, unpinned) apart; ratios per
+    repeat first (same-run ratios drift less). `scenarios` and `derived` at the top are
+    the judged mode's (unpinned when measured), `by_pinning` has every mode's; the errors
+    count every run of every mode."""
     results = run.results
+    modes = [m for m in (UNPINNED, PINNED) if any(mode_of(r) == m for r in results)]
+    judged = JUDGED if JUDGED in modes or not modes else modes[0]
+    by_pinning = {m: _aggregate([r for r in results if mode_of(r) == m]) for m in modes}
+    view = by_pinning.get(judged) or _aggregate([])
+    return {
+        "judged_on": judged,
+        "modes": modes,
+        "scenarios": view["scenarios"],
+        "derived": {**view["derived"], "errors": _errors(results)},
+        "by_pinning": by_pinning,
+    }
+
+
+def _errors(results: list[dict[str, Any]]) -> dict[str, Any]:
+    errors = {
+        t: sum(
+            r["error_count"] + r.get("warmup_error_count", 0) for r in results if r["target"] == t
+        )
+        for t in TARGETS
+    }
+    total = sum(errors.values())
+    return {**errors, "total": total, "verdict": "PASS" if total == 0 else "MISS"}
+
+
+def _aggregate(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of one mode's results."""
     repeats = sorted({r["repeat"] for r in results})
 
     def pick(scenario: str, target: str) -> list[dict[str, Any]]:
@@ -233,14 +263,7 @@ def aggregate(run: Run) -> dict[str, Any]:
             "target": MAX_RSS_MB,
             "verdict": _verdict(peaks["service"], MAX_RSS_MB, False),
         }
-    errors = {
-        t: sum(
-            r["error_count"] + r.get("warmup_error_count", 0) for r in results if r["target"] == t
-        )
-        for t in TARGETS
-    }
-    total = sum(errors.values())
-    derived["errors"] = {**errors, "total": total, "verdict": "PASS" if total == 0 else "MISS"}
+    derived["errors"] = _errors(results)
     return {"scenarios": scenarios, "derived": derived}
 
 
@@ -282,7 +305,30 @@ def _warning(run: Run, meta: dict[str, Any]) -> str:
     return ""
 
 
-def _header(run: Run, meta: dict[str, Any]) -> list[str]:
+def _pinning_line(run: Run, summary: dict[str, Any]) -> str:
+    modes = summary.get("modes") or []
+    judged = summary.get("judged_on", "")
+    if len(modes) > 1:
+        order = (
+            "unpinned then pinned on even repeats, pinned then unpinned on odd ones"
+            if run.args.repeat > 1
+            else "unpinned, then pinned"
+        )
+        return (
+            "- Cores: every scenario measured unpinned (every process shares every core, as"
+            " deployed) and pinned (each target alone on its core(s), wrk, PostgreSQL and the"
+            f" stand-ins on the others), the three targets back to back in each ({order});"
+            f" targets judged on the {judged} figures, the pinned ones the low-noise view"
+        )
+    what = {
+        PINNED: "pinned only (each target alone on its core(s), wrk, PostgreSQL and the"
+        " stand-ins on the others)",
+        UNPINNED: "unpinned only (every process shares every core)",
+    }
+    return f"- Cores: {what.get(judged, judged)}"
+
+
+def _header(run: Run, meta: dict[str, Any], summary: dict[str, Any]) -> list[str]:
     args, mach = run.args, meta["machine"]
     interp = mach["interpreter"]
     version = interp["version"].split()[0]
@@ -318,6 +364,7 @@ def _header(run: Run, meta: dict[str, Any]) -> list[str]:
         " logs); peer: " + peer + ", uvicorn's info-level log with its access line; both"
         " under uvicorn with uvloop and httptools, same workers, same PostgreSQL",
         f"- {mach['postgres']} (private, fsync off); {mach['wrk']}; git {commit}",
+        _pinning_line(run, summary),
         *(
             [
                 f"- Events: the service (NATS_URL set, else the same) and `bench/events_floor.py`"
@@ -332,52 +379,86 @@ def _header(run: Run, meta: dict[str, Any]) -> list[str]:
     ]
 
 
+def _views(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(mode, its figures), the judged mode first; older summaries have one, unnamed."""
+    judged = summary.get("judged_on", "")
+    by_pinning = summary.get("by_pinning") or {judged: summary}
+    return sorted(by_pinning.items(), key=lambda item: item[0] != judged)
+
+
+def _result(verdict: str, judged: bool) -> str:
+    """A verdict; in parentheses on a mode that is not judged (what it would say)."""
+    return verdict if judged or verdict == "-" else f"({verdict})"
+
+
 def markdown(run: Run, summary: dict[str, Any], meta: dict[str, Any], image: str) -> str:
     args = run.args
+    views = _views(summary)
+    judged_on = summary.get("judged_on", "")
     lines = [
-        *_header(run, meta),
+        *_header(run, meta, summary),
         "",
-        "| scenario | service req/s | floor req/s | peer req/s | service / floor | target"
-        " | service / peer | target | result | CPU us/req service / floor / peer |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|:---:|---:|",
+        "| scenario | cores | service req/s | floor req/s | peer req/s | service / floor"
+        " | target | service / peer | target | result | CPU us/req service / floor / peer |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|:---:|---:|",
     ]
-    for name, entry in summary["scenarios"].items():
-        cells = [_title(run, BY_NAME[name])]
-        cells += [_num(entry[t]["rps"]) for t in TARGETS]
-        for reference in REFERENCES:
-            versus = entry["vs"][reference]
-            target = f">= {versus['target']:g}" if versus["target"] else "-"
-            cells += [_num(versus["ratio"], 2), target]
-        cells.append(entry["verdict"])
-        cells.append(_slashed([entry[t]["cpu_us"] for t in TARGETS]))
-        lines.append("| " + " | ".join(cells) + " |")
+    for name in _scenario_names(summary):
+        for index, (mode, view) in enumerate(views):
+            entry = view["scenarios"].get(name)
+            if entry is None:
+                continue
+            cells = [_title(run, BY_NAME[name]) if index == 0 else "", mode]
+            cells += [_num(entry[t]["rps"]) for t in TARGETS]
+            for reference in REFERENCES:
+                versus = entry["vs"][reference]
+                target = f">= {versus['target']:g}" if versus["target"] else "-"
+                cells += [_num(versus["ratio"], 2), target]
+            cells.append(_result(entry["verdict"], mode == judged_on))
+            cells.append(_slashed([entry[t]["cpu_us"] for t in TARGETS]))
+            lines.append("| " + " | ".join(cells) + " |")
+    pinned_note = (
+        f" Each scenario was measured {' and '.join(m for m, _ in views)}, interleaved; the"
+        f" results and targets are judged on the {judged_on} figures"
+        + (
+            " (every core shared, as a deployed service runs); the pinned ones (each target"
+            " alone on its core, the load side on the others) are the low-noise view, their"
+            " results in parentheses are not judged."
+            if len(views) > 1
+            else "."
+        )
+        if judged_on
+        else ""
+    )
     lines += [
         "",
         "service / floor, service / peer: the service's req/s over the reference's, taken"
         " per repeat, then the median: the figures the targets apply to (>= 1.0 against the"
         " peer: the service is ahead). CPU us/req: CPU time (user + system) of the target's"
-        " own processes during the measured seconds, per request.",
+        " own processes during the measured seconds, per request." + pinned_note,
         "",
-        "| scenario | p50 / p99 ms service | floor | peer | errors s / f / p"
+        "| scenario | cores | p50 / p99 ms service | floor | peer | errors s / f / p"
         " | RSS MB s / f / p | CPU/req floor / service | CPU/req peer / service |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, entry in summary["scenarios"].items():
-        cells = [_title(run, BY_NAME[name])]
-        cells += [_slashed([entry[t]["p50_ms"], entry[t]["p99_ms"]], 1) for t in TARGETS]
-        cells.append(" / ".join(str(entry[t]["errors"]) for t in TARGETS))
-        cells.append(_slashed([entry[t]["rss_mb"] for t in TARGETS]))
-        cells += [_num(entry["vs"][r]["cpu_ratio"], 2) for r in REFERENCES]
-        lines.append("| " + " | ".join(cells) + " |")
-    derived = summary["derived"]
+    for name in _scenario_names(summary):
+        for index, (mode, view) in enumerate(views):
+            entry = view["scenarios"].get(name)
+            if entry is None:
+                continue
+            cells = [_title(run, BY_NAME[name]) if index == 0 else "", mode]
+            cells += [_slashed([entry[t]["p50_ms"], entry[t]["p99_ms"]], 1) for t in TARGETS]
+            cells.append(" / ".join(str(entry[t]["errors"]) for t in TARGETS))
+            cells.append(_slashed([entry[t]["rss_mb"] for t in TARGETS]))
+            cells += [_num(entry["vs"][r]["cpu_ratio"], 2) for r in REFERENCES]
+            lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "CPU/req reference / service: above 1 the service spends less CPU a request than the"
         " reference. It hardly moves with other users' load (the req/s ratios do), so it is"
         " the steadier figure on a busy machine; the targets stay on req/s.",
         "",
-        "| figure | service | floor | peer | target | result |",
-        "|---|---:|---:|---:|---:|:---:|",
+        "| figure | cores | service | floor | peer | target | result |",
+        "|---|---|---:|---:|---:|---:|:---:|",
     ]
     rows = (
         ("deep_over_first", "list: first-page req/s / deep-page req/s", 2, "<="),
@@ -390,27 +471,30 @@ def markdown(run: Run, summary: dict[str, Any], meta: dict[str, Any], image: str
         ("scaling", f"GET by id req/s, {args.scale_workers} workers / {args.workers}", 2, ">="),
     )
     for key, label, digits, sign in rows:
-        if key in derived:
-            d = derived[key]
+        for index, (mode, view) in enumerate(views):
+            if key not in view["derived"]:
+                continue
+            d = view["derived"][key]
             judged = d.get("judged", True)
             lines.append(
-                f"| {label} | "
+                f"| {label if index == 0 else ''} | {mode} | "
                 + " | ".join(_num(d[t], digits) for t in TARGETS)
                 + f" | {sign} {d['target']:g} (service{'' if judged else ', not judged*'})"
-                f" | {d['verdict']} |"
+                f" | {_result(d['verdict'], mode == judged_on)} |"
             )
+    derived = summary["derived"]
     errors = derived["errors"]
     lines.append(
-        "| errors (non-2xx, socket errors, timeouts; all runs) | "
+        "| errors (non-2xx, socket errors, timeouts; all runs) | all | "
         + " | ".join(str(errors[t]) for t in TARGETS)
         + f" | 0 | {errors['verdict']} |"
     )
-    if not derived.get("scaling", {}).get("judged", True):
+    if any(not view["derived"].get("scaling", {}).get("judged", True) for _, view in views):
         lines += [
             "",
-            f"\\* The {args.scale_workers} workers shared cores with wrk, PostgreSQL and the"
-            " stand-ins while 1 worker had a core of its own (pinned, too few cores): the"
-            " scaling target is judged only with `--pin off` or on a larger machine.",
+            f"\\* Pinned, the {args.scale_workers} workers shared cores with wrk, PostgreSQL and"
+            " the stand-ins while 1 worker had a core of its own (too few cores): that scaling"
+            " figure is not judged; the unpinned one is (or a larger machine).",
         ]
     lines += [*_events_table(run), *_cpu_table(run, summary, meta), *_footer(run, image)]
     return "\n".join(lines)
@@ -428,12 +512,13 @@ def _events_table(run: Run) -> list[str]:
         " from launch: the same including the process's start-up and connecting. Wrong"
         " statuses: records whose status, message or time is not their newest event's.",
         "",
-        "| target | events/s | drain s | launch to first ack s | launch to done s"
+        "| target | cores | events/s | drain s | launch to first ack s | launch to done s"
         " | events/s from launch | CPU us/event | RSS MB | wrong statuses | service's counters |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for target in ("service", "floor"):
-        mine = [r for r in rows if r["target"] == target]
+    modes = [m for m in (UNPINNED, PINNED) if any(mode_of(r) == m for r in rows)]
+    for target, mode in ((t, m) for t in ("service", "floor") for m in modes):
+        mine = [r for r in rows if r["target"] == target and mode_of(r) == mode]
         if not mine:
             continue
 
@@ -443,7 +528,7 @@ def _events_table(run: Run) -> list[str]:
         counters = mine[-1].get("counters") or {}
         shown = ", ".join(f"{k} {v:,.0f}" for k, v in counters.items() if v) or "-"
         lines.append(
-            f"| {target} | {_num(med('rps'))} | {_num(med('drain_s'), 2)}"
+            f"| {target} | {mode} | {_num(med('rps'))} | {_num(med('drain_s'), 2)}"
             f" | {_num(med('launch_to_first_s'), 2)} | {_num(med('launch_to_done_s'), 2)}"
             f" | {_num(med('events_per_s_from_launch'))}"
             f" | {_num(_median([r['cpu_ms_per_request'] * 1000 for r in mine]))}"
@@ -473,13 +558,18 @@ def _cpu_table(run: Run, summary: dict[str, Any], meta: dict[str, Any]) -> list[
         " busy each core was (the target's cores marked *). A load side near 100 % busy"
         " means the figure is a floor for what that target could do.",
         "",
-        "| scenario | measured | its processes | postgres | policy stand-in | sprm stand-in"
-        " | wrk | nats-server | others | busy per core |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| scenario | measured | cores | its processes | postgres | policy stand-in"
+        " | sprm stand-in | wrk | nats-server | others | busy per core |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for name in summary["scenarios"]:
-        for target in TARGETS:
-            rows = [r for r in run.results if r["scenario"] == name and r["target"] == target]
+    modes = [mode for mode, _ in _views(summary)]
+    for name in _scenario_names(summary):
+        for target, mode in ((t, m) for t in TARGETS for m in modes):
+            rows = [
+                r
+                for r in run.results
+                if r["scenario"] == name and r["target"] == target and mode_of(r) == mode
+            ]
             if not rows:
                 continue
             cores = [_median([r["cpu_cores"].get(key, 0.0) for r in rows]) for key in _CPU_GROUPS]
@@ -493,7 +583,7 @@ def _cpu_table(run: Run, summary: dict[str, Any], meta: dict[str, Any]) -> list[
                 for core, value in busy.items()
             )
             lines.append(
-                f"| {name} | {target} | "
+                f"| {name} | {target} | {mode} | "
                 + " | ".join(_num(value, 2) for value in cores)
                 + f" | {per_core} |"
             )
@@ -525,46 +615,65 @@ def _footer(run: Run, image: str) -> list[str]:
 _COLORS = {"PASS": "#2e7d32", "MISS": "#c62828", "-": "#607d8b", "n/a": "#607d8b"}
 
 
+def _scenario_names(summary: dict[str, Any]) -> list[str]:
+    """Every scenario of any mode, in the order measured."""
+    return list(dict.fromkeys(n for _, view in _views(summary) for n in view["scenarios"]))
+
+
 def chart(run: Run, summary: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
+    """Left: the service's ratios to the floor (plain) and the peer (hatched), per
+    scenario; with both modes the unpinned bar (judged, solid) beside the pinned one
+    (faded). Right: the derived figures, the same way."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
+    views = _views(summary)
+    judged_on = summary.get("judged_on", "")
     figure, (left, right) = plt.subplots(
-        1, 2, figsize=(14, 5.4), gridspec_kw={"width_ratios": [2.4, 1]}
+        1, 2, figsize=(15 if len(views) > 1 else 14, 5.6), gridspec_kw={"width_ratios": [2.4, 1]}
     )
-    names = list(summary["scenarios"])
-    width = 0.38
+    names = _scenario_names(summary)
+    slots = [(reference, mode, view) for reference in REFERENCES for mode, view in views]
+    width = 0.8 / len(slots)
     tops = [1.1]
-    for offset, reference, hatch in ((-width / 2, "floor", ""), (width / 2, "peer", "//")):
-        versus = [summary["scenarios"][n]["vs"][reference] for n in names]
-        values = [each["ratio"] or 0.0 for each in versus]
+    for slot, (reference, mode, view) in enumerate(slots):
+        offset = (slot - (len(slots) - 1) / 2) * width
+        versus = [
+            view["scenarios"][n]["vs"][reference] if n in view["scenarios"] else None for n in names
+        ]
+        values = [(each or {}).get("ratio") or 0.0 for each in versus]
         tops += values
         positions = [index + offset for index in range(len(names))]
         bars = left.bar(
             positions,
             values,
             width * 0.95,
-            color=[_COLORS[each["verdict"]] for each in versus],
-            hatch=hatch,
+            color=[_COLORS[(each or {}).get("verdict", "-")] for each in versus],
+            alpha=1.0 if mode == judged_on else 0.45,
+            hatch="//" if reference == "peer" else "",
             edgecolor="white",
         )
-        left.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=2, fontsize=7)
+        size = 6 if len(slots) > 2 else 7
+        left.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=2, fontsize=size)
         for x, each in zip(positions, versus, strict=True):
-            if each["target"]:
+            if each and each["target"]:
                 left.hlines(each["target"], x - width / 2, x + width / 2, colors="black", ls="--")
     left.axhline(1.0, color="grey", linewidth=0.8)
     labels = [textwrap.fill(_title(run, BY_NAME[n]), 14) for n in names]
     left.set_xticks(range(len(names)), labels, fontsize=8)
     left.set_ylabel("service req/s / reference req/s")
-    left.set_title(
-        "Service throughput over the floor (plain) and the peer (hatched); dashed: target",
-        fontsize=9,
-    )
+    title = "Service throughput over the floor (plain) and the peer (hatched); dashed: target"
+    if len(views) > 1:
+        title += f"\n{judged_on} (solid, judged) beside " + ", ".join(
+            f"{mode} (faded)" for mode, _ in views if mode != judged_on
+        )
+    elif judged_on:
+        title += f"; {judged_on}"
+    left.set_title(title, fontsize=9)
     left.set_ylim(0, max(tops) * 1.15)
-    from matplotlib.patches import Patch
-
     keys = [
         Patch(facecolor="white", edgecolor="black", label="service / floor"),
         Patch(facecolor="white", edgecolor="black", hatch="//", label="service / peer"),
@@ -572,34 +681,56 @@ def chart(run: Run, summary: dict[str, Any], meta: dict[str, Any], path: Path) -
         Patch(color=_COLORS["MISS"], label="target missed"),
         Patch(color=_COLORS["-"], label="no target"),
     ]
-    left.legend(handles=keys, fontsize=8, loc="best")
+    if len(views) > 1:
+        keys += [
+            Patch(color=_COLORS["-"], label=f"{judged_on}: judged"),
+            Patch(color=_COLORS["-"], alpha=0.45, label="pinned: low-noise view"),
+        ]
+    left.legend(handles=keys, fontsize=7, loc="best")
 
-    derived = summary["derived"]
     items = []
-    if "deep_over_first" in derived:
-        d = derived["deep_over_first"]
-        items.append(("first/deep\nlist req/s", d["service"], d["target"], d["verdict"]))
-    if "scaling" in derived:
-        d = derived["scaling"]
-        label = f"GET {run.args.scale_workers}w/{run.args.workers}w"
-        items.append((label, d["service"], d["target"], d["verdict"]))
-    if "rss_mb" in derived:
-        d = derived["rss_mb"]
-        items.append(
-            (f"RSS / {d['target']:g} MB", (d["service"] or 0) / d["target"], 1.0, d["verdict"])
-        )
+    for mode, view in views:
+        derived = view["derived"]
+        suffix = f"\n{mode}" if len(views) > 1 else ""
+        alpha = 1.0 if mode == judged_on else 0.45
+        if "deep_over_first" in derived:
+            d = derived["deep_over_first"]
+            items.append(
+                ("first/deep\nlist req/s" + suffix, d["service"], d["target"], d["verdict"], alpha)
+            )
+        if "scaling" in derived:
+            d = derived["scaling"]
+            label = f"GET {run.args.scale_workers}w/{run.args.workers}w" + suffix
+            items.append((label, d["service"], d["target"], d["verdict"], alpha))
+        if "rss_mb" in derived:
+            d = derived["rss_mb"]
+            items.append(
+                (
+                    f"RSS / {d['target']:g} MB" + suffix,
+                    (d["service"] or 0) / d["target"],
+                    1.0,
+                    d["verdict"],
+                    alpha,
+                )
+            )
+    if len(views) > 1:  # each figure's modes side by side
+        items.sort(key=lambda item: item[0].split("\n")[0])
     if items:
         xs = range(len(items))
         right_bars = right.bar(
-            xs, [v or 0.0 for _, v, _, _ in items], color=[_COLORS[v] for *_, v in items]
+            xs,
+            [v or 0.0 for _, v, *_ in items],
+            color=[_COLORS[verdict] for *_, verdict, _ in items],
         )
-        for index, (_, _, target, _) in enumerate(items):
+        for bar, (*_, alpha) in zip(right_bars, items, strict=True):
+            bar.set_alpha(alpha)
+        for index, (_, _, target, *_) in enumerate(items):
             right.hlines(target, index - 0.45, index + 0.45, colors="black", linestyles="--")
         right.bar_label(
-            right_bars, labels=[f"{v or 0:.2f}" for _, v, _, _ in items], padding=2, fontsize=8
+            right_bars, labels=[f"{v or 0:.2f}" for _, v, *_ in items], padding=2, fontsize=8
         )
-        right.set_xticks(list(xs), [label for label, *_ in items], fontsize=8)
-        right.set_ylim(0, max([2.0, *[(v or 0) for _, v, _, _ in items]]) * 1.15)
+        right.set_xticks(list(xs), [label for label, *_ in items], fontsize=7)
+        right.set_ylim(0, max([2.0, *[(v or 0) for _, v, *_ in items]]) * 1.15)
     right.set_title("Service: derived figures (dashed: target)", fontsize=9)
     mach = meta["machine"]
     figure.suptitle(

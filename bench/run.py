@@ -3,7 +3,7 @@ its peer.
 
 Starts a private PostgreSQL, the Policy Engine and SPRM stand-ins, the service, the floor
 (`floor.py`) and the peer (`peer.py`), seeds their databases identically, measures every
-scenario with wrk against each in turn (the load side and the target on different cores),
+scenario with wrk against each in turn, pinned and unpinned (bench/pinning.py),
 and writes results.json, results.md and ratios.png under bench/results/<UTC timestamp>/
 (and results/latest.md). See bench/README.md.
 """
@@ -33,6 +33,7 @@ from bench import events as events_bench
 from bench import report
 from bench.load import Load, find_wrk, run_wrk, wrk_version
 from bench.pg import PrivatePostgres, default_pg_user, find_bindir
+from bench.pinning import OPTIONS, Pinning, plan, set_affinity
 from bench.procs import (
     BenchError,
     core_busy,
@@ -139,11 +140,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     add(
         "--pin",
-        choices=("auto", "off"),
-        default="auto",
-        help="auto: with 2 or more cores, a target with N workers alone on the last N"
-        " cores when it can be, wrk, PostgreSQL and the stand-ins on the first; off: all"
-        " share every core (auto)",
+        choices=tuple(OPTIONS),
+        default="both",
+        help="both: every scenario measured unpinned and pinned, interleaved, the targets"
+        " judged on the unpinned figures; on (or auto): pinned only, a target with N workers"
+        " alone on the last N cores when it can be, wrk, PostgreSQL and the stand-ins on the"
+        " first; off: unpinned only, all share every core (both; --smoke: off)",
     )
     add(
         "--service-env",
@@ -165,7 +167,7 @@ def _parser() -> argparse.ArgumentParser:
         "--smoke",
         action="store_true",
         help="tiny CI run: 2000 rows, 1 s a scenario, no warm-up, 16/64 connections,"
-        " 2000 events for 200 instances (with --audit: sizes 1000,3000)",
+        " 2000 events for 200 instances, unpinned only (with --audit: sizes 1000,3000)",
     )
     add(
         "--audit",
@@ -194,6 +196,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "--slow-connections": ("slow_connections", 64),
             "--events": ("events", 2000),
             "--instances": ("instances", 200),
+            "--pin": ("pin", "off"),
         }
         for flag, (name, value) in preset.items():
             if not any(each == flag or each.startswith(flag + "=") for each in given):
@@ -233,55 +236,6 @@ def given_args(argv: list[str] | None) -> list[str]:
     return argv if argv is not None else sys.argv[1:]
 
 
-@dataclass(frozen=True)
-class Pinning:
-    """Which cores the load side (this process, and so wrk, PostgreSQL and the stand-ins,
-    which inherit it) and the targets run on: the load side on the first cores, a target
-    with N workers on the last N when they are free of the load side."""
-
-    cores: tuple[int, ...]  # all we may use
-    pinned: bool
-    load_count: int = 1  # how many of the first cores the load side gets
-
-    @classmethod
-    def choose(cls, mode: str, most_workers: int) -> Pinning:
-        """Leave the most workers a target will run with cores of their own, when the
-        machine has enough; the load side keeps at least one."""
-        cores = tuple(sorted(os.sched_getaffinity(0)))
-        return cls(cores, mode == "auto" and len(cores) >= 2, max(1, len(cores) - most_workers))
-
-    def load(self) -> frozenset[int] | None:
-        return frozenset(self.cores[: self.load_count]) if self.pinned else None
-
-    def target(self, workers: int) -> frozenset[int] | None:
-        """The last `workers` cores, when the load side is not on them; else every core;
-        None when nothing is pinned."""
-        if not self.pinned:
-            return None
-        if workers <= len(self.cores) - self.load_count:
-            return frozenset(self.cores[-workers:])
-        return frozenset(self.cores)
-
-    def describe(self, workers: int) -> str:
-        target, load = self.target(workers), self.load()
-        if target is None or load is None:
-            return "nothing pinned: wrk, PostgreSQL, the stand-ins and the target share every core"
-        where = (
-            f"alone on core(s) {_cores(target)}"
-            if not target & load
-            else f"on every core ({_cores(target)}: too few to give {workers} worker(s) cores"
-            " of their own)"
-        )
-        return (
-            f"{workers} worker(s): the target {where}; wrk, PostgreSQL and the stand-ins on"
-            f" core(s) {_cores(load)}"
-        )
-
-
-def _cores(cores: frozenset[int]) -> str:
-    return ",".join(str(each) for each in sorted(cores))
-
-
 @dataclass
 class Run:
     """Everything one benchmark run started, and what it measured."""
@@ -318,19 +272,40 @@ class Run:
         return every[shift:] + every[:shift]
 
     def start(self, workers: int) -> None:
-        """All three at once, each with `workers` worker processes."""
-        args, cpus = self.args, self.pinning.target(workers)
+        """All three at once, each with `workers` worker processes, on the cores this
+        process has now (`pin` moves them before each measurement)."""
+        args = self.args
         common = (self.pg, self.standins, self.tmp, workers)
         start_all(
-            service_launch(self.service, *common, args.overrides, cpus),
-            reference_launch(FLOOR, self.floor, *common, args.pool, self.token_key, cpus),
-            reference_launch(
-                peer(args.peer_app), self.peer, *common, args.pool, self.token_key, cpus
-            ),
+            service_launch(self.service, *common, args.overrides),
+            reference_launch(FLOOR, self.floor, *common, args.pool, self.token_key),
+            reference_launch(peer(args.peer_app), self.peer, *common, args.pool, self.token_key),
         )
-        note = f"cores: {self.pinning.describe(workers)}"
+
+    def pin(self, mode: str, workers: int) -> tuple[frozenset[int] | None, frozenset[int] | None]:
+        """Move every process to the cores of `mode` (pinned or unpinned) for a target with
+        `workers` workers: this process (and so the wrk it starts next), PostgreSQL (its
+        backends, and the ones it forks later), the stand-ins, nats-server, and every running
+        target. The (target, load side) cores; None: every core."""
+        every = frozenset(self.pinning.cores)
+        target, load = self.pinning.target(workers, mode), self.pinning.load(mode)
+        side = [os.getpid()]
+        if self.pg.child:
+            side += tree(self.pg.child.pid)
+        for pid in self.standins.pids().values():
+            side += tree(pid)
+        if self.events is not None:
+            side += self.events.nats.pids()
+        set_affinity(side, load or every)
+        for each in self.all_targets():
+            if each.child is not None:
+                set_affinity(each.pids(), target or every)
+            each.cpus = target
+        note = f"cores: {self.pinning.describe(workers, mode)}"
         if note not in self.notes:
             self.notes.append(note)
+            _say(f"{PROG}: {note}")
+        return target, load
 
     def stop_targets(self) -> None:
         """All at once: a multi-worker uvicorn takes seconds to stop."""
@@ -345,8 +320,9 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def _load(run: Run, scenario: Scenario, target: Target, repeat: int, phase: str) -> Load:
+def _load(run: Run, scenario: Scenario, target: Target, repeat: int, mode: str, phase: str) -> Load:
     args = run.args
+    when = f"{repeat}{mode[0]}"  # ids and files of one repeat in one mode: unique
     if scenario.name in ("get", "get_scaled"):
         return Load("get", target.url, (f"{PREFIX}/resources/", str(args.rows)), args.connections)
     if scenario.name == "list_first":
@@ -357,23 +333,34 @@ def _load(run: Run, scenario: Scenario, target: Target, repeat: int, phase: str)
         return Load("fixed", target.url + run.deep[target.name], (), args.connections)
     if scenario.name in ("create", "create_slow"):
         code = "c" if scenario.name == "create" else "l"
-        prefix = f"x{target.tag}{repeat}{code}{phase}"
+        prefix = f"x{target.tag}{when}{code}{phase}"
         connections = args.slow_connections if scenario.slow else args.connections
         return Load("create", target.url, (f"{PREFIX}/resources", prefix, CREATE_BODY), connections)
     if scenario.name == "delete":
-        stem = run.tmp / f"delete-{target.tag}{repeat}{phase}"
+        stem = run.tmp / f"delete-{target.tag}{when}{phase}"
         return Load("delete", target.url, (f"{PREFIX}/resources/", str(stem)), args.connections)
     raise AssertionError(scenario.name)
 
 
 def _prepare_delete(
-    run: Run, target: Target, repeat: int, phase: str, seconds: int, rate: float | None
+    run: Run,
+    target: Target,
+    repeat: int,
+    mode: str,
+    phase: str,
+    seconds: int,
+    rate: float | None,
 ) -> dict[str, Any]:
     """Ids for the delete scenario, one file per wrk thread: what the create scenarios
     left, topped up with spares when that may not last `seconds` at `rate` (None: a rate
-    guessed from the target's other scenarios)."""
+    guessed from the target's other scenarios in the same repeat and mode)."""
+    when = f"{repeat}{mode[0]}"
     if rate is None:
-        done = [r for r in run.results if r["repeat"] == repeat and r["target"] == target.name]
+        done = [
+            r
+            for r in run.results
+            if r["repeat"] == repeat and r["target"] == target.name and r.get("pinning") == mode
+        ]
         rates = {r["scenario"]: r["rps"] for r in done}
         bounds = []
         if "get" in rates:
@@ -387,13 +374,13 @@ def _prepare_delete(
     spares = max(0, needed - len(ids))
     started = time.monotonic()
     if spares:
-        extra = [f"y{target.tag}{repeat}{phase}-{n:07d}" for n in range(spares)]
+        extra = [f"y{target.tag}{when}{phase}-{n:07d}" for n in range(spares)]
         add_spares(run.pg, run.standins, target, extra)
         ids += extra
     ids = ids[:needed]
     run.handed_out.update(ids)
     threads = max(1, min(run.args.wrk_threads, run.args.connections))
-    stem = run.tmp / f"delete-{target.tag}{repeat}{phase}"
+    stem = run.tmp / f"delete-{target.tag}{when}{phase}"
     for thread in range(threads):
         Path(f"{stem}.{thread}").write_text("\n".join(ids[thread::threads]) + "\n")
     return {"ids": len(ids), "spares": spares, "spares_s": round(time.monotonic() - started, 2)}
@@ -431,11 +418,11 @@ def _cpu_used(
 
 
 def _sampled_wrk(
-    run: Run, scenario: Scenario, target: Target, repeat: int, phase: str, seconds: int
+    run: Run, scenario: Scenario, target: Target, repeat: int, mode: str, phase: str, seconds: int
 ) -> dict[str, Any]:
     """wrk for `seconds`, and the CPU each process group and each core used meanwhile."""
     args = run.args
-    load = _load(run, scenario, target, repeat, phase)
+    load = _load(run, scenario, target, repeat, mode, phase)
     ticks = core_ticks()
     before, started, busy = _cpu_sample(run, target), time.monotonic(), machine_busy()
     result = run_wrk(
@@ -458,6 +445,7 @@ def _drive(
     scenario: Scenario,
     target: Target,
     repeat: int,
+    mode: str,
     phase: str,
     seconds: int,
     record: dict[str, Any],
@@ -469,38 +457,41 @@ def _drive(
     for attempt in range(3):
         tag = phase if attempt == 0 else f"{phase}{attempt}"
         if scenario.name == "delete":
-            ids = _prepare_delete(run, target, repeat, tag, seconds, rate)
+            ids = _prepare_delete(run, target, repeat, mode, tag, seconds, rate)
             record.setdefault("ids" if phase == "m" else "warmup_ids", []).append(ids)
-        result = _sampled_wrk(run, scenario, target, repeat, tag, seconds)
+        result = _sampled_wrk(run, scenario, target, repeat, mode, tag, seconds)
         if scenario.name != "delete" or not result.get("exhausted") or attempt == 2:
             return result
         rate = 1.5 * result["rps"]
         record["delete_retries"] = record.get("delete_retries", 0) + 1
         _say(
-            f"  {scenario.name:<11} {target.name:<7} ran out of ids ({result['exhausted']}"
-            f" requests at {result['rps']:.0f}/s): again with more"
+            f"  {scenario.name:<11} {target.name:<7} {mode:<8} ran out of ids"
+            f" ({result['exhausted']} requests at {result['rps']:.0f}/s): again with more"
         )
         _settle(target)
     raise AssertionError("unreachable")
 
 
-def measure(run: Run, scenario: Scenario, target: Target, repeat: int) -> dict[str, Any]:
+def measure(run: Run, scenario: Scenario, target: Target, repeat: int, mode: str) -> dict[str, Any]:
+    """One scenario on one target, pinned or unpinned (`mode`)."""
     args = run.args
+    target_cores, load_cores = run.pin(mode, target.workers)
     record: dict[str, Any] = {
         "scenario": scenario.name,
         "target": target.name,
         "repeat": repeat,
+        "pinning": mode,
         "workers": target.workers,
     }
     if scenario.slow:
         run.standins.set_latency(args.latency_ms / 1000)
     try:
         if args.warmup:
-            warm = _drive(run, scenario, target, repeat, "w", args.warmup, record)
+            warm = _drive(run, scenario, target, repeat, mode, "w", args.warmup, record)
             record["warmup_errors"] = warm["errors"]
             record["warmup_error_count"] = warm["error_count"]
             record["warmup_settle_s"] = _settle(target)
-        result = _drive(run, scenario, target, repeat, "m", args.duration, record)
+        result = _drive(run, scenario, target, repeat, mode, "m", args.duration, record)
     finally:
         if scenario.slow:
             run.standins.set_latency(0)
@@ -522,8 +513,7 @@ def measure(run: Run, scenario: Scenario, target: Target, repeat: int) -> dict[s
     record["cpu_cores"] = {name: round(seconds / wall, 2) for name, seconds in used.items()}
     record["target_cpu_s_by_pid"] = per_process
     record["cpu_ms_per_request"] = used["target"] * 1000 / max(1, record["requests"])
-    record["target_cores"] = sorted(target.cpus) if target.cpus else None
-    load_cores = run.pinning.load()
+    record["target_cores"] = sorted(target_cores) if target_cores else None
     record["load_cores"] = sorted(load_cores) if load_cores else None
     record["rss_bytes"] = sum(sizes.values())
     record["rss_workers_bytes"] = sum(
@@ -533,7 +523,7 @@ def measure(run: Run, scenario: Scenario, target: Target, repeat: int) -> dict[s
     errors = record["error_count"] + record.get("warmup_error_count", 0)
     latency = record["latency_us"]
     _say(
-        f"  {scenario.name:<11} {target.name:<7} {record['rps']:>9.1f} req/s"
+        f"  {scenario.name:<11} {target.name:<7} {mode:<8} {record['rps']:>9.1f} req/s"
         f"  p50 {latency['p50'] / 1000:7.2f} ms  p99 {latency['p99'] / 1000:7.2f} ms"
         f"  cpu {record['cpu_ms_per_request'] * 1000:7.0f} us/req"
         f"  rss {record['rss_bytes'] / 2**20:6.1f} MB  errors {errors}"
@@ -544,8 +534,9 @@ def measure(run: Run, scenario: Scenario, target: Target, repeat: int) -> dict[s
 
 
 def measure_events(run: Run, repeat: int) -> None:
-    """The events scenario: the service, then the floor (the other way round every other
-    repeat), each draining the same backlog alone."""
+    """The events scenario: in each mode of the repeat (the order of the HTTP scenarios),
+    the service, then the floor (the other way round every other repeat), each draining
+    the same backlog alone."""
     args = run.args
     if run.events is None:
         _say(f"{PROG}: events: {args.events:,} events for {args.instances:,} instances")
@@ -561,19 +552,40 @@ def measure_events(run: Run, repeat: int) -> None:
     order = [run.service, run.floor]
     if repeat % 2:
         order.reverse()
-    cpus, load = run.pinning.target(1), run.pinning.load()
-    for target in order:
-        record = events_bench.measure(
-            target, repeat, run.events, run.pg, run.standins, run.tmp, args.overrides, cpus, load
-        )
-        run.results.append(record)
-        _say(
-            f"  {'events':<11} {target.name:<7} {record['rps']:>9.1f} events/s"
-            f"  drain {record['drain_s']:6.2f} s  from launch {record['launch_to_done_s']:6.2f} s"
-            f"  cpu {record['cpu_ms_per_request'] * 1000:7.0f} us/event"
-            f"  rss {record['rss_bytes'] / 2**20:6.1f} MB  errors {record['error_count']}"
-            + (f"  {record['counters']}" if record["counters"] else "")
-        )
+    for mode in run.pinning.order(repeat):
+        for target in order:
+            # No HTTP target runs now: this moves the load side; the drainer starts on `cpus`.
+            cpus, load = run.pin(mode, 1)
+            record = events_bench.measure(
+                target,
+                repeat,
+                mode,
+                run.events,
+                run.pg,
+                run.standins,
+                run.tmp,
+                args.overrides,
+                cpus,
+                load,
+            )
+            run.results.append(record)
+            _say_events(record)
+
+
+def _say_events(record: dict[str, Any]) -> None:
+    _say(
+        f"  {'events':<11} {record['target']:<7} {record['pinning']:<8}"
+        f" {record['rps']:>9.1f} events/s"
+        f"  drain {record['drain_s']:6.2f} s  from launch {record['launch_to_done_s']:6.2f} s"
+        f"  cpu {record['cpu_ms_per_request'] * 1000:7.0f} us/event"
+        f"  rss {record['rss_bytes'] / 2**20:6.1f} MB  errors {record['error_count']}"
+        + (f"  {record['counters']}" if record["counters"] else "")
+    )
+
+
+def _scenarios(run: Run, scenarios: list[Scenario], repeat: int) -> None:
+    for scenario, mode, target in plan(scenarios, run.targets(repeat), run.pinning.order(repeat)):
+        run.results.append(measure(run, scenario, target, repeat, mode))
 
 
 def run_repeat(run: Run, repeat: int) -> None:
@@ -596,15 +608,11 @@ def run_repeat(run: Run, repeat: int) -> None:
             )
         if repeat == 0:
             check_same_answers(run.all_targets(), run.deep)
-        for scenario in normal:
-            for target in run.targets(repeat):
-                run.results.append(measure(run, scenario, target, repeat))
+        _scenarios(run, normal, repeat)
         run.stop_targets()
     if scaled:
         run.start(args.scale_workers)
-        for scenario in scaled:
-            for target in run.targets(repeat):
-                run.results.append(measure(run, scenario, target, repeat))
+        _scenarios(run, scaled, repeat)
         run.stop_targets()
     if any(each.events for each in args.selected):
         measure_events(run, repeat)
@@ -698,11 +706,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"{PROG}: temporary folder {tmp};"
                 f" interpreter {sys.executable} ({sys.version.split()[0]})"
             )
-            load_cores = pinning.load()
-            if load_cores:
-                # Inherited by PostgreSQL, the stand-ins and wrk; each target gets its own.
-                os.sched_setaffinity(0, load_cores)
-                _say(f"{PROG}: {pinning.describe(args.workers)}")
+            if not args.audit:
+                # Every process is moved to the cores of each measurement's mode (Run.pin).
+                modes = pinning.modes
+                _say(
+                    f"{PROG}: measured {' and '.join(modes)}, interleaved"
+                    if len(modes) > 1
+                    else f"{PROG}: measured {modes[0]} only"
+                )
             pg.start()
             run.standins.start()
             if args.audit:
