@@ -130,6 +130,14 @@ def set_affinity(pids: Iterable[int], cores: frozenset[int]) -> None:
                 os.sched_setaffinity(thread, cores)
 
 
+def own_affinity(pid: int) -> frozenset[int]:
+    """The cores a process's main thread may run on now (every core if it is gone)."""
+    try:
+        return frozenset(os.sched_getaffinity(pid))
+    except OSError:
+        return frozenset(os.sched_getaffinity(0))
+
+
 def mode_of(record: dict[str, object]) -> str:
     """A result's mode; records written before both modes were measured have none: pinned
     when they name the target's cores."""

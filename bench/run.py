@@ -33,7 +33,7 @@ from bench import events as events_bench
 from bench import report
 from bench.load import Load, find_wrk, run_wrk, wrk_version
 from bench.pg import PrivatePostgres, default_pg_user, find_bindir
-from bench.pinning import OPTIONS, Pinning, plan, set_affinity
+from bench.pinning import OPTIONS, Pinning, own_affinity, plan, set_affinity
 from bench.procs import (
     BenchError,
     core_busy,
@@ -272,15 +272,25 @@ class Run:
         return every[shift:] + every[:shift]
 
     def start(self, workers: int) -> None:
-        """All three at once, each with `workers` worker processes, on the cores this
-        process has now (`pin` moves them before each measurement)."""
+        """All three at once, each with `workers` worker processes, started on every core
+        this run may use; then where each process placed itself is noted (`pin` moves them
+        before each measurement: unpinned, back to that)."""
         args = self.args
         common = (self.pg, self.standins, self.tmp, workers)
-        start_all(
-            service_launch(self.service, *common, args.overrides),
-            reference_launch(FLOOR, self.floor, *common, args.pool, self.token_key),
-            reference_launch(peer(args.peer_app), self.peer, *common, args.pool, self.token_key),
-        )
+        mine = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, self.pinning.cores)
+        try:
+            start_all(
+                service_launch(self.service, *common, args.overrides),
+                reference_launch(FLOOR, self.floor, *common, args.pool, self.token_key),
+                reference_launch(
+                    peer(args.peer_app), self.peer, *common, args.pool, self.token_key
+                ),
+            )
+        finally:
+            os.sched_setaffinity(0, mine)
+        for each in self.all_targets():
+            each.own_cpus = {pid: own_affinity(pid) for pid in each.pids()}
 
     def pin(self, mode: str, workers: int) -> tuple[frozenset[int] | None, frozenset[int] | None]:
         """Move every process to the cores of `mode` (pinned or unpinned) for a target with
@@ -298,8 +308,11 @@ class Run:
             side += self.events.nats.pids()
         set_affinity(side, load or every)
         for each in self.all_targets():
-            if each.child is not None:
-                set_affinity(each.pids(), target or every)
+            if each.child is not None and target is not None:
+                set_affinity(each.pids(), target)
+            elif each.child is not None:  # unpinned: where it placed itself, as deployed
+                for pid in each.pids():
+                    set_affinity([pid], each.own_cpus.get(pid, every))
             each.cpus = target
         note = f"cores: {self.pinning.describe(workers, mode)}"
         if note not in self.notes:

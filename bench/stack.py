@@ -243,6 +243,9 @@ class Target:
     url: str = ""
     workers: int = 1
     cpus: frozenset[int] | None = None  # the cores it was pinned to (None: not pinned)
+    # Where each of its processes placed itself once started (the service keeps to one CPU
+    # of its own, SVC_CPU_AFFINITY): unpinned, that is where it runs, as deployed.
+    own_cpus: dict[int, frozenset[int]] = field(default_factory=dict)
 
     def pids(self) -> list[int]:
         from bench.procs import tree

@@ -348,6 +348,14 @@ VARIABLES: dict[str, Variable] = _table(
         aliases=("WEB_CONCURRENCY",),
     ),
     Variable(
+        "SVC_CPU_AFFINITY",
+        "auto",
+        _choice("auto", "off"),
+        "`auto`: each server process keeps to one CPU (the least busy of those it may use,"
+        " at start), so that its event loop and request threads hand work over on one core;"
+        " `off`: the kernel moves its threads between CPUs",
+    ),
+    Variable(
         "SVC_MAX_BODY_BYTES",
         str(1 << 20),
         _int_between(1, 1 << 30),
@@ -661,6 +669,7 @@ class Config:
     retry: RetryPolicy
     threads: int
     workers: int
+    cpu_affinity: str = _default("SVC_CPU_AFFINITY")  # "auto": one CPU per server process
     reconcile: Reconcile = Reconcile()
     max_body_bytes: int = _default("SVC_MAX_BODY_BYTES")
     log_format: str = _default("LOG_FORMAT")
@@ -710,6 +719,7 @@ class Config:
             ),
             threads=read("SVC_THREADS"),
             workers=read("SVC_WORKERS"),
+            cpu_affinity=read("SVC_CPU_AFFINITY"),
             reconcile=Reconcile(
                 interval=read("RECONCILE_INTERVAL"),
                 grace=read("RECONCILE_GRACE"),
