@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+import pytest
 import requests
 from placement_manager_client import Client
 
@@ -27,6 +28,11 @@ CONFIG_PREFIXES = (
     *("DB_", "SVC_", "POLICY_", "SP_", "UPSTREAM_", "RECONCILE_", "AUTH_", "LOG_"),
     *("PROMETHEUS_", "BIND_", "WEB_", "NATS_"),
 )
+
+
+# Set on a test's node when one of its phases failed (tests/subsystem/conftest.py): the
+# suites' fixtures then show what the serve processes logged during it.
+FAILED = pytest.StashKey[bool]()
 
 
 def clean_env() -> dict[str, str]:

@@ -4,7 +4,7 @@ clean slate (stand-ins reset, `resources` table emptied) before every test."""
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 
 import pytest
 from placement_manager_client import Client
@@ -12,7 +12,7 @@ from placement_manager_client import Client
 from placement.config import Database
 from tests.harness.calls import create, resource
 from tests.harness.databases import database_env, new_pg_database, sqlite_database
-from tests.harness.processes import Service, launch
+from tests.harness.processes import FAILED, Service, launch
 from tests.harness.records import empty
 from tests.harness.standins import StandInUpstreams
 
@@ -62,19 +62,6 @@ def service(
         yield Service(process, database)
 
 
-_FAILED = pytest.StashKey[bool]()
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item,
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    if report.failed:
-        item.stash[_FAILED] = True
-    return report
-
-
 @pytest.fixture(autouse=True)
 def clean_slate(
     request: pytest.FixtureRequest, service: Service, suite_standins: StandInUpstreams
@@ -85,7 +72,7 @@ def clean_slate(
     empty(service.database)
     logged_before = service.process.log_path.stat().st_size
     yield
-    if request.node.stash.get(_FAILED, False):
+    if request.node.stash.get(FAILED, False):
         with service.process.log_path.open(errors="replace") as log:
             log.seek(logged_before)
             print(f"--- the service's log during the test ({service.database.type}):")

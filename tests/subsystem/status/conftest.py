@@ -6,7 +6,7 @@ what every service process logged meanwhile is shown with it."""
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +18,7 @@ from placement.config import Database
 from tests.harness.calls import create, resource
 from tests.harness.databases import database_env
 from tests.harness.nats import NatsServer
-from tests.harness.processes import ServeProcess, Service, launch
+from tests.harness.processes import FAILED, ServeProcess, Service, launch
 from tests.harness.standins import StandInUpstreams
 from tests.harness.status_events import eventually, nats_connected
 from tests.subsystem.api.conftest import SERVICE_ENV
@@ -93,25 +93,12 @@ def create_all(client: Client, ids: list[str]) -> dict[str, datetime]:
         return dict(pool.map(one, ids))
 
 
-_FAILED = pytest.StashKey[bool]()
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item,
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    if report.failed:
-        item.stash[_FAILED] = True
-    return report
-
-
 @pytest.fixture(autouse=True)
 def show_logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
     """When a test fails, print what each serve process logged during it."""
     _WATCHED[:] = [(p, p.log_path.stat().st_size) for p, _ in _WATCHED if p.process.poll() is None]
     yield
-    if request.node.stash.get(_FAILED, False):
+    if request.node.stash.get(FAILED, False):
         for process, offset in _WATCHED:
             with process.log_path.open(errors="replace") as log:
                 log.seek(offset)
