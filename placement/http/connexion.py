@@ -6,7 +6,11 @@
    handler's whole decorator chain (signature inspection, URI parser, parameter and
    response wrappers) and the request validators of the operation; here each is built
    once per operation (per content type, for body validators; per schema, for schema
-   validators), and layers that only pass requests through are left out.
+   validators), and layers that only pass requests through are left out. An operation
+   whose only parameters are path strings (GET and DELETE by id) is validated by checks
+   compiled from their schemas and its parameters passed as Starlette found them,
+   instead of parsing the request twice more (`path_string_checks`); a value that fails
+   a check goes through Connexion's validation, for its error.
 2. Behaviour (always on): a body without Content-Type is 415 (Connexion would guess JSON,
    then hand the handler raw bytes); validation errors name the parameter; a spec
    `pattern` matches the whole value, as JSON Schema's ECMA-262 regular expressions do
@@ -77,6 +81,8 @@ class _Parameters(AsyncParameterDecorator):  # type: ignore[misc]
         body_name = sanitize(found.body_name(None))
         if found.is_request_body_defined or has_kwargs or body_name in arguments:
             return stock
+        if path_string_checks(found.parameters) is not None:
+            return _path_strings_only(function, stock, arguments, sanitize)
 
         @functools.wraps(function)
         async def wrapper(request: Any) -> Any:
@@ -93,14 +99,40 @@ class _Parameters(AsyncParameterDecorator):  # type: ignore[misc]
                 )
             )
             kwargs = {sanitize(k): v for k, v in kwargs.items()}
-            for key, value in context.items():
-                if key in arguments:
-                    kwargs[key] = value
-            if CONTEXT_NAME in arguments:
-                kwargs[CONTEXT_NAME] = context
-            return await function(**kwargs)
+            return await function(**_with_context(kwargs, arguments))
 
         return wrapper
+
+
+def _path_strings_only(
+    function: Callable[..., Any],
+    stock: Callable[..., Any],
+    arguments: list[str],
+    sanitize: Callable[[str], str],
+) -> Callable[..., Any]:
+    """Parameter passing for an operation whose only parameters are path strings
+    (`path_string_checks`): Connexion would pass each as it is (a string's "coercion"
+    is the identity) and no query parameter (none is declared)."""
+
+    @functools.wraps(function)
+    async def wrapper(request: Any) -> Any:
+        if _has_content_type(request.scope["headers"]):
+            return await stock(request)
+        kwargs = {sanitize(k): v for k, v in request.scope.get("path_params", {}).items()}
+        return await function(**_with_context(kwargs, arguments))
+
+    return wrapper
+
+
+def _with_context(kwargs: dict[str, Any], arguments: list[str]) -> dict[str, Any]:
+    """`kwargs` and what the handler takes of Connexion's request context, as Connexion
+    passes them."""
+    for key, value in context._get_current_object().items():
+        if key in arguments:
+            kwargs[key] = value
+    if CONTEXT_NAME in arguments:
+        kwargs[CONTEXT_NAME] = context
+    return kwargs
 
 
 class _DecorateOnce(StarletteDecorator):  # type: ignore[misc]
@@ -115,8 +147,12 @@ class _DecorateOnce(StarletteDecorator):  # type: ignore[misc]
         async def handle() -> Any:
             if not parsers:  # the operation is known (from the request context) only now
                 parsers.append(self.uri_parser)
+            # The request's own scope and channel, not Connexion's context proxies (each
+            # use of a proxy looks its value up again).
             request = self.framework.get_request(
-                uri_parser=parsers[0], scope=scope, receive=receive
+                uri_parser=parsers[0],
+                scope=scope._get_current_object(),
+                receive=receive._get_current_object(),
             )
             return await decorated(request)
 
@@ -373,13 +409,79 @@ def _query_text(query_string: bytes) -> None:
             )
 
 
+# What a string parameter's schema may hold for `string_check` to decide it alone.
+_STRING_KEYWORDS = frozenset(
+    {"type", "pattern", "minLength", "maxLength", "enum", "description", "example", "title"}
+)
+_PATH_PARAMETER_KEYS = frozenset({"name", "in", "required", "description", "schema", "example"})
+
+
+def string_check(schema: dict[str, Any]) -> Callable[[str], bool] | None:
+    """Whether a string passes `schema` as the parameter validation decides it (Draft 4,
+    a pattern matching the whole value), compiled once: for a schema holding only a
+    string's type, pattern, length bounds and enum; None for any other (jsonschema
+    decides those)."""
+    if schema.get("type") != "string" or not schema.keys() <= _STRING_KEYWORDS:
+        return None
+    regex = whole_value_pattern(schema["pattern"]) if "pattern" in schema else None
+    shortest, longest = schema.get("minLength", 0), schema.get("maxLength")
+    allowed = schema.get("enum")
+
+    def check(value: str) -> bool:
+        return (
+            shortest <= len(value)
+            and (longest is None or len(value) <= longest)
+            and (regex is None or regex.search(value) is not None)
+            and (allowed is None or value in allowed)
+        )
+
+    return check
+
+
+def path_string_checks(
+    parameters: Sequence[dict[str, Any]],
+) -> dict[str, Callable[[str], bool]] | None:
+    """Each parameter's `string_check` by its name as Starlette's path parameters hold
+    it, for an operation whose parameters are all path strings; else None."""
+    checks = {}
+    for parameter in parameters:
+        if parameter.get("in") != "path" or not parameter.keys() <= _PATH_PARAMETER_KEYS:
+            return None
+        check = string_check(parameter.get("schema", {}))
+        if check is None:
+            return None
+        checks[parameter["name"].replace("-", "_")] = check
+    return checks
+
+
+def _path_strings_pass(checks: dict[str, Callable[[str], bool]], scope: Scope) -> bool:
+    found = scope.get("path_params", {})
+    for name, check in checks.items():
+        value = found.get(name)
+        if not isinstance(value, str) or _UNSTORABLE.search(value) or not check(value):
+            return False
+    return True
+
+
 class NamedParameterValidator(ParameterValidator):  # type: ignore[misc]
-    """Connexion's parameter validation; errors name the parameter."""
+    """Connexion's parameter validation; errors name the parameter. An operation whose
+    parameters are all path strings is decided by `string_check` when its values pass
+    (Connexion's validation would parse the request again to find them): any that does
+    not goes through Connexion's validation, for its error."""
 
     schema_validator = staticmethod(_cached)
+    quick = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        declared = [p for found in self.parameters.values() for p in found]
+        quick = self.quick and not self.strict_validation
+        self._path_checks = path_string_checks(declared) if quick else None
 
     def validate(self, scope: Scope) -> None:
         _query_text(scope.get("query_string", b""))
+        if self._path_checks is not None and _path_strings_pass(self._path_checks, scope):
+            return
         super().validate(scope)
 
     @classmethod
@@ -490,6 +592,7 @@ def json_depth(document: Any) -> int:
 
 class _FreshParameterValidator(NamedParameterValidator):
     schema_validator = staticmethod(_fresh)
+    quick = False
 
 
 class _FreshJsonBodyValidator(JsonBodyValidator):

@@ -36,6 +36,9 @@ def mask_urls(text: str) -> str:
     return _USER_INFO.sub(r"\g<scheme>***@", text)
 
 
+_ENCODER = json.JSONEncoder(default=str)  # json.dumps(line, default=str) makes one a line
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return mask_urls(self._line(record))
@@ -53,7 +56,7 @@ class JsonFormatter(logging.Formatter):
         line |= {k: v for k, v in vars(record).items() if k not in _STANDARD}
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return _ENCODER.encode(line)
 
 
 # Control characters (C0, DEL, C1): a CR, LF or terminal escape from a client must not
@@ -91,6 +94,11 @@ class TextFormatter(logging.Formatter):
 
 
 def configure(level: str, fmt: str = "json") -> None:
+    # No formatter here writes where a line was logged from, nor the thread or process:
+    # the logging HOWTO's "Optimization" switches keep every record from looking them up
+    # (a stack walk and three lookups a line, one access line a request).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logging.basicConfig(level=level, handlers=[handler], force=True)

@@ -175,6 +175,20 @@ IMITATED = {
     ),
     "connexion.operations:OpenAPIOperation.consumes": "715cbbe402f7",
     "connexion.operations:OpenAPIOperation.body_schema": "89f917e679d6",
+    # NamedParameterValidator's and _Parameters' path-string operations (`path_string_checks`):
+    # a declared string path parameter is found as Starlette holds it and passed unchanged
+    # (coerce_type: a string's "type" is no cast), query parameters only when declared.
+    "connexion.validators.parameter:ParameterValidator.validate_request": "e3d4a4e16aae",
+    "connexion.validators.parameter:ParameterValidator.validate_path_parameter": "5f0668de581b",
+    "connexion.uri_parsing:AbstractURIParser.resolve_params": "cd5c04e13032",
+    "connexion.utils:coerce_type": "802d7bd3ca28",
+    "connexion.lifecycle:ConnexionRequest.path_params": "546382a52e95",
+    "connexion.decorators.parameter:_get_path_arguments": "dce2f42b8282",
+    "connexion.decorators.parameter:_get_val_from_param": "23ae7326c64a",
+    "connexion.decorators.parameter:_get_query_arguments": "77f3e0a63d78",
+    "connexion.decorators.parameter:_query_args_helper": "272f1cd04f9d",
+    # _DecorateOnce: the request built on the scope and channel the context proxies name
+    "connexion.middleware.context:ContextOperation.__call__": "3d58a914f557",
     # _SwaggerUIOnItsPaths
     "connexion.middleware.swagger_ui:SwaggerUIMiddleware.__call__": "63d1a07033fd",
     "connexion.middleware.swagger_ui:SwaggerUIAPI.__init__": "7a6906ffd8a0",
@@ -202,6 +216,10 @@ NAMES = [
     "connexion.json_schema:Draft4RequestValidator",
     "connexion.context:scope",
     "connexion.context:receive",
+    "connexion.context:scope._get_current_object",
+    "connexion.context:receive._get_current_object",
+    "connexion.context:context._get_current_object",
+    "connexion.operations:AbstractOperation.parameters",
     "connexion.exceptions:BadRequestProblem",
     "connexion.exceptions:UnsupportedMediaTypeProblem",
     "connexion.exceptions:ProblemException",
