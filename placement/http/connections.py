@@ -21,6 +21,7 @@ import asyncio
 import functools
 import logging
 import time
+import weakref
 from typing import Any, cast
 
 import httptools
@@ -302,22 +303,32 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         still sends is no request to wait for (and a trickle must not hold it open); a body
         broken off (a refusal while it arrived) reads as a disconnect once what came of it
         is read, and then the refusal answers instead of the app."""
-        receive, send = cycle.receive, cycle.send
+        # The channels, set on the cycle, name it only weakly: a cycle that names its own
+        # channels, which name it, would outlive its request as garbage for the cyclic
+        # collector (measured: a GET cost a fifth more CPU). The cycle lives while the app
+        # runs (`run_asgi` is its method).
+        watched = weakref.ref(cycle)
 
         async def receive_until_broken() -> Any:
+            cycle = watched()
+            if cycle is None:
+                return {"type": "http.disconnect"}
             if self._broken and cycle is self.cycle and not cycle.body:
                 if not cycle.response_started and not cycle.disconnected:
                     cycle.disconnected = True  # its answer, if any, is the refusal
                     self._answered()
                 return {"type": "http.disconnect"}
-            return await receive()
+            return await RequestResponseCycle.receive(cycle)
 
         async def send_closing(message: Any) -> None:
+            cycle = watched()
+            if cycle is None:
+                return
             if message["type"] == "http.response.start" and (
                 cycle.more_body or cycle.body or message["status"] in _CLOSING_STATUSES
             ):
                 cycle.keep_alive = False
-            await send(message)
+            await RequestResponseCycle.send(cycle, message)
 
         cycle.receive = receive_until_broken  # type: ignore[method-assign]
         cycle.send = send_closing  # type: ignore[method-assign]

@@ -14,6 +14,7 @@ same way as when it arrives in one read. CI runs a fixed, bounded number of exam
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import os
 
@@ -163,3 +164,24 @@ def test_a_head_one_byte_over_the_limit_is_over_whatever_the_reads() -> None:
     framing = Framing(len(head))
     assert pieces(framing, head[:-1]) == [(head[:-1], Piece.PART)]
     assert pieces(framing, head[-1:]) == [(head[-1:], Piece.HEAD)]
+
+
+def test_a_served_request_leaves_nothing_for_the_cyclic_collector() -> None:
+    """Each request's cycle is freed when its answer is out (reference counting), not
+    left, with its scope and headers, for the cyclic collector: under load, a GET cost
+    about a fifth more CPU when the protocol's channels and the cycle named each other."""
+    requests = [_head("GET", f"/r{n}", [], None) for n in range(20)]
+    gc.collect()
+    gc.disable()
+    try:
+        served = outcome([b"".join(requests)])
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        left = [type(o).__name__ for o in gc.garbage if type(o).__name__ == "RequestResponseCycle"]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert [status for status, _ in served.answers] == [200] * 20
+    # The last one goes with its connection (uvicorn's protocol and cycle name each other).
+    assert len(left) <= 1, f"{len(left)} of 20 requests left for the cyclic collector"

@@ -95,7 +95,8 @@ def test_only_operations_with_path_strings_alone_get_checks() -> None:
     query = {"name": "provider", "in": "query", "schema": {"type": "string"}}
     header = {"name": "x-thing", "in": "header", "schema": {"type": "string"}}
     checks = path_string_checks([path])
-    assert checks is not None and list(checks) == ["resource_id"]  # as Starlette names it
+    assert checks is not None
+    assert list(checks) == ["resource_id"]  # as Starlette names it
     assert path_string_checks([]) == {}
     assert path_string_checks([path, query]) is None
     assert path_string_checks([header]) is None
