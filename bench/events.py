@@ -180,7 +180,9 @@ class JetStream:
     def __init__(self, url: str) -> None:
         self._loop = asyncio.new_event_loop()
         self._client = self._run(nats.connect(url, allow_reconnect=False, connect_timeout=5))
-        self._js = self._client.jetstream()
+        # JetStream API requests wait up to 30 s (nats-py's default, 5 s, was once too
+        # short for deleting a durable right after a drain of the whole backlog).
+        self._js = self._client.jetstream(timeout=30)
 
     def _run(self, coroutine: Any) -> Any:
         return self._loop.run_until_complete(asyncio.wait_for(coroutine, 60))
@@ -211,8 +213,14 @@ class JetStream:
             time.sleep(0.05)
 
     def delete_durable(self, name: str) -> None:
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            self._run(self._js.delete_consumer(STREAM, name))
+        for attempt in range(3):
+            try:
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    self._run(self._js.delete_consumer(STREAM, name))
+                return
+            except nats.errors.TimeoutError:
+                if attempt == 2:
+                    raise
 
     def durable(self, name: str) -> api.ConsumerInfo | None:
         try:
