@@ -458,7 +458,7 @@ def _path_strings_pass(checks: dict[str, Callable[[str], bool]], scope: Scope) -
     found = scope.get("path_params", {})
     for name, check in checks.items():
         value = found.get(name)
-        if not isinstance(value, str) or _UNSTORABLE.search(value) or not check(value):
+        if not isinstance(value, str) or _unstorable(value) is not None or not check(value):
             return False
     return True
 
